@@ -1,0 +1,1 @@
+"""Raw behaviour logs -> clean Delta tables (events, users, items) and quarantine."""

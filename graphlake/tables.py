@@ -1,0 +1,58 @@
+"""Table names (paths relative to the lake root), one place for all stages.
+
+Example:
+    >>> from graphlake import tables
+    >>> tables.table_path("./lakehouse", tables.CLEAN_EVENTS)
+    './lakehouse/clean/events'
+"""
+
+from __future__ import annotations
+
+import os
+
+CLEAN_EVENTS = "clean/events"
+CLEAN_USERS = "clean/users"
+CLEAN_ITEMS = "clean/items"
+QUARANTINE_EVENTS = "quarantine/events"
+ETL_RUNS = "meta/etl_runs"
+
+GRAPH_MANIFEST = "graph/manifest"
+GRAPH_STATS = "graph/stats"
+ASSETS_REGISTRY = "assets/registry"
+
+DATA_DOCS_DIR = "_reports/data_docs"
+REPORTS_DIR = "_reports"
+
+
+def id_map(node_type: str) -> str:
+    """``graph/id_map_<type>``."""
+    return f"graph/id_map_{node_type}"
+
+
+def nodes(node_type: str) -> str:
+    """``graph/nodes_<type>``."""
+    return f"graph/nodes_{node_type}"
+
+
+def features(node_type: str) -> str:
+    """``graph/features_<type>``."""
+    return f"graph/features_{node_type}"
+
+
+def edges(src_type: str, relation: str, dst_type: str) -> str:
+    """``graph/edges_<src>__<rel>__<dst>``."""
+    return f"graph/edges_{src_type}__{relation}__{dst_type}"
+
+
+def embeddings(asset: str) -> str:
+    """``emb/<asset>``."""
+    return f"emb/{asset}"
+
+
+def table_path(lake: str, name: str) -> str:
+    """Absolute-or-relative path of table ``name`` under lake root ``lake``."""
+    if not isinstance(lake, str) or not lake:
+        raise ValueError(f"lake: expected a non-empty path, got {lake!r}")
+    if not isinstance(name, str) or not name or name.startswith("/") or ".." in name.split("/"):
+        raise ValueError(f"name: expected a relative table name like 'clean/events', got {name!r}")
+    return os.path.join(lake, name)
