@@ -54,6 +54,7 @@ REASON = "reason"
 STAGE = "stage"  # events | items | users
 RECORD_KEY = "record_key"
 INGESTED_AT = "ingested_at"
+SOURCE_DT = "source_dt"  # the raw events folder (dt=...) a record arrived in
 
 # ---------------------------------------------------------------- quarantine reasons
 R_INVALID_JSON = "invalid_json"
@@ -78,6 +79,7 @@ CLEAN_EVENTS_SCHEMA = T.StructType(
         T.StructField(SESSION_ID, T.StringType(), True),
         T.StructField(QUERY, T.StringType(), True),
         T.StructField(PRICE, T.DoubleType(), True),
+        T.StructField(SOURCE_DT, T.StringType(), True),
         T.StructField(DT, T.StringType(), False),
     ]
 )
