@@ -247,8 +247,8 @@ def drop_duplicate_events(valid: DataFrame, existing: DataFrame | None = None) -
 
 
 def to_clean_events(events: DataFrame) -> DataFrame:
-    """Project valid parsed events onto the clean-events schema (plus ``source_dt``)."""
-    return events.select(*[F.col(f.name).cast(f.dataType) for f in S.CLEAN_EVENTS_SCHEMA.fields], SOURCE_DT)
+    """Project valid parsed events onto the clean-events schema."""
+    return events.select(*[F.col(f.name).cast(f.dataType) for f in S.CLEAN_EVENTS_SCHEMA.fields])
 
 
 def to_quarantine(rejected: DataFrame, stage: str, key_col: str, dt_col: str | Column) -> DataFrame:

@@ -571,6 +571,15 @@ def cleanup(path: str, older_than_s: float = 3600.0, dry_run: bool = False) -> l
     return sorted(removed)
 
 
+def restore(path: str, version: int) -> int:
+    """Make ``version`` the table's content again, as a new commit; returns the new version."""
+    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+        raise ValueError(f"version: expected a non-negative int, got {version!r}")
+    table = _load(path)
+    table.restore(version)
+    return _load(path).version()
+
+
 def vacuum(path: str, retention_hours: int = 168, dry_run: bool = True) -> list[str]:
     """Remove files no version within ``retention_hours`` references (delta-rs vacuum)."""
     return _load(path).vacuum(retention_hours=retention_hours, dry_run=dry_run, enforce_retention_duration=False)

@@ -14,6 +14,8 @@ CLEAN_EVENTS = "clean/events"
 CLEAN_USERS = "clean/users"
 CLEAN_ITEMS = "clean/items"
 QUARANTINE_EVENTS = "quarantine/events"
+QUARANTINE_ITEMS = "quarantine/items"
+QUARANTINE_USERS = "quarantine/users"
 ETL_RUNS = "meta/etl_runs"
 
 GRAPH_MANIFEST = "graph/manifest"
