@@ -16,8 +16,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+DEMO_EVENTS ?= 300000
+
 demo: install
-	$(VENV)/bin/graphlake demo --lake $(LAKE)
+	$(VENV)/bin/graphlake demo --lake $(LAKE) --events $(DEMO_EVENTS)
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -1,0 +1,1 @@
+"""assets: see ../shared/DESIGN.md; built by its own issue."""

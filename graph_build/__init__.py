@@ -1,0 +1,1 @@
+"""graph_build: see ../shared/DESIGN.md; built by its own issue."""

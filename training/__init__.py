@@ -1,0 +1,1 @@
+"""training: see ../shared/DESIGN.md; built by its own issue."""

@@ -1,0 +1,1 @@
+"""udfs: see ../shared/DESIGN.md; built by its own issue."""
