@@ -129,6 +129,7 @@ def run_etl(spark, raw_dir: str, lake_dir: str, dates=None, rules: X.EtlRules | 
 
     parsed = X.mark_bots(X.parse_events(_events_input(spark, raw_dir, dates), rules), rules)
     parsed = parsed.persist(StorageLevel.MEMORY_AND_DISK)
+    persisted = [parsed]
     try:
         reasons = _reason_counts(parsed)
         valid = parsed.filter(F.col(S.REASON).isNull())
@@ -142,11 +143,12 @@ def run_etl(spark, raw_dir: str, lake_dir: str, dates=None, rules: X.EtlRules | 
             existing = lake.read_table(spark, events_path, version=read_version)
             affected |= {d for d, in existing.filter(F.col(S.SOURCE_DT).isin(dates)).select(S.DT).distinct().collect()}
             kept = existing.filter(F.col(S.DT).isin(sorted(affected)) & ~F.col(S.SOURCE_DT).isin(dates))
-        first, dups = X.drop_duplicate_events(valid, kept)
-        clean_new = X.to_clean_events(first)
+        first, _dups = X.drop_duplicate_events(valid, kept)
+        clean_new = X.to_clean_events(first).persist(StorageLevel.MEMORY_AND_DISK)
+        persisted.append(clean_new)
         final = clean_new if kept is None else kept.select(*clean_new.columns).unionByName(clean_new)
         final = final.select(*[F.col(f.name).cast(f.dataType) for f in S.CLEAN_EVENTS_SCHEMA.fields])
-        n_dups = dups.count()
+        n_dups = reasons.get(None, 0) - clean_new.count()  # valid = kept once + duplicates
         n_input = sum(reasons.values())
         n_quarantined = n_input - reasons.get(None, 0)
         report["events"] = {
@@ -175,7 +177,8 @@ def run_etl(spark, raw_dir: str, lake_dir: str, dates=None, rules: X.EtlRules | 
                               metadata={"graphlake.job": "etl", "graphlake.run_id": run_id})
         report["quarantine_version"] = qw.version
     finally:
-        parsed.unpersist()
+        for df in persisted:
+            df.unpersist()
 
     for name, key, parser, clean_schema, clean_table, q_table in (
         ("items", S.ITEM_ID, X.parse_items, S.CLEAN_ITEMS_SCHEMA, tables.CLEAN_ITEMS, tables.QUARANTINE_ITEMS),
