@@ -158,13 +158,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="graphlake", description="graph-embedding data assets on a lakehouse")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--lake", default=DEFAULT_LAKE, help=f"lake root (default {DEFAULT_LAKE})")
+    common.add_argument("--json", action="store_true", help="print a JSON summary")
+    common.add_argument("--master", default=None, help="Spark master URL (default local[*] or $GRAPHLAKE_SPARK_MASTER)")
+    common.add_argument("--conf", action="append", help="extra Spark setting key=value (repeatable)")
+    common.add_argument("--seed", type=int, default=None, help="random seed")
+
     def add(name, func, help_):
-        p = sub.add_parser(name, help=help_)
-        p.add_argument("--lake", default=DEFAULT_LAKE, help=f"lake root (default {DEFAULT_LAKE})")
-        p.add_argument("--json", action="store_true", help="print a JSON summary")
-        p.add_argument("--master", default=None, help="Spark master URL (default local[*] or $GRAPHLAKE_SPARK_MASTER)")
-        p.add_argument("--conf", action="append", help="extra Spark setting key=value (repeatable)")
-        p.add_argument("--seed", type=int, default=None, help="random seed")
+        p = sub.add_parser(name, help=help_, parents=[common])
         p.set_defaults(func=func)
         return p
 
@@ -192,10 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("lake", cmd_lake, "lake maintenance: history, cleanup of failed writes")
     lake_sub = p.add_subparsers(dest="lake_command", required=True)
-    h = lake_sub.add_parser("history", help="commit history of a table")
+    h = lake_sub.add_parser("history", help="commit history of a table", parents=[common])
     h.add_argument("table", help="table name, e.g. clean/events")
     h.add_argument("--limit", type=int, default=20)
-    c = lake_sub.add_parser("cleanup", help="remove files of failed or killed writes")
+    c = lake_sub.add_parser("cleanup", help="remove files of failed or killed writes", parents=[common])
     c.add_argument("--older-than-minutes", type=float, default=60.0)
     c.add_argument("--dry-run", action="store_true")
 
