@@ -1,0 +1,77 @@
+"""Column names and schemas of the graph tables (the contract between graph build and training).
+
+Tables (names in :mod:`graphlake.tables`): ``graph/id_map_<type>``, ``graph/nodes_<type>``,
+``graph/features_<type>``, ``graph/edges_<src>__<rel>__<dst>``, ``graph/stats``, ``graph/manifest``.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import types as T
+
+# ---------------------------------------------------------------- node and edge types
+USER, ITEM, SHOP, BRAND, CATEGORY, QUERY = "user", "item", "shop", "brand", "category", "query"
+NODE_TYPES = (USER, ITEM, SHOP, BRAND, CATEGORY, QUERY)
+
+# user -> item behaviour relations (one per event type)
+BEHAVIOUR_RELATIONS = ("click", "view", "cart", "fav", "purchase")
+BELONGS_TO = "belongs_to"  # item -> shop / brand / category
+CHILD_OF = "child_of"  # category -> parent category
+FOLLOWS = "follows"  # user -> user
+CO_VIEW = "co_view"  # item -> item, same session
+CO_PURCHASE = "co_purchase"  # item -> item, same user within a window
+SEARCHED = "searched"  # query -> item (events that carried a query)
+
+
+def edge_type_name(src: str, rel: str, dst: str) -> str:
+    """``<src>__<rel>__<dst>``, the suffix of ``graph/edges_...`` and of snapshot folders."""
+    for name, value in (("src", src), ("rel", rel), ("dst", dst)):
+        if not isinstance(value, str) or not value or "__" in value or "/" in value:
+            raise ValueError(f"{name}: expected a non-empty name without '__' or '/', got {value!r}")
+    return f"{src}__{rel}__{dst}"
+
+
+# ---------------------------------------------------------------- columns
+KEY = "key"  # the original id (string)
+NODE_ID = "node_id"  # contiguous int64 from 0 per node type
+ADDED_IN = "added_in"  # graph version that assigned the id
+
+SRC_ID, DST_ID = "src_id", "dst_id"
+WEIGHT, COUNT, FIRST_TS, LAST_TS = "weight", "count", "first_ts", "last_ts"
+
+NUMERIC = "numeric"  # array<float>, normalised
+NUMERIC_MISSING = "numeric_missing"  # array<boolean>, True where the value was imputed
+CATEGORICAL = "categorical"  # array<int>, index 0 = missing / unknown
+TEXT = "text"  # array<float>, title embedding (items)
+IMAGE = "image"  # array<float>, upstream image vector (items)
+HAS_IMAGE = "has_image"  # boolean
+
+ID_MAP_SCHEMA = T.StructType(
+    [
+        T.StructField(KEY, T.StringType(), False),
+        T.StructField(NODE_ID, T.LongType(), False),
+        T.StructField(ADDED_IN, T.LongType(), False),
+    ]
+)
+
+EDGE_SCHEMA = T.StructType(
+    [
+        T.StructField(SRC_ID, T.LongType(), False),
+        T.StructField(DST_ID, T.LongType(), False),
+        T.StructField(WEIGHT, T.DoubleType(), False),
+        T.StructField(COUNT, T.LongType(), False),
+        T.StructField(FIRST_TS, T.TimestampType(), True),
+        T.StructField(LAST_TS, T.TimestampType(), True),
+    ]
+)
+
+FEATURES_SCHEMA = T.StructType(
+    [
+        T.StructField(NODE_ID, T.LongType(), False),
+        T.StructField(NUMERIC, T.ArrayType(T.FloatType(), False), False),
+        T.StructField(NUMERIC_MISSING, T.ArrayType(T.BooleanType(), False), False),
+        T.StructField(CATEGORICAL, T.ArrayType(T.IntegerType(), False), False),
+        T.StructField(TEXT, T.ArrayType(T.FloatType(), False), True),
+        T.StructField(IMAGE, T.ArrayType(T.FloatType(), False), True),
+        T.StructField(HAS_IMAGE, T.BooleanType(), False),
+    ]
+)
