@@ -126,8 +126,7 @@ def cmd_lake(args) -> dict:
     if args.lake_command == "history":
         rows = lake.history(tables.table_path(args.lake, args.table), limit=args.limit)
         _emit(args, {"table": args.table, "history": rows},
-              "\n".join(f"v{r['version']} {r.get('operation')} {r.get('graphlake.job', '')} "
-                        f"{r.get('operationParameters', {})}" for r in rows))
+              "\n".join(_history_line(r) for r in rows))
         return {"history": rows}
     removed = {}
     for root, dirs, _files in os.walk(args.lake):
@@ -140,6 +139,15 @@ def cmd_lake(args) -> dict:
           f"{'would remove' if args.dry_run else 'removed'} {total} uncommitted files/folders "
           f"in {len(removed)} tables")
     return removed
+
+
+def _history_line(entry: dict) -> str:
+    from datetime import datetime, timezone
+
+    when = datetime.fromtimestamp(entry.get("timestamp", 0) / 1000, tz=timezone.utc).isoformat(timespec="seconds")
+    params = entry.get("operationParameters") or {}
+    return (f"v{entry['version']:<4} {when}  {entry.get('operation', ''):<13} mode={params.get('mode', '')} "
+            f"job={entry.get('graphlake.job', '-')} run={entry.get('graphlake.run_id', '-')}")
 
 
 def cmd_demo(args) -> dict:
