@@ -55,6 +55,7 @@ STAGE = "stage"  # events | items | users
 RECORD_KEY = "record_key"
 INGESTED_AT = "ingested_at"
 SOURCE_DT = "source_dt"  # the raw events folder (dt=...) a record arrived in
+SPLIT = "split"  # import/test_interactions: which held-out split (test, valid) a pair belongs to
 
 # ---------------------------------------------------------------- quarantine reasons
 R_INVALID_JSON = "invalid_json"
@@ -119,3 +120,5 @@ QUARANTINE_SCHEMA = T.StructType(
         T.StructField(DT, T.StringType(), False),
     ]
 )
+
+IMPORT_TEST_SCHEMA = T.StructType([T.StructField(c, T.StringType(), False) for c in (USER_ID, ITEM_ID, SPLIT)])

@@ -5,6 +5,13 @@ Examples:
     graphlake etl --raw raw --lake lakehouse [--date 2024-01-01 ...] [--config etl.yaml]
     graphlake import --format lightgcn ../shared/datasets/gowalla --lake lakehouse
     graphlake validate --stage etl --lake lakehouse
+    graphlake graph build --lake lakehouse [--config graph.yaml]
+    graphlake graph stats --lake lakehouse [--json]
+    graphlake graph export --lake lakehouse [--graph-version N] [--out DIR]
+    graphlake validate --stage graph --lake lakehouse
+    graphlake train --lake lakehouse --config train.yaml [--backend local|ddp|horovod] [--workers N]
+    graphlake train --lake lakehouse --resume --run-id RUN
+    graphlake evaluate --lake lakehouse [--run-id RUN] [--k 20] [--test-file test.txt]
     graphlake lake history clean/events --lake lakehouse
     graphlake lake cleanup --lake lakehouse --older-than-minutes 60
     graphlake demo --lake lakehouse
@@ -20,6 +27,7 @@ import sys
 import time
 
 DEFAULT_LAKE = "./lakehouse"
+VALIDATE_STAGES = ("etl", "graph")
 
 
 def _spark(args):
@@ -107,17 +115,133 @@ def cmd_validate(args) -> dict:
     from etl.job import last_run, validate_run
     from graphlake.quality import QualityError
 
-    if args.stage != "etl":
-        raise ValueError(f"--stage: expected one of ['etl'], got {args.stage!r}")
+    if args.stage not in VALIDATE_STAGES:
+        raise ValueError(f"--stage: expected one of {list(VALIDATE_STAGES)}, got {args.stage!r}")
     spark = _spark(args)
     try:
-        summary = validate_run(spark, args.lake, last_run(spark, args.lake))
+        if args.stage == "graph":
+            from graph_build.job import validate_graph
+
+            summary = validate_graph(spark, args.lake, version=args.graph_version)
+        else:
+            summary = validate_run(spark, args.lake, last_run(spark, args.lake))
     except QualityError as exc:
         _emit(args, exc.summary, str(exc))
         raise SystemExit(1) from exc
     _emit(args, summary, f"stage {args.stage}: all suites passed ({', '.join(summary['suites'])}); "
                          f"Data Docs {summary['data_docs']}")
     return summary
+
+
+def cmd_graph(args) -> dict:
+    from graph_build.config import GraphConfig
+    from graphlake.config import load_config
+
+    spark = _spark(args)
+    if args.graph_command == "build":
+        from graph_build.job import build_graph
+
+        config = load_config(GraphConfig, args.config, section="graph")
+        summary = build_graph(spark, args.lake, config, validate=not args.no_validate)
+        _emit(args, summary, _graph_build_human(summary))
+        return summary
+    if args.graph_command == "export":
+        from graph_build.export import export_graph
+
+        summary = export_graph(spark, args.lake, version=args.graph_version, out_dir=args.out,
+                               overwrite=args.overwrite)
+        _emit(args, summary, _graph_export_human(summary))
+        return summary
+    from graph_build.manifest import graph_summary
+
+    summary = graph_summary(spark, args.lake, version=args.graph_version)
+    _emit(args, summary, _graph_stats_human(summary))
+    return summary
+
+
+def _graph_build_human(summary: dict) -> str:
+    lines = [f"graph version {summary['graph_version']} committed in {summary['seconds']} s "
+             f"(config {summary['config_hash']})"]
+    lines += [f"  nodes {t:<10} {n:>12,}" for t, n in summary["node_counts"].items()]
+    lines += [f"  edges {e:<36} {n:>12,}" for e, n in summary["edge_counts"].items()]
+    validation = summary.get("validation")
+    if validation:
+        lines.append(f"  data quality: {'passed' if validation['success'] else 'FAILED'}; "
+                     f"Data Docs {validation['data_docs']}")
+    return "\n".join(lines)
+
+
+def _graph_export_human(summary: dict) -> str:
+    how = "reused (already exported)" if summary["reused"] else f"written in {summary['seconds']} s"
+    lines = [f"training snapshot of graph version {summary['graph_version']}: {summary['path']} ({how}, "
+             f"{summary['total_bytes'] / 1e6:,.1f} MB)"]
+    lines += [f"  csr   {e:<36} {n:>12,} edges" for e, n in summary["edge_types"].items()]
+    lines += [f"  nodes {t:<36} {n:>12,}" for t, n in summary["node_types"].items()]
+    return "\n".join(lines)
+
+
+def _graph_stats_human(summary: dict) -> str:
+    lines = [f"graph version {summary['graph_version']} (created {summary['created_at']}, config "
+             f"{summary['config_hash']}, decay reference {summary['reference_ts']})",
+             f"  nodes: {summary['nodes_total']:,}"]
+    lines += [f"    {t:<10} {n:>12,}" for t, n in sorted(summary["node_counts"].items())]
+    lines.append(f"  edges: {summary['edges_total']:,}")
+    for name, n in sorted(summary["edge_counts"].items()):
+        src, rel, dst = name.split("__")
+        label = f"{src} -{rel}-> {dst}"
+        lines.append(f"    {label:<36} {n:>12,}")
+    degrees = summary.get("degrees")
+    if degrees:
+        lines.append("  degrees (per edge type and direction, over all nodes of the type):")
+        for key, d in degrees.items():
+            lines.append(f"    {key:<40} p50 {d['p50']:>5}  p90 {d['p90']:>5}  p99 {d['p99']:>6}  max {d['max']:>7}")
+    else:
+        lines.append("  degrees: no graph/stats table in this graph version")
+    comps = summary.get("components")
+    if comps:
+        lines.append(f"  connected components: {comps['components']:,} (largest {comps['largest_component']:,} nodes, "
+                     f"{comps['singleton_components']:,} isolated)")
+    return "\n".join(lines)
+
+
+def cmd_train(args) -> dict:
+    from graphlake.config import load_config
+    from training.config import TrainConfig
+    from training.job import train
+
+    config = None
+    if args.config or not args.resume:
+        config = load_config(TrainConfig, args.config, section="train")
+        if args.seed is not None:
+            config = TrainConfig(**{**_asdict(config), "seed": args.seed})
+        if args.epochs is not None:
+            config = TrainConfig(**{**_asdict(config), "epochs": args.epochs})
+    summary = train(_spark(args), args.lake, config, backend=args.backend, workers=args.workers,
+                    graph_version=args.graph_version, run_id=args.run_id, resume=args.resume,
+                    launcher=args.launcher, timeout_s=args.timeout, progress=not args.json)
+    lines = [f"training run {summary['run_id']} ({summary['backend']}, {summary['workers']} worker(s)): "
+             f"{summary['steps']} steps in {summary['seconds']} s on graph version {summary['graph_version']}"]
+    for name, value in sorted((summary.get("validation") or {}).items()):
+        lines.append(f"  {name}: {value:.4f}" if isinstance(value, float) else f"  {name}: {value}")
+    lines += [f"  embeddings {t:<10} -> train/embeddings_{t} (Delta version {v})" for t, v in summary["tables"].items()]
+    if summary.get("report"):
+        lines.append(f"  report: {summary['report']}")
+    _emit(args, summary, "\n".join(lines))
+    return summary
+
+
+def cmd_evaluate(args) -> dict:
+    from training.evaluate import evaluate
+
+    result = evaluate(_spark(args), args.lake, run_id=args.run_id, test_table=args.test_table,
+                      test_file=args.test_file, split=args.split or None, k=args.k, max_users=args.max_users,
+                      seed=args.seed or 0)
+    k = result["k"]
+    human = (f"run {result['run_id']} (graph version {result['graph_version']}): recall@{k} {result[f'recall@{k}']:.4f}  "
+             f"ndcg@{k} {result[f'ndcg@{k}']:.4f}  over {result['users']:,} users / {result['test_pairs']:,} pairs "
+             f"({result['unknown_pairs']:,} pairs with ids unknown to the graph), {result['seconds']} s")
+    _emit(args, result, human)
+    return result
 
 
 def cmd_lake(args) -> dict:
@@ -198,7 +322,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", help="dataset folder")
 
     p = add("validate", cmd_validate, "run a stage's Great Expectations suites on the lake")
-    p.add_argument("--stage", required=True, choices=["etl"])
+    p.add_argument("--stage", required=True, choices=list(VALIDATE_STAGES))
+    p.add_argument("--graph-version", dest="graph_version", type=int, default=None,
+                   help="with --stage graph: the graph version to check (default: latest)")
+
+    p = add("graph", cmd_graph, "graph build: clean tables -> versioned graph tables; graph stats")
+    graph_sub = p.add_subparsers(dest="graph_command", required=True)
+    b = graph_sub.add_parser("build", help="build and commit the next graph version", parents=[common])
+    b.add_argument("--config", help="YAML with graph rules (top-level or under `graph:`)")
+    b.add_argument("--no-validate", action="store_true", help="skip the Great Expectations gate")
+    st = graph_sub.add_parser("stats", help="summary of a graph version", parents=[common])
+    st.add_argument("--graph-version", dest="graph_version", type=int, default=None, help="default: latest")
+    ex = graph_sub.add_parser("export", help="training snapshot (CSR + feature .npy files) of a graph version",
+                              parents=[common])
+    ex.add_argument("--graph-version", dest="graph_version", type=int, default=None, help="default: latest")
+    ex.add_argument("--out", default=None, help="snapshot folder (default <lake>/snapshots/graph_v<N>)")
+    ex.add_argument("--overwrite", action="store_true", help="re-export an existing snapshot")
+
+    p = add("train", cmd_train, "train the heterogeneous GraphSAGE on a graph version; embeddings -> Delta")
+    p.add_argument("--config", help="YAML with training rules (top-level or under `train:`)")
+    p.add_argument("--backend", default="local", choices=["local", "ddp", "horovod"])
+    p.add_argument("--workers", type=int, default=1, help="ranks (ddp / horovod)")
+    p.add_argument("--launcher", default="process", choices=["process", "spark"],
+                   help="process: torchrun / horovodrun; spark: TorchDistributor / horovod.spark.run")
+    p.add_argument("--graph-version", dest="graph_version", type=int, default=None, help="default: latest")
+    p.add_argument("--run-id", dest="run_id", default=None)
+    p.add_argument("--resume", action="store_true", help="continue --run-id from its last checkpoint")
+    p.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
+    p.add_argument("--timeout", type=float, default=None, help="fail when the ranks run longer (seconds)")
+
+    p = add("evaluate", cmd_evaluate, "Recall@K / NDCG@K of a training run (full ranking)")
+    p.add_argument("--run-id", dest="run_id", default=None, help="default: the newest finished run")
+    p.add_argument("--test-table", dest="test_table", default="import/test_interactions")
+    p.add_argument("--test-file", dest="test_file", default=None, help="'user item [item ...]' lines")
+    p.add_argument("--split", default="test", help="split of the test table ('' = all)")
+    p.add_argument("--k", type=int, default=20)
+    p.add_argument("--max-users", dest="max_users", type=int, default=None, help="evaluate a sample of users")
 
     p = add("lake", cmd_lake, "lake maintenance: history, cleanup of failed writes")
     lake_sub = p.add_subparsers(dest="lake_command", required=True)
@@ -226,8 +385,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except Exception as exc:  # a failed job: one readable line, the details in the log
         from etl.job import EtlError
+        from graph_build.job import GraphBuildError
+        from training.job import TrainError
 
-        if isinstance(exc, EtlError):
+        if isinstance(exc, (EtlError, GraphBuildError, TrainError)):
             print(f"graphlake {args.command}: {exc}", file=sys.stderr)
             return 1
         raise

@@ -1,14 +1,13 @@
 """``graphlake demo``: every stage that exists, on synthetic logs, with what it produced.
 
-Stages so far: generate -> ETL (clean tables, quarantine, GE gate). Later stages append here.
+Stages so far: generate -> ETL (clean tables, quarantine, GE gate) -> graph build (id maps, nodes,
+edges, features, stats, GE gate, manifest) -> training snapshot. Later stages append here.
 """
 
 from __future__ import annotations
 
 import os
 import time
-
-import pyarrow as pa
 
 from graphlake import lake, tables
 
@@ -21,18 +20,13 @@ def _step(msg: str) -> float:
     return time.time()
 
 
-def _row_count(path: str) -> int:
-    """Rows of the latest version from the Delta log's per-file stats (no data scan)."""
-    from deltalake import DeltaTable
-
-    actions = pa.table(DeltaTable(os.path.abspath(path)).get_add_actions(flatten=True))
-    return int(sum(actions.column("num_records").to_pylist())) if actions.num_rows else 0
-
-
 def run_demo(spark, lake_dir: str, raw_dir: str | None = None, events: int = 300_000, seed: int = 7) -> dict:
     """Generate ``events`` synthetic events, run the pipeline into ``lake_dir``, print a summary."""
     from etl.generator import GeneratorConfig, generate
     from etl.job import run_etl
+    from graph_build.export import export_graph
+    from graph_build.job import build_graph
+    from graph_build.manifest import table_rows
 
     if not isinstance(events, int) or events < 1000:
         raise ValueError(f"events: expected an int >= 1000, got {events!r}")
@@ -52,15 +46,29 @@ def run_demo(spark, lake_dir: str, raw_dir: str | None = None, events: int = 300
     for reason, n in ev["reasons"].items():
         print(f"      quarantined {reason:<28} {n:>8,}")
 
+    t = _step("graph build: clean tables -> graph version (stable ids, nodes, edges, features, stats; GE gate)")
+    graph = build_graph(spark, lake_dir)
+    print(f"    graph version {graph['graph_version']} committed ({time.time() - t:.1f} s, config "
+          f"{graph['config_hash']})", flush=True)
+    for node_type, n in graph["node_counts"].items():
+        print(f"      nodes {node_type:<10} {n:>10,}")
+    for edge_type, n in graph["edge_counts"].items():
+        print(f"      edges {edge_type:<34} {n:>10,}")
+
+    t = _step("graph export: training snapshot (memory-mappable CSR per relation + feature matrices)")
+    snapshot = export_graph(spark, lake_dir)
+    print(f"    {snapshot['path']} ({snapshot['total_bytes'] / 1e6:,.1f} MB, {time.time() - t:.1f} s)", flush=True)
+
     print("\n==> tables", flush=True)
     produced = {}
-    for name in _SHOWN_TABLES:
+    for name in [*_SHOWN_TABLES, *graph["outputs"], tables.GRAPH_MANIFEST]:
         path = tables.table_path(lake_dir, name)
         if lake.table_exists(path):
-            produced[name] = {"version": lake.table_version(path), "rows": _row_count(path)}
-            print(f"    {name:<22} version {produced[name]['version']:>3}  rows {produced[name]['rows']:>10,}")
+            produced[name] = {"version": lake.table_version(path), "rows": table_rows(path)}
+            entry = produced[name]
+            print(f"    {name:<42} version {entry['version']:>3}  rows {entry['rows']:>10,}")
     print("\n==> sample of clean/events", flush=True)
     lake.read_table(spark, tables.table_path(lake_dir, tables.CLEAN_EVENTS)).orderBy("ts", "event_id").show(5, truncate=False)
     docs = report.get("validation", {}).get("data_docs")
     print(f"==> Great Expectations Data Docs: {docs}")
-    return {"generate": gen, "etl": report, "tables": produced, "data_docs": docs}
+    return {"generate": gen, "etl": report, "graph": graph, "snapshot": snapshot, "tables": produced, "data_docs": docs}

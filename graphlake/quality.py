@@ -70,7 +70,9 @@ def run_suites(batches, lake: str, build_docs: bool = True, raise_on_failure: bo
     """Validate DataFrames against suites; write Data Docs; summarise.
 
     Args:
-        batches: sequence of ``(Suite, spark DataFrame)``.
+        batches: sequence of ``(Suite, DataFrame)``: a Spark DataFrame, or a pandas DataFrame for
+            small frames already on the driver (e.g. one row of metrics per table), which GE then
+            validates without Spark jobs.
         lake: lake root; Data Docs go to ``<lake>/_reports/data_docs``.
         build_docs: write the Data Docs HTML.
         raise_on_failure: raise :class:`QualityError` when any expectation fails.
@@ -96,12 +98,12 @@ def run_suites(batches, lake: str, build_docs: bool = True, raise_on_failure: bo
                 "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
             },
         )
-    source = context.data_sources.add_spark(name="graphlake")
+    sources: dict = {}
     summary: dict = {"success": True, "suites": {}, "data_docs": os.path.join(site_dir, "index.html") if build_docs else None}
     for suite_def, df in batches:
         if not isinstance(suite_def, Suite):
             raise TypeError(f"batches: expected (Suite, DataFrame) pairs, got {type(suite_def).__name__}")
-        asset = source.add_dataframe_asset(name=suite_def.name)
+        asset = _source(context, sources, df).add_dataframe_asset(name=suite_def.name)
         batch_def = asset.add_batch_definition_whole_dataframe(f"{suite_def.name}.all")
         suite = context.suites.add(gx.ExpectationSuite(name=suite_def.name))
         for expectation in suite_def.expectations:
@@ -126,6 +128,17 @@ def run_suites(batches, lake: str, build_docs: bool = True, raise_on_failure: bo
     if raise_on_failure and not summary["success"]:
         raise QualityError(format_failures(summary), summary)
     return summary
+
+
+def _source(context, sources: dict, df):
+    """The context's Spark or pandas data source for ``df`` (created on first use)."""
+    import pandas as pd
+
+    kind = "pandas" if isinstance(df, pd.DataFrame) else "spark"
+    if kind not in sources:
+        add = context.data_sources.add_pandas if kind == "pandas" else context.data_sources.add_spark
+        sources[kind] = add(name="graphlake" if kind == "spark" else "graphlake_pandas")
+    return sources[kind]
 
 
 def format_failures(summary: dict) -> str:

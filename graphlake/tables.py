@@ -17,6 +17,7 @@ QUARANTINE_EVENTS = "quarantine/events"
 QUARANTINE_ITEMS = "quarantine/items"
 QUARANTINE_USERS = "quarantine/users"
 ETL_RUNS = "meta/etl_runs"
+IMPORT_TEST = "import/test_interactions"  # held-out interactions of an imported dataset
 
 GRAPH_MANIFEST = "graph/manifest"
 GRAPH_STATS = "graph/stats"
@@ -58,3 +59,17 @@ def table_path(lake: str, name: str) -> str:
     if not isinstance(name, str) or not name or name.startswith("/") or ".." in name.split("/"):
         raise ValueError(f"name: expected a relative table name like 'clean/events', got {name!r}")
     return os.path.join(lake, name)
+
+
+SNAPSHOTS_DIR = "snapshots"
+
+
+def snapshot_dir(lake: str, graph_version: int) -> str:
+    """``<lake>/snapshots/graph_v<N>``: the training snapshot of graph version ``N``."""
+    if isinstance(graph_version, bool) or not isinstance(graph_version, int) or graph_version < 0:
+        raise ValueError(f"graph_version: expected a non-negative int, got {graph_version!r}")
+    return os.path.join(lake, SNAPSHOTS_DIR, f"graph_v{graph_version}")
+
+
+RUNS_DIR = "_runs"
+TRAIN_RUNS = "meta/train_runs"

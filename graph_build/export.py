@@ -1,0 +1,69 @@
+"""``graphlake graph export``: the training snapshot of a committed graph version.
+
+A thin job: resolve the graph version through the manifest, read its edge and feature tables at
+the Delta versions it names, and hand them to :func:`graph_build.snapshot.export_snapshot`
+(layout, memory cost and how it is written: that module's docstring). The default folder is
+``<lake>/snapshots/graph_v<N>``; an existing complete snapshot of the same graph version is
+reused (the tables of a graph version never change), unless ``overwrite``.
+
+Example:
+    >>> summary = export_graph(spark, "lakehouse")            # latest graph version
+    >>> snap = open_snapshot(summary["path"])
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+from graph_build.manifest import load_graph_version, read_graph_table
+from graph_build.snapshot import open_snapshot, export_snapshot
+from graphlake import tables
+
+log = logging.getLogger(__name__)
+
+
+def export_graph(spark, lake_dir: str, version: int | None = None, out_dir: str | None = None,
+                 overwrite: bool = False, num_partitions: int | None = None) -> dict:
+    """Export graph version ``version`` (default: latest) as a training snapshot.
+
+    Args:
+        spark: SparkSession.
+        lake_dir: lake root with a committed graph version.
+        version: graph version; ``None`` takes the latest.
+        out_dir: snapshot folder (default ``<lake>/snapshots/graph_v<N>``); on a cluster it must be
+            a filesystem that the executors and the driver share.
+        overwrite: re-export even when a snapshot of this graph version is already there.
+        num_partitions: Spark tasks per table (default: the default parallelism).
+
+    Returns:
+        ``{"graph_version", "path", "reused", "edge_types" {name: nnz}, "node_types" {type: n},
+        "total_bytes", "seconds"}``.
+
+    Raises:
+        GraphNotFoundError: no such graph version. ValueError: ``out_dir`` holds a snapshot of
+        another graph version (pass ``overwrite=True`` to replace it).
+    """
+    started = time.time()
+    graph = load_graph_version(spark, lake_dir, version)
+    gv = graph["graph_version"]
+    out_dir = os.path.abspath(out_dir or tables.snapshot_dir(lake_dir, gv))
+    reused = False
+    if os.path.exists(out_dir) and not overwrite:
+        snap = open_snapshot(out_dir)
+        if snap.graph_version != gv:
+            raise ValueError(f"out_dir: {out_dir} holds a snapshot of graph version {snap.graph_version}, not {gv} "
+                             "(pass overwrite=True to replace it)")
+        manifest, reused = snap.manifest, True
+    else:
+        edges = {name: read_graph_table(spark, graph, tables.edges(*name.split("__"))) for name in graph["edge_counts"]}
+        features = {t: read_graph_table(spark, graph, tables.features(t)) for t in graph["node_types"]
+                    if tables.features(t) in graph["tables"]}
+        manifest = export_snapshot(spark, edges, features, graph["node_counts"], out_dir, gv, graph["feature_spec"],
+                                   num_partitions=num_partitions, overwrite=overwrite)
+    log.info("snapshot of graph version %d at %s (%s)", gv, out_dir, "reused" if reused else "written")
+    return {"graph_version": gv, "path": out_dir, "reused": reused,
+            "edge_types": {n: e["nnz"] for n, e in sorted(manifest["edge_types"].items())},
+            "node_types": {t: e["num_nodes"] for t, e in sorted(manifest["node_types"].items())},
+            "total_bytes": manifest["total_bytes"], "seconds": round(time.time() - started, 2)}

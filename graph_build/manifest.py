@@ -1,0 +1,164 @@
+"""``graph/manifest``: the commit point of a graph build, and how readers resolve a graph version.
+
+One row per committed graph version (see :data:`graph_build.schema.MANIFEST_SCHEMA`). The
+graph tables are ordinary Delta tables that a build overwrites or appends to; a graph version
+is the set of table *versions* its manifest row names. A build that fails before appending its
+row leaves no graph version (the tables it touched are restored), so readers that go through
+:func:`load_graph_version` never see a half-built graph.
+
+Example:
+    >>> g = load_graph_version(spark, "lakehouse")          # latest graph version
+    >>> g["graph_version"], g["node_counts"]["user"]
+    (3, 20000)
+    >>> clicks = read_graph_table(spark, g, "graph/edges_user__click__item")
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pyarrow as pa
+from pyspark.sql import functions as F
+
+from graph_build import schema as G
+from graphlake import lake, tables
+
+_TS_FORMAT = "yyyy-MM-dd'T'HH:mm:ss.SSSSSS'Z'"
+
+
+class GraphNotFoundError(FileNotFoundError):
+    """The lake has no committed graph version (or not the requested one)."""
+
+
+def table_rows(path: str, version: int | None = None) -> int:
+    """Rows of a Delta table version from the per-file statistics of its log (no data scan)."""
+    from deltalake import DeltaTable
+
+    actions = pa.table(DeltaTable(os.path.abspath(path), version=version).get_add_actions(flatten=True))
+    return int(sum(actions.column("num_records").to_pylist())) if actions.num_rows else 0
+
+
+def manifest_row(spark, graph_version: int, config_hash: str, config_json: str, reference_us: int | None,
+                 inputs: dict, outputs: dict, node_counts: dict, edge_counts: dict, feature_spec: dict | None = None):
+    """The one-row DataFrame a build appends to ``graph/manifest`` (``created_at`` = now, UTC)."""
+    values = {
+        G.GRAPH_VERSION: F.lit(int(graph_version)),
+        G.CREATED_AT: F.current_timestamp(),
+        G.CONFIG_HASH: F.lit(config_hash),
+        G.CONFIG_JSON: F.lit(config_json),
+        G.REFERENCE_TS: F.timestamp_micros(F.lit(reference_us).cast("long")),
+        G.INPUT_VERSIONS: F.lit(json.dumps(inputs, sort_keys=True)),
+        G.OUTPUT_VERSIONS: F.lit(json.dumps(outputs, sort_keys=True)),
+        G.NODE_COUNTS: F.lit(json.dumps(node_counts, sort_keys=True)),
+        G.EDGE_COUNTS: F.lit(json.dumps(edge_counts, sort_keys=True)),
+        G.FEATURE_SPEC: F.lit(json.dumps(feature_spec or {}, sort_keys=True)),
+    }
+    return spark.range(1).select(*[values[f.name].cast(f.dataType).alias(f.name) for f in G.MANIFEST_SCHEMA.fields])
+
+
+def _entry(row, lake_dir: str, manifest_version: int) -> dict:
+    outputs = json.loads(row[G.OUTPUT_VERSIONS])
+    node_counts = json.loads(row[G.NODE_COUNTS])
+    edge_counts = json.loads(row[G.EDGE_COUNTS])
+    return {
+        "graph_version": int(row[G.GRAPH_VERSION]),
+        "created_at": row["_created"],
+        "reference_ts": row["_ref"],
+        "config_hash": row[G.CONFIG_HASH],
+        "config": json.loads(row[G.CONFIG_JSON]),
+        "inputs": json.loads(row[G.INPUT_VERSIONS]),
+        "tables": {name: {"path": os.path.abspath(tables.table_path(lake_dir, name)), "version": int(v)}
+                   for name, v in sorted(outputs.items())},
+        "node_counts": node_counts,
+        "edge_counts": edge_counts,
+        "feature_spec": json.loads(row[G.FEATURE_SPEC] or "{}"),
+        "node_types": sorted(node_counts),
+        "edge_types": [tuple(name.split("__")) for name in sorted(edge_counts)],
+        "manifest_version": manifest_version,
+        "lake": os.path.abspath(lake_dir),
+    }
+
+
+def load_graph_version(spark, lake_dir: str, version: int | None = None) -> dict:
+    """Resolve a committed graph version through the manifest.
+
+    Args:
+        spark: SparkSession.
+        lake_dir: lake root.
+        version: graph version; ``None`` takes the latest.
+
+    Returns:
+        ``{"graph_version", "created_at", "reference_ts" (ISO strings), "config_hash", "config",
+        "inputs" {clean table: Delta version}, "tables" {graph table name: {"path", "version"}},
+        "node_counts", "edge_counts", "feature_spec" (see ``graph_build.features.feature_spec``),
+        "node_types", "edge_types" [(src, rel, dst)],
+        "manifest_version", "lake"}``.
+
+    Raises:
+        GraphNotFoundError: no graph was built yet, or ``version`` does not exist.
+    """
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 0):
+        raise ValueError(f"version: expected a non-negative int or None, got {version!r}")
+    path = tables.table_path(lake_dir, tables.GRAPH_MANIFEST)
+    manifest_version = lake.table_version(path)
+    if manifest_version is None:
+        raise GraphNotFoundError(f"lake: no graph built under {lake_dir!r} (run `graphlake graph build` first)")
+    df = lake.read_table(spark, path, version=manifest_version)
+    if version is not None:
+        df = df.filter(F.col(G.GRAPH_VERSION) == version)
+    df = df.orderBy(F.col(G.GRAPH_VERSION).desc()).limit(1).select(
+        "*", F.date_format(G.CREATED_AT, _TS_FORMAT).alias("_created"),
+        F.date_format(G.REFERENCE_TS, _TS_FORMAT).alias("_ref"))
+    rows = df.collect()
+    if not rows:
+        raise GraphNotFoundError(f"version: graph version {version} is not in {path!r}")
+    return _entry(rows[0], lake_dir, manifest_version)
+
+
+def read_graph_table(spark, graph: dict, name: str):
+    """Read table ``name`` (e.g. ``graph/nodes_user``) at the Delta version the graph version names."""
+    if not isinstance(graph, dict) or "tables" not in graph:
+        raise TypeError("graph: expected the dict load_graph_version returns")
+    if name not in graph["tables"]:
+        raise KeyError(f"name: {name!r} is not part of graph version {graph.get('graph_version')} "
+                       f"(tables: {sorted(graph['tables'])})")
+    entry = graph["tables"][name]
+    return lake.read_table(spark, entry["path"], version=entry["version"])
+
+
+def _percentile(hist: list[tuple[int, int]], percent: int) -> int:
+    """The percentile (nearest rank) of a degree histogram [(degree, nodes)] sorted by degree."""
+    total = sum(n for _, n in hist)
+    rank, seen = max(1, -(-percent * total // 100)), 0
+    for degree, n in hist:
+        seen += n
+        if seen >= rank:
+            return degree
+    return hist[-1][0]
+
+
+def graph_summary(spark, lake_dir: str, version: int | None = None) -> dict:
+    """What ``graphlake graph stats`` prints: the manifest entry's counts and, when the graph
+    version has ``graph/stats`` (the degree histogram of ``graph_build.analytics``), degree
+    percentiles per edge type and direction (p50, p90, p99, max over all nodes of the type, isolated
+    nodes counted at degree 0)."""
+    graph = load_graph_version(spark, lake_dir, version)
+    out = {k: graph[k] for k in ("graph_version", "created_at", "reference_ts", "config_hash", "node_counts",
+                                 "edge_counts", "inputs")}
+    out["nodes_total"] = sum(graph["node_counts"].values())
+    out["edges_total"] = sum(graph["edge_counts"].values())
+    if tables.GRAPH_STATS in graph["tables"]:
+        from graph_build import analytics as A  # the module that writes graph/stats
+
+        hist: dict[tuple[str, str], list] = {}
+        for r in read_graph_table(spark, graph, tables.GRAPH_STATS).collect():  # one row per distinct degree
+            hist.setdefault((r[A.EDGE_TYPE], r[A.DIRECTION]), []).append((int(r[A.DEGREE]), int(r[A.NUM_NODES])))
+        out["degrees"] = {
+            f"{et}:{direction}": {"p50": _percentile(h, 50), "p90": _percentile(h, 90), "p99": _percentile(h, 99),
+                                  "max": h[-1][0], "nodes": sum(n for _, n in h)}
+            for (et, direction), h in sorted(hist.items()) for h in [sorted(h)]
+        }
+        if A.GRAPH_COMPONENTS in graph["tables"]:
+            out["components"] = A.component_summary(read_graph_table(spark, graph, A.GRAPH_COMPONENTS))
+    return out
