@@ -7,10 +7,11 @@ LAKE   ?= ./lakehouse
 
 .PHONY: install demo test bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml training/distributed/build_horovod.sh
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
+	bash training/distributed/build_horovod.sh $(PY)
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 

@@ -1,0 +1,175 @@
+"""``graphlake train`` configuration: one frozen, self-checking dataclass (YAML section ``train:``).
+
+Example YAML::
+
+    train:
+      targets: [user__purchase__item, user__click__item]   # link-prediction objectives
+      mode: sampled              # or "full": LightGCN-style full-graph propagation per step
+      fanouts: [10, 5]
+      batch_size: 1024
+      epochs: 5
+      lr: 0.005
+      negatives: {uniform: 0.5, popularity: 0.5}
+      model: {hidden_dim: 64, num_layers: 2, aggr: weighted_mean, combine: attention}
+
+Example:
+    >>> cfg = load_config(TrainConfig, "train.yaml", section="train")
+    >>> cfg.fanouts, cfg.model_config().num_layers
+    ((10, 5), 2)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+MODES = ("sampled", "full")
+LOSSES = ("bpr", "sampled_softmax")
+OPTIMIZERS = ("adam", "adagrad", "sgd")
+NEGATIVE_STRATEGIES = ("uniform", "popularity", "in_batch", "hard")
+
+
+def _int(name: str, value, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name}: expected an int, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name}: expected >= {minimum}, got {value}")
+    return value
+
+
+def _float(name: str, value, minimum: float = 0.0, strict: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name}: expected a number, got {type(value).__name__} {value!r}")
+    if value < minimum or (strict and value == minimum):
+        raise ValueError(f"{name}: expected {'>' if strict else '>='} {minimum}, got {value}")
+    return float(value)
+
+
+def _edge_type(name: str, value) -> str:
+    parts = value.split("__") if isinstance(value, str) else []
+    if len(parts) != 3 or not all(parts):
+        raise ValueError(f"{name}: expected an edge type '<src>__<rel>__<dst>', got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Rules of a training run.
+
+    Attributes:
+        targets: stored edge types whose edges are the positive pairs (link prediction); empty
+            = every ``user__<behaviour>__item`` edge type of the graph.
+        edge_types: stored edge types used for message passing; empty = every edge type.
+        mode: ``sampled`` (mini-batches over sampled neighbourhoods; scales to any graph) or
+            ``full`` (every step propagates over the whole graph: LightGCN's training).
+        fanouts: neighbours sampled per layer, seeds' direct neighbours first (``-1`` = all);
+            its length is the number of layers in ``sampled`` mode.
+        weighted_sampling: sample neighbours proportionally to edge weight (else uniformly).
+        batch_size: positive pairs per step over all workers (each rank takes its share).
+        epochs, lr, weight_decay, optimizer: the optimisation (``weight_decay`` applies to dense
+            parameters; ``l2`` is LightGCN's penalty on the batch's embeddings).
+        num_negatives: negatives per positive; ``negatives``: mix of strategies (fractions sum to 1).
+        loss: ``bpr`` or ``sampled_softmax`` (scores divided by ``model.temperature``).
+        validation_fraction: share of each target's positives held out for the validation metric
+            per epoch (never the test set); 0 disables it. ``eval_k``: the K of Recall/NDCG@K.
+        checkpoint_every: steps between checkpoints (one is always written at the end of an epoch).
+        seed: every random choice derives from it (same inputs + seed -> same embeddings).
+        inference_batch_size: nodes per chunk in layer-wise inference.
+        model: the model's settings (``training.model.ModelConfig`` fields).
+    """
+
+    targets: tuple = ()
+    edge_types: tuple = ()
+    mode: str = "sampled"
+    fanouts: tuple = (10, 5)
+    weighted_sampling: bool = False
+    batch_size: int = 1024
+    epochs: int = 3
+    lr: float = 0.005
+    weight_decay: float = 0.0
+    l2: float = 1e-4
+    optimizer: str = "adam"
+    num_negatives: int = 1
+    negatives: dict = field(default_factory=lambda: {"uniform": 1.0})
+    loss: str = "bpr"
+    validation_fraction: float = 0.0
+    eval_k: int = 20
+    checkpoint_every: int = 200
+    seed: int = 0
+    inference_batch_size: int = 4096
+    model: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        for name in ("targets", "edge_types"):
+            value = getattr(self, name)
+            if isinstance(value, str) or not isinstance(value, (list, tuple)):
+                raise TypeError(f"{name}: expected a list of edge types, got {type(value).__name__} {value!r}")
+            object.__setattr__(self, name, tuple(_edge_type(f"{name}[{i}]", v) for i, v in enumerate(value)))
+        if self.mode not in MODES:
+            raise ValueError(f"mode: expected one of {list(MODES)}, got {self.mode!r}")
+        if isinstance(self.fanouts, (str, int)) or not isinstance(self.fanouts, (list, tuple)) or not self.fanouts:
+            raise ValueError(f"fanouts: expected a non-empty list of ints (-1 = all), got {self.fanouts!r}")
+        for i, f in enumerate(self.fanouts):
+            if isinstance(f, bool) or not isinstance(f, int) or (f < 1 and f != -1):
+                raise ValueError(f"fanouts[{i}]: expected an int >= 1 or -1, got {f!r}")
+        object.__setattr__(self, "fanouts", tuple(self.fanouts))
+        if not isinstance(self.weighted_sampling, bool):
+            raise TypeError(f"weighted_sampling: expected true or false, got {self.weighted_sampling!r}")
+        for name in ("batch_size", "epochs", "num_negatives", "eval_k", "checkpoint_every", "inference_batch_size"):
+            _int(name, getattr(self, name))
+        _int("seed", self.seed, minimum=0)
+        object.__setattr__(self, "lr", _float("lr", self.lr, strict=True))
+        for name in ("weight_decay", "l2"):
+            object.__setattr__(self, name, _float(name, getattr(self, name)))
+        fraction = _float("validation_fraction", self.validation_fraction)
+        if fraction >= 0.5:
+            raise ValueError(f"validation_fraction: expected < 0.5, got {fraction}")
+        object.__setattr__(self, "validation_fraction", fraction)
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer: expected one of {list(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss: expected one of {list(LOSSES)}, got {self.loss!r}")
+        if not isinstance(self.negatives, Mapping) or not self.negatives:
+            raise ValueError(f"negatives: expected a mapping strategy -> fraction, got {self.negatives!r}")
+        unknown = sorted(set(self.negatives) - set(NEGATIVE_STRATEGIES))
+        if unknown:
+            raise ValueError(f"negatives: unknown strategies {unknown} (known: {list(NEGATIVE_STRATEGIES)})")
+        mix = {k: _float(f"negatives[{k!r}]", v) for k, v in sorted(self.negatives.items())}
+        if abs(sum(mix.values()) - 1.0) > 1e-6:
+            raise ValueError(f"negatives: fractions must sum to 1, got {sum(mix.values())} ({mix})")
+        object.__setattr__(self, "negatives", mix)
+        if not isinstance(self.model, Mapping):
+            raise TypeError(f"model: expected a mapping of model settings, got {type(self.model).__name__}")
+        object.__setattr__(self, "model", dict(self.model))
+        self.model_config()  # checks the model settings now, naming the bad field
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.fanouts) if self.mode == "sampled" else self.model_config().num_layers
+
+    def model_config(self):
+        """The :class:`training.model.ModelConfig` of ``model`` (layers = ``len(fanouts)`` when sampled)."""
+        from training.model import ModelConfig
+
+        values = dict(self.model)
+        if self.mode == "sampled":
+            layers = values.setdefault("num_layers", len(self.fanouts))
+            if layers != len(self.fanouts):
+                raise ValueError(f"model.num_layers: {layers} differs from len(fanouts) = {len(self.fanouts)}")
+        try:
+            return ModelConfig.from_dict(values)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"model.{exc}") from None
+
+
+def config_json(config: TrainConfig) -> str:
+    """Canonical JSON of a config (sorted keys): what the run records and hashes."""
+    return json.dumps(dataclasses.asdict(config), sort_keys=True, default=list)
+
+
+def config_hash(config: TrainConfig) -> str:
+    """First 16 hex digits of the SHA-256 of :func:`config_json`."""
+    return hashlib.sha256(config_json(config).encode()).hexdigest()[:16]

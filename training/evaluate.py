@@ -1,0 +1,139 @@
+"""``graphlake evaluate``: Recall@K / NDCG@K of a training run, full ranking over all items minus
+each user's training items (the LightGCN protocol), on held-out pairs.
+
+The held-out pairs come from a table of ``(user_id, item_id, split)`` rows keyed by ORIGINAL ids
+(default ``import/test_interactions``, what ``graphlake import`` writes for the public datasets)
+or from a file of such pairs (``user item`` per line, or LightGCN's ``user item item ...``).
+They are mapped to node ids through the run's graph version; pairs whose user or item is not in
+the graph are counted (``unknown_pairs``), not silently dropped. The "training items" are the
+run's target edges (``user -> item`` targets of its snapshot).
+
+Scoring every user against every item is one chunked matrix product on the driver. A very large
+test set can be bounded with ``max_users``: a deterministic hash sample of the users.
+
+Example:
+    >>> result = evaluate(spark, "lakehouse", k=20)
+    >>> result["recall@20"], result["ndcg@20"]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+import torch
+from pyspark.sql import functions as F
+
+from etl import schema as S
+from graph_build import schema as G
+from graph_build.manifest import load_graph_version, read_graph_table
+from graph_build.snapshot import open_snapshot
+from graphlake import lake, tables
+from training.job import latest_run, run_dir_of
+from training.metrics import group_by_user, ranking_metrics
+from training.worker import embeddings_path, read_run
+
+EVALUATION_FILE = "evaluation.json"
+
+
+def _pairs_frame(spark, test_table: str | None, test_file: str | None, lake_dir: str, split: str | None):
+    if test_file is not None:
+        if not os.path.isfile(test_file):
+            raise FileNotFoundError(f"test_file: no such file {test_file!r}")
+        lines = spark.read.text(test_file).select(F.split(F.trim("value"), r"\s+").alias("p"))
+        lines = lines.filter(F.size("p") >= 2)
+        return lines.select(F.col("p")[0].alias(S.USER_ID), F.explode(F.slice("p", 2, 1 << 30)).alias(S.ITEM_ID))
+    path = tables.table_path(lake_dir, test_table)
+    if not lake.table_exists(path):
+        raise FileNotFoundError(f"test_table: no table {test_table!r} under {lake_dir!r} (import a dataset with held-out "
+                                "interactions, or pass a test file)")
+    df = lake.read_table(spark, path)
+    for col in (S.USER_ID, S.ITEM_ID):
+        if col not in df.columns:
+            raise ValueError(f"test_table: {test_table!r} has no column {col!r} (columns: {df.columns})")
+    if split is not None and S.SPLIT in df.columns:
+        df = df.filter(F.col(S.SPLIT) == split)
+    return df.select(S.USER_ID, S.ITEM_ID)
+
+
+def _test_pairs(spark, pairs, graph: dict, user_type: str, item_type: str, max_users: int | None, seed: int):
+    users = read_graph_table(spark, graph, tables.id_map(user_type)).select(
+        F.col(G.KEY).alias(S.USER_ID), F.col(G.NODE_ID).alias("_u"))
+    items = read_graph_table(spark, graph, tables.id_map(item_type)).select(
+        F.col(G.KEY).alias(S.ITEM_ID), F.col(G.NODE_ID).alias("_i"))
+    joined = pairs.select(F.trim(S.USER_ID).alias(S.USER_ID), F.trim(S.ITEM_ID).alias(S.ITEM_ID)).distinct() \
+        .join(users, S.USER_ID, "left").join(items, S.ITEM_ID, "left")
+    counts = joined.agg(F.count("*").alias("n"), F.count(F.when(F.col("_u").isNull() | F.col("_i").isNull(), 1))
+                        .alias("unknown")).first()
+    known = joined.filter(F.col("_u").isNotNull() & F.col("_i").isNotNull())
+    total_users = known.select("_u").distinct().count()
+    if max_users is not None and total_users > max_users:  # bounded: a deterministic hash sample of users
+        fraction = max_users / total_users
+        known = known.filter((F.abs(F.xxhash64(F.col("_u"), F.lit(seed))) % 1_000_000) < int(fraction * 1_000_000))
+    arrow = known.select("_u", "_i").toArrow()
+    return (torch.from_numpy(arrow.column("_u").to_numpy().astype(np.int64)),
+            torch.from_numpy(arrow.column("_i").to_numpy().astype(np.int64)), int(counts["n"]), int(counts["unknown"]),
+            total_users)
+
+
+def evaluate(spark, lake_dir: str, run_id: str | None = None, test_table: str = tables.IMPORT_TEST,
+             test_file: str | None = None, split: str | None = "test", k: int = 20, max_users: int | None = None,
+             seed: int = 0, target: str | None = None) -> dict:
+    """Evaluate run ``run_id`` (default: the newest finished run) on held-out pairs.
+
+    Args:
+        spark: SparkSession.
+        lake_dir: lake root.
+        run_id: training run; ``None`` = the newest in ``meta/train_runs``.
+        test_table: table of ``(user_id, item_id[, split])`` with original ids.
+        test_file: instead of a table, a text file of ``user item [item ...]`` lines.
+        split: keep only this ``split`` of the table (``None``: all rows).
+        k: the K of Recall@K / NDCG@K.
+        max_users: evaluate a deterministic sample of at most this many users.
+        seed: the sample's seed.
+        target: the ``<user type>__<rel>__<item type>`` whose edges are masked as training items
+            (default: every target of the run with the run's first target's node types).
+
+    Returns:
+        ``{"run_id", "graph_version", "recall@K", "ndcg@K", "users", "test_pairs", "unknown_pairs",
+        "k", "seconds"}`` (also saved as ``evaluation.json`` in the run folder).
+    """
+    started = time.time()
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 1000:
+        raise ValueError(f"k: expected an int in 1..1000, got {k!r}")
+    if max_users is not None and (isinstance(max_users, bool) or not isinstance(max_users, int) or max_users < 1):
+        raise ValueError(f"max_users: expected a positive int or None, got {max_users!r}")
+    run_id = run_id or latest_run(spark, lake_dir)["run_id"]
+    run_dir = run_dir_of(lake_dir, run_id)
+    spec = read_run(run_dir)
+    snap = open_snapshot(spec["snapshot"])
+    from training.config import TrainConfig
+    from training.trainer import resolve_targets
+
+    config = TrainConfig(**{k_: v for k_, v in spec["config"].items()})
+    targets = [target] if target else resolve_targets(snap, config)
+    user_type, _, item_type = targets[0].split("__")
+    targets = [t for t in targets if t.split("__")[0] == user_type and t.split("__")[2] == item_type]
+    for name in (user_type, item_type):
+        if not os.path.isfile(embeddings_path(run_dir, name)):
+            raise FileNotFoundError(f"run_id: run {run_id} has no {name} embeddings (did it finish?)")
+    graph = load_graph_version(spark, lake_dir, spec["graph_version"])
+    pairs = _pairs_frame(spark, test_table, test_file, lake_dir, split)
+    users, items, n_pairs, unknown, total_users = _test_pairs(spark, pairs, graph, user_type, item_type, max_users, seed)
+    src, dst = [], []
+    for t in targets:  # the training items to mask: the union of the target edges
+        indptr, indices, _ = snap.csr(t)
+        src.append(torch.repeat_interleave(torch.arange(len(indptr) - 1), torch.from_numpy(np.diff(indptr))))
+        dst.append(torch.from_numpy(np.asarray(indices).astype(np.int64)))
+    train_ptr, train_items = group_by_user(torch.cat(src), torch.cat(dst), snap.num_nodes(user_type))
+    metrics = ranking_metrics(np.load(embeddings_path(run_dir, user_type)), np.load(embeddings_path(run_dir, item_type)),
+                              users, items, train_ptr, train_items, k=k, score=config.model_config().decoder)
+    result = {"run_id": run_id, "graph_version": spec["graph_version"], **metrics, "unknown_pairs": unknown,
+              "input_pairs": n_pairs, "users_with_test_items": total_users, "k": k, "targets": targets,
+              "sampled_users": max_users is not None and total_users > max_users,
+              "seconds": round(time.time() - started, 1)}
+    with open(os.path.join(run_dir, EVALUATION_FILE), "w") as f:
+        json.dump(result, f, indent=1, sort_keys=True)
+    return result

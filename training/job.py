@@ -1,0 +1,224 @@
+"""``graphlake train``: snapshot -> ranks (local, Horovod or DDP) -> embeddings as Delta tables.
+
+The driver (this module) resolves the graph version, exports its training snapshot when it is
+not there yet (:mod:`graph_build.export`), writes ``run.json`` into the run folder
+``<lake>/_runs/train/<run_id>``, starts the ranks (in-process for ``local``, otherwise through
+:func:`training.distributed.launch.launch`), and finally writes the embeddings of every node type
+to ``train/embeddings_<type>`` (Delta, partitioned by ``run_id``; columns ``run_id, key, node_id,
+embedding``: keyed by the ORIGINAL ids through the graph version's id maps) and one row to
+``meta/train_runs``. The Delta write is a Spark job over node-id ranges that reads rows of the
+memory-mapped embedding files on the executors: nothing is collected on the driver.
+
+``resume=True`` continues an interrupted run (same run id) from its last checkpoint; the result
+equals an uninterrupted run with the same seed.
+
+Example:
+    >>> summary = train(spark, "lakehouse", TrainConfig(epochs=2), backend="ddp", workers=2)
+    >>> summary["run_id"], summary["tables"]["item"]
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from datetime import datetime, timezone
+
+import numpy as np
+import pyarrow as pa
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from graph_build import schema as G
+from graph_build.export import export_graph
+from graph_build.manifest import load_graph_version, read_graph_table
+from graphlake import lake, tables
+from training.config import TrainConfig, config_hash, config_json
+from training.report import write_training_report
+from training.worker import DONE_FILE, RUN_FILE, embeddings_path, read_run
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("local", "horovod", "ddp")
+RUN_ID, EMBEDDING = "run_id", "embedding"
+EMBEDDINGS_SCHEMA = T.StructType([
+    T.StructField(RUN_ID, T.StringType(), False),
+    T.StructField(G.KEY, T.StringType(), False),
+    T.StructField(G.NODE_ID, T.LongType(), False),
+    T.StructField(EMBEDDING, T.ArrayType(T.FloatType(), False), False),
+])
+RUNS_SCHEMA = T.StructType([
+    T.StructField(RUN_ID, T.StringType(), False),
+    T.StructField("finished_at", T.TimestampType(), False),
+    T.StructField(G.GRAPH_VERSION, T.LongType(), False),
+    T.StructField("config_hash", T.StringType(), False),
+    T.StructField("config", T.StringType(), False),
+    T.StructField("backend", T.StringType(), False),
+    T.StructField("workers", T.LongType(), False),
+    T.StructField("summary", T.StringType(), False),
+])
+
+
+class TrainError(RuntimeError):
+    """A training run failed (a rank died, a launcher error); the run folder keeps its checkpoints."""
+
+
+def run_dir_of(lake_dir: str, run_id: str) -> str:
+    return os.path.join(os.path.abspath(lake_dir), tables.RUNS_DIR, "train", run_id)
+
+
+def embeddings_table(node_type: str) -> str:
+    return f"train/embeddings_{node_type}"
+
+
+def _new_run_id(graph_version: int, config: TrainConfig) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    return f"g{graph_version}-{config_hash(config)[:8]}-{stamp}"
+
+
+def _prepare(spark, lake_dir, config, graph_version, run_id, resume) -> tuple[str, dict]:
+    if resume:
+        if not run_id:
+            raise ValueError("run_id: --resume needs the id of the run to continue")
+        run_dir = run_dir_of(lake_dir, run_id)
+        spec = read_run(run_dir)
+        if config is not None and config_hash(config) != spec["config_hash"]:
+            raise ValueError(f"config: differs from the one run {run_id} started with (hash {spec['config_hash']}); "
+                             "resume with the same config, or start a new run")
+        return run_dir, spec
+    config = config or TrainConfig()
+    exported = export_graph(spark, lake_dir, version=graph_version)
+    run_id = run_id or _new_run_id(exported["graph_version"], config)
+    run_dir = run_dir_of(lake_dir, run_id)
+    if os.path.exists(os.path.join(run_dir, RUN_FILE)):
+        raise ValueError(f"run_id: run {run_id} exists already (pass resume=True to continue it)")
+    os.makedirs(run_dir, exist_ok=True)
+    spec = {"run_id": run_id, "graph_version": exported["graph_version"], "snapshot": exported["path"],
+            "config": json.loads(config_json(config)), "config_hash": config_hash(config), "lake": os.path.abspath(lake_dir)}
+    with open(os.path.join(run_dir, RUN_FILE), "w") as f:
+        json.dump(spec, f, indent=1, sort_keys=True)
+    return run_dir, spec
+
+
+def _run_ranks(run_dir, backend, workers, resume, launcher, timeout_s, progress, spark) -> None:
+    if backend == "local":
+        from training.distributed import get_backend
+        from training.worker import run
+
+        run(run_dir, get_backend("local"), resume=resume, progress=progress)
+        return
+    from training.distributed.launch import LaunchError, launch
+
+    args = ["--run-dir", run_dir, "--backend", backend] + (["--resume"] if resume else []) + \
+        ([] if progress else ["--no-progress"])
+    try:
+        launch(backend, workers, "training.worker", args, mode=launcher, spark=spark, timeout_s=timeout_s)
+    except LaunchError as exc:
+        raise TrainError(f"training run {os.path.basename(run_dir)} failed: {exc}\nthe checkpoints are kept: continue "
+                         f"with `graphlake train --resume --run-id {os.path.basename(run_dir)}`") from exc
+
+
+def _embedding_rows(path: str, dim: int):
+    """mapInArrow task: node ids -> (node_id, embedding) rows read from the memory-mapped ``path``."""
+    def run(batches):
+        emb = np.load(path, mmap_mode="r")
+        for batch in batches:
+            ids = batch.column(0).to_numpy()
+            rows = np.ascontiguousarray(emb[ids], dtype=np.float32)
+            values = pa.FixedSizeListArray.from_arrays(pa.array(rows.reshape(-1)), dim).cast(pa.list_(pa.float32()))
+            yield pa.RecordBatch.from_arrays([pa.array(ids, pa.int64()), values], names=[G.NODE_ID, EMBEDDING])
+    return run
+
+
+def write_embeddings(spark, lake_dir: str, graph: dict, run_id: str, run_dir: str, node_types) -> dict:
+    """``train/embeddings_<type>`` partition ``run_id=<run_id>`` of every type; {type: Delta version}."""
+    written = {}
+    for t in node_types:
+        path = embeddings_path(run_dir, t)
+        n, dim = np.load(path, mmap_mode="r").shape
+        parts = max(1, min(n // 100_000 + 1, 4 * spark.sparkContext.defaultParallelism))
+        rows = spark.range(0, n, numPartitions=parts).withColumnRenamed("id", G.NODE_ID).mapInArrow(
+            _embedding_rows(path, dim), f"{G.NODE_ID} long, {EMBEDDING} array<float>")
+        keys = read_graph_table(spark, graph, tables.id_map(t)).select(G.KEY, G.NODE_ID)
+        df = rows.join(keys, G.NODE_ID, "inner").select(
+            F.lit(run_id).alias(RUN_ID), G.KEY, G.NODE_ID, EMBEDDING)
+        target = tables.table_path(lake_dir, embeddings_table(t))
+        res = lake.write_table(df, target, mode="overwrite", partition_by=[RUN_ID], replace_partitions={RUN_ID: [run_id]},
+                               metadata={"graphlake.job": "train", "graphlake.run_id": run_id})
+        written[t] = res.version
+    return written
+
+
+def train(spark, lake_dir: str, config: TrainConfig | None = None, backend: str = "local", workers: int = 1,
+          graph_version: int | None = None, run_id: str | None = None, resume: bool = False,
+          launcher: str = "process", timeout_s: float | None = None, progress: bool = True) -> dict:
+    """Train on a graph version and write the embeddings (see the module docstring).
+
+    Args:
+        spark: SparkSession (snapshot export, Delta writes, ``launcher="spark"``).
+        lake_dir: lake root with a committed graph version.
+        config: :class:`TrainConfig` (defaults when ``None``; with ``resume`` the run's own).
+        backend: ``local`` (one process), ``horovod`` or ``ddp``.
+        workers: ranks (``local``: must be 1).
+        graph_version: default the latest.
+        run_id: the run's id (default ``g<graph version>-<config hash>-<UTC time>``).
+        resume: continue run ``run_id`` from its last checkpoint.
+        launcher: ``process`` (horovodrun / torchrun) or ``spark`` (horovod.spark.run /
+            TorchDistributor on the session's cluster).
+        timeout_s: fail the run when the ranks take longer.
+
+    Returns:
+        ``{"run_id", "run_dir", "graph_version", "config_hash", "backend", "workers", "steps",
+        "validation", "tables" {type: Delta version}, "seconds"}``.
+
+    Raises:
+        ValueError / TypeError: bad arguments. TrainError: a rank failed (checkpoints kept).
+    """
+    started = time.time()
+    if backend not in BACKENDS:
+        raise ValueError(f"backend: expected one of {list(BACKENDS)}, got {backend!r}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers: expected an int >= 1, got {workers!r}")
+    if backend == "local" and workers != 1:
+        raise ValueError(f"workers: the local backend runs one process, got {workers} (use --backend ddp|horovod)")
+    if launcher not in ("process", "spark"):
+        raise ValueError(f"launcher: expected 'process' or 'spark', got {launcher!r}")
+    if config is not None and not isinstance(config, TrainConfig):
+        raise TypeError(f"config: expected TrainConfig, got {type(config).__name__}")
+    run_dir, spec = _prepare(spark, lake_dir, config, graph_version, run_id, resume)
+    if os.path.exists(os.path.join(run_dir, DONE_FILE)):
+        os.remove(os.path.join(run_dir, DONE_FILE))
+    _run_ranks(run_dir, backend, workers, resume, launcher, timeout_s, progress, spark)
+    if not os.path.isfile(os.path.join(run_dir, DONE_FILE)):
+        raise TrainError(f"training run {spec['run_id']}: the ranks exited without finishing (no {DONE_FILE})")
+    with open(os.path.join(run_dir, DONE_FILE)) as f:
+        done = json.load(f)
+    graph = load_graph_version(spark, lake_dir, spec["graph_version"])
+    node_types = sorted(n[:-4] for n in os.listdir(os.path.join(run_dir, "embeddings")) if n.endswith(".npy"))
+    written = write_embeddings(spark, lake_dir, graph, spec["run_id"], run_dir, node_types)
+    summary = {"run_id": spec["run_id"], "run_dir": run_dir, "graph_version": spec["graph_version"],
+               "config_hash": spec["config_hash"], "backend": backend, "workers": workers,
+               "steps": done["steps"], "validation": done.get("validation"), "tables": written,
+               "seconds": round(time.time() - started, 1)}
+    row = spark.createDataFrame([(spec["run_id"], datetime.now(timezone.utc).replace(tzinfo=None), spec["graph_version"],
+                                  spec["config_hash"], json.dumps(spec["config"], sort_keys=True), backend, workers,
+                                  json.dumps(summary, sort_keys=True))], RUNS_SCHEMA)
+    lake.write_table(row, tables.table_path(lake_dir, tables.TRAIN_RUNS), mode="append")
+    summary["report"] = write_training_report(run_dir, spec, summary)
+    return summary
+
+
+def latest_run(spark, lake_dir: str) -> dict:
+    """The newest finished run of ``meta/train_runs`` (``FileNotFoundError`` when there is none)."""
+    path = tables.table_path(lake_dir, tables.TRAIN_RUNS)
+    if not lake.table_exists(path):
+        raise FileNotFoundError(f"lake: no finished training run under {lake_dir!r} (run `graphlake train` first)")
+    row = lake.read_table(spark, path).orderBy(F.col("finished_at").desc(), F.col(RUN_ID).desc()).first()
+    return {**json.loads(row["summary"]), "config": json.loads(row["config"])}
+
+
+def remove_run(lake_dir: str, run_id: str) -> None:
+    """Delete a run's folder (checkpoints, embeddings files); its Delta partitions stay."""
+    shutil.rmtree(run_dir_of(lake_dir, run_id), ignore_errors=True)

@@ -1,0 +1,156 @@
+"""Link scores and ranking losses over embeddings.
+
+* :func:`score`: dot product or cosine similarity, divided by a temperature.
+* :func:`bpr_loss`: Bayesian personalised ranking, ``mean(-log sigmoid(pos - neg))`` (LightGCN).
+* :func:`sampled_softmax_loss`: softmax cross-entropy of the positive against K sampled
+  negatives, with the logQ correction for negatives drawn from a non-uniform (popularity)
+  distribution (Yi et al. 2019; TF's ``sampled_softmax_loss(subtract_log_q=True)``).
+* :func:`l2_regularisation`: LightGCN's ``0.5 * sum of squares / batch size`` over the batch's
+  ego (layer-0) embeddings.
+
+Example:
+    >>> pos = score(h["user"], h_pos)                     # (B,)
+    >>> neg = score(h["user"], h_neg)                     # (B, D) x (B, K, D) -> (B, K)
+    >>> loss = bpr_loss(pos, neg) + 1e-4 * l2_regularisation(ego_u, ego_pos, ego_neg)
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+SCORE_KINDS = ("dot", "cosine")
+
+
+def _tensor(name: str, x) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
+    if not x.dtype.is_floating_point:
+        raise ValueError(f"{name}: expected a floating-point tensor, got {x.dtype}")
+    return x
+
+
+def _temperature(temperature) -> float:
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
+        raise ValueError(f"temperature: expected a number > 0, got {temperature!r}")
+    return float(temperature)
+
+
+def score(u: torch.Tensor, v: torch.Tensor, kind: str = "dot", temperature: float = 1.0) -> torch.Tensor:
+    """Similarity of embedding pairs along the last dimension.
+
+    Args:
+        u: ``(..., D)``.
+        v: ``(..., D)`` broadcastable with ``u``; ``u (B, D)`` with ``v (B, K, D)`` scores each
+            row of ``u`` against its K candidates.
+        kind: ``"dot"`` or ``"cosine"``.
+        temperature: the scores are divided by it (> 0).
+
+    Returns:
+        ``(...)``: e.g. ``(B,)`` for ``(B, D), (B, D)`` and ``(B, K)`` for ``(B, D), (B, K, D)``.
+
+    Example:
+        >>> score(torch.tensor([[3., 4.]]), torch.tensor([[4., 3.]]), "cosine")
+        tensor([0.9600])
+    """
+    u, v = _tensor("u", u), _tensor("v", v)
+    if kind not in SCORE_KINDS:
+        raise ValueError(f"kind: expected one of {SCORE_KINDS}, got {kind!r}")
+    t = _temperature(temperature)
+    if u.shape[-1] != v.shape[-1]:
+        raise ValueError(f"v: expected last dimension {u.shape[-1]} (that of u), got {v.shape[-1]}")
+    if u.dim() == 2 and v.dim() == 3:
+        if v.shape[0] != u.shape[0]:
+            raise ValueError(f"v: expected (B={u.shape[0]}, K, D) candidates for u (B, D), got {tuple(v.shape)}")
+        u = u.unsqueeze(1)
+    if kind == "cosine":
+        u, v = F.normalize(u, dim=-1), F.normalize(v, dim=-1)
+    try:
+        s = (u * v).sum(-1)
+    except RuntimeError as err:
+        raise ValueError(f"v: shape {tuple(v.shape)} does not broadcast with u {tuple(u.shape)}") from err
+    return s / t if t != 1.0 else s
+
+
+def _pos_neg(pos_scores, neg_scores) -> tuple[torch.Tensor, torch.Tensor]:
+    pos, neg = _tensor("pos_scores", pos_scores), _tensor("neg_scores", neg_scores)
+    if pos.dim() != 1:
+        raise ValueError(f"pos_scores: expected shape (B,), got {tuple(pos.shape)}")
+    if neg.dim() == 1:
+        neg = neg.unsqueeze(1)
+    if neg.dim() != 2 or neg.shape[0] != pos.shape[0] or neg.shape[1] < 1:
+        raise ValueError(f"neg_scores: expected shape ({pos.shape[0]}, K) or ({pos.shape[0]},), "
+                         f"got {tuple(neg_scores.shape)}")
+    return pos, neg
+
+
+def bpr_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> torch.Tensor:
+    """BPR loss: the mean over all ``B * K`` pairs of ``-log sigmoid(pos_b - neg_bk)``.
+
+    Args:
+        pos_scores: ``(B,)``.
+        neg_scores: ``(B, K)`` (or ``(B,)``: one negative each).
+
+    Example:
+        >>> bpr_loss(torch.tensor([2.0, 0.0]), torch.tensor([[1.0], [0.0]]))  # (log(1+e^-1) + log 2) / 2
+        tensor(0.5032)
+    """
+    pos, neg = _pos_neg(pos_scores, neg_scores)
+    return F.softplus(neg - pos.unsqueeze(1)).mean()  # softplus(-x) == -logsigmoid(x), stable
+
+
+def sampled_softmax_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor, temperature: float = 1.0,
+                         log_q_correction: torch.Tensor | None = None) -> torch.Tensor:
+    """Sampled softmax: ``mean_b [logsumexp(l_b) - l_b0]`` with logits ``l = [pos, neg] / temperature``.
+
+    Args:
+        pos_scores: ``(B,)``.
+        neg_scores: ``(B, K)`` (or ``(B,)``).
+        temperature: > 0.
+        log_q_correction: log-probabilities of the candidates under the negative sampler,
+            subtracted from the (temperature-scaled) logits: ``(K,)`` (shared negatives) or
+            ``(B, K)`` for the negatives only, or ``(B, 1 + K)`` for the positive (column 0) and
+            the negatives. None: no correction (uniform negatives).
+
+    Example:
+        >>> sampled_softmax_loss(torch.tensor([1.0]), torch.tensor([[0.0, 0.0]]))  # log(e + 2) - 1
+        tensor(0.5514)
+    """
+    pos, neg = _pos_neg(pos_scores, neg_scores)
+    t = _temperature(temperature)
+    logits = torch.cat([pos.unsqueeze(1), neg], dim=1) / t
+    if log_q_correction is not None:
+        log_q = _tensor("log_q_correction", log_q_correction).to(logits.dtype)
+        b, k = neg.shape
+        if tuple(log_q.shape) in ((k,), (b, k)):
+            logits = torch.cat([logits[:, :1], logits[:, 1:] - log_q], dim=1)
+        elif tuple(log_q.shape) == (b, 1 + k):
+            logits = logits - log_q
+        else:
+            raise ValueError(f"log_q_correction: expected shape ({k},), ({b}, {k}) or ({b}, {1 + k}), "
+                             f"got {tuple(log_q.shape)}")
+    return (torch.logsumexp(logits, dim=1) - logits[:, 0]).mean()
+
+
+def l2_regularisation(*tensors: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+    """LightGCN's embedding regulariser: ``0.5 * sum_t ||t||^2 / batch_size``.
+
+    Args:
+        tensors: the batch's ego embeddings (e.g. users, positive items, negative items).
+        batch_size: the divisor; default the number of rows of the first tensor.
+
+    Example:
+        >>> l2_regularisation(torch.tensor([[1.0, 2.0]]), torch.tensor([[3.0, 0.0]]))  # 0.5 * 14 / 1
+        tensor(7.)
+    """
+    if not tensors:
+        raise ValueError("tensors: expected at least one tensor")
+    ts = [_tensor(f"tensors[{i}]", x) for i, x in enumerate(tensors)]
+    if batch_size is None:
+        batch_size = ts[0].shape[0] if ts[0].dim() else 1
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size: expected an int >= 1, got {batch_size!r}")
+    total = ts[0].pow(2).sum()
+    for x in ts[1:]:
+        total = total + x.pow(2).sum()
+    return 0.5 * total / batch_size

@@ -1,0 +1,369 @@
+"""The training loop of one rank: link prediction on the target edge types of a snapshot.
+
+Runs the same way in a single process (``LocalBackend``) and in every rank of a Horovod or DDP
+job: each rank reads only its shard of the training edges (a contiguous slice of the
+memory-mapped CSR), samples neighbourhoods from the memory-mapped graph, and the backend
+averages the gradients. Every random choice derives from ``(seed, epoch, step, rank)``
+(:mod:`training.checkpoint`), so a resumed run equals an uninterrupted one.
+
+Per step, for every target edge type ``(s, r, d)``: a batch of positive pairs, ``num_negatives``
+negatives per pair from the configured mix over ``d`` nodes, the sampled ``len(fanouts)``-hop
+neighbourhood of all of them (``mode: sampled``; the batch's own target edges are excluded from
+it, the standard leakage guard) or the whole graph (``mode: full``, LightGCN), BPR or sampled-
+softmax loss plus ``l2`` on the batch's embeddings.
+
+Example:
+    >>> trainer = Trainer(open_snapshot(path), TrainConfig(epochs=1), run_dir, LocalBackend())
+    >>> history = trainer.fit()
+    >>> embeddings = trainer.embed_all()      # {node_type: (num_nodes, dim) float32}
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+
+import numpy as np
+import torch
+
+from training import checkpoint as ckpt
+from training.config import TrainConfig
+from training.metrics import ranking_metrics
+from training.model import HeteroGraphSAGE, NodeFeatureSpec, gather_features
+from training.model.decoder import bpr_loss, l2_regularisation, sampled_softmax_loss, score
+from training.sampling import CSRNeighborSampler, HeteroCSRGraph, NegativeSampler, message_relations
+from training.sampling.base import REVERSE_PREFIX
+
+log = logging.getLogger(__name__)
+
+FEATURE_NAMES = ("numeric", "numeric_missing", "categorical", "text", "image", "has_image")
+BEHAVIOURS = ("click", "view", "cart", "fav", "purchase")
+
+
+def resolve_targets(snapshot, config: TrainConfig) -> list[str]:
+    """The target edge types: ``config.targets``, or every user -> item behaviour edge type."""
+    available = snapshot.edge_types
+    targets = list(config.targets) or [e for e in available if e.split("__")[1] in BEHAVIOURS
+                                       and e.startswith("user__") and e.endswith("__item")]
+    missing = [t for t in targets if t not in available]
+    if missing:
+        raise ValueError(f"targets: {missing} not in the snapshot (edge types: {available})")
+    if not targets:
+        raise ValueError(f"targets: the snapshot has no user -> item behaviour edges (edge types: {available}); "
+                         "name the target edge types in the config")
+    return targets
+
+
+def feature_specs(snapshot) -> dict[str, NodeFeatureSpec]:
+    """One :class:`NodeFeatureSpec` per node type from the snapshot's matrices and manifest."""
+    specs = {}
+    spec_json = snapshot.manifest.get("feature_spec") or {}
+    for t in snapshot.node_types:
+        names = set(snapshot.feature_names(t))
+        dims = {n: (snapshot.features(t, n).shape[1] if n in names else 0) for n in ("numeric", "text", "image")}
+        cards: tuple = ()
+        if "categorical" in names and snapshot.features(t, "categorical").shape[1] > 0:
+            cards = tuple(int(c) for c in spec_json.get(t, {}).get("categorical", {}).get("cardinalities", ()))
+            if len(cards) != snapshot.features(t, "categorical").shape[1]:  # no spec: from the data
+                cards = tuple(int(c) + 1 for c in np.asarray(snapshot.features(t, "categorical")).max(axis=0))
+        specs[t] = NodeFeatureSpec(num_nodes=snapshot.num_nodes(t), numeric_dim=dims["numeric"],
+                                   categorical_cardinalities=cards, text_dim=dims["text"], image_dim=dims["image"])
+    return specs
+
+
+def holdout_mask(nnz: int, fraction: float, seed: int, index: int) -> torch.Tensor:
+    """Boolean ``(nnz,)``: True for the edges of target ``index`` held out for validation."""
+    if fraction <= 0:
+        return torch.zeros(nnz, dtype=torch.bool)
+    return torch.rand(nnz, generator=ckpt.generator(seed, 7, index)) < fraction
+
+
+def _split_csr(indptr: np.ndarray, indices: np.ndarray, weights: np.ndarray, held: torch.Tensor):
+    """(train CSR, held-out (src, dst)) of one relation."""
+    src = torch.repeat_interleave(torch.arange(len(indptr) - 1), torch.from_numpy(np.diff(indptr)))
+    dst = torch.from_numpy(np.asarray(indices).astype(np.int64))
+    keep = ~held
+    counts = torch.bincount(src[keep], minlength=len(indptr) - 1)
+    new_ptr = torch.zeros(len(indptr), dtype=torch.int64)
+    torch.cumsum(counts, 0, out=new_ptr[1:])
+    w = torch.from_numpy(np.asarray(weights, dtype=np.float32))
+    return (new_ptr.numpy(), dst[keep].numpy(), w[keep].numpy()), (src[held], dst[held])
+
+
+def full_degrees(graph: HeteroCSRGraph) -> dict:
+    """``{rel: (deg_src (N_src,), deg_dst (N_dst,))}`` over the whole graph (LightGCN's normalisation)."""
+    out = {}
+    for rel in graph.relations:
+        s, name, d = rel
+        back = (d, name[len(REVERSE_PREFIX):] if name.startswith(REVERSE_PREFIX) else REVERSE_PREFIX + name, s)
+        out[rel] = (graph.degree(back, torch.arange(graph.num_nodes[s])).to(torch.float32),
+                    graph.degree(rel, torch.arange(graph.num_nodes[d])).to(torch.float32))
+    return out
+
+
+class Trainer:
+    """One rank's trainer (see the module docstring).
+
+    Args:
+        snapshot: an opened training snapshot (:func:`graph_build.snapshot.open_snapshot`).
+        config: :class:`TrainConfig`.
+        run_dir: the run's folder (checkpoints, metrics); shared by all ranks.
+        backend: a :class:`training.distributed.base.Backend`.
+        progress: show a progress bar on the root rank.
+    """
+
+    def __init__(self, snapshot, config: TrainConfig, run_dir: str, backend, progress: bool = True):
+        if not isinstance(config, TrainConfig):
+            raise TypeError(f"config: expected TrainConfig, got {type(config).__name__}")
+        self.snapshot, self.config, self.run_dir, self.backend, self.progress = snapshot, config, run_dir, backend, progress
+        self.device = backend.device
+        self.targets = resolve_targets(snapshot, config)
+        edge_types = list(config.edge_types) or snapshot.edge_types
+        missing = [t for t in list(edge_types) + self.targets if t not in snapshot.edge_types]
+        if missing:
+            raise ValueError(f"edge_types: {missing} not in the snapshot (edge types: {snapshot.edge_types})")
+        edge_types = sorted(set(edge_types) | set(self.targets))  # targets always pass messages (minus held-out)
+        csr, self.validation = {e: snapshot.csr(e) for e in edge_types}, {}
+        for i, e in enumerate(self.targets):
+            held = holdout_mask(len(csr[e][1]), config.validation_fraction, config.seed, i)
+            if bool(held.any()):
+                csr[e], self.validation[e] = _split_csr(*csr[e], held)
+        self.graph = HeteroCSRGraph({t: snapshot.num_nodes(t) for t in snapshot.node_types}, csr)
+        self.features = {t: {n: snapshot.features(t, n) for n in snapshot.feature_names(t) if n in FEATURE_NAMES}
+                         for t in snapshot.node_types}
+        torch.manual_seed(ckpt.step_seed(config.seed, 1))  # same initial parameters on every rank
+        self.model_config = config.model_config()
+        self.model = HeteroGraphSAGE.from_config(self.model_config, feature_specs(snapshot), self.graph.relations)
+        self.model.to(self.device)
+        self.degrees = full_degrees(self.graph) if self.model_config.weight_free else None
+        self.sampler = CSRNeighborSampler(self.graph, list(config.fanouts), weighted=config.weighted_sampling)
+        self.negatives = {}
+        for e in self.targets:
+            s_type, _, d_type = e.split("__")
+            fwd, rev = message_relations(e)
+            self.negatives[e] = NegativeSampler(
+                self.graph.num_nodes[d_type], dict(config.negatives),
+                degrees=self.graph.degree(fwd, torch.arange(self.graph.num_nodes[d_type])).to(torch.float32),
+                positives=self.graph.csr(rev)[:2])
+        self.shards = {e: self.graph.train_edges(e, backend.rank, backend.world_size) for e in self.targets}
+        self.edge_counts = {e: self.graph.edge_count(e) for e in self.targets}
+        self.total_edges = sum(self.edge_counts.values())
+        self.optimizer = self._optimizer()
+        self.history: list[dict] = []
+
+    # ------------------------------------------------------------------ set-up
+    def _optimizer(self):
+        dense = [p for n, p in self.model.named_parameters() if not self._is_sparse(n)]
+        sparse = [p for n, p in self.model.named_parameters() if self._is_sparse(n)]
+        c = self.config
+        if c.optimizer == "adam":
+            groups = [{"params": dense, "weight_decay": c.weight_decay}]
+            opt = torch.optim.Adam(groups, lr=c.lr)
+            if sparse:
+                opt = _Composite(opt, torch.optim.SparseAdam(sparse, lr=c.lr))
+        elif c.optimizer == "adagrad":
+            opt = torch.optim.Adagrad(dense + sparse, lr=c.lr, weight_decay=c.weight_decay if not sparse else 0.0)
+        else:
+            opt = torch.optim.SGD(dense + sparse, lr=c.lr, weight_decay=c.weight_decay if not sparse else 0.0)
+        return self.backend.wrap_optimizer(opt, self.model)
+
+    def _is_sparse(self, name: str) -> bool:
+        module = self.model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else self.model
+        return isinstance(module, torch.nn.Embedding) and module.sparse
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return max(1, math.ceil(self.total_edges / self.config.batch_size))
+
+    def _rank_batch(self, e: str, epoch: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """This rank's positives of target ``e`` for (epoch, step): a slice of its shard in a per-epoch order."""
+        src, dst = self.shards[e]
+        n = len(src)
+        share = self.config.batch_size * self.edge_counts[e] / max(1, self.total_edges) / self.backend.world_size
+        per_rank = max(1, int(round(share)))
+        if n == 0:
+            return src[:0], dst[:0]
+        order = torch.randperm(n, generator=ckpt.generator(self.config.seed, 2, epoch, self.backend.rank,
+                                                           self.targets.index(e)))
+        idx = order.index_select(0, (torch.arange(per_rank) + step * per_rank) % n)
+        return src.index_select(0, idx), dst.index_select(0, idx)
+
+    # ------------------------------------------------------------------ one step
+    def _step_loss(self, epoch: int, step: int) -> tuple[torch.Tensor, int]:
+        c, g = self.config, ckpt.generator(self.config.seed, 3, epoch, step, self.backend.rank)
+        torch.manual_seed(ckpt.step_seed(c.seed, 4, epoch, step, self.backend.rank))  # dropout
+        seeds: dict[str, list] = {}
+        plan, exclude = [], {}
+        for e in self.targets:
+            s_type, _, d_type = e.split("__")
+            pos_src, pos_dst = self._rank_batch(e, epoch, step)
+            neg = self.negatives[e].sample(pos_src, pos_dst, c.num_negatives, generator=g)
+            s_off = sum(len(x) for x in seeds.get(s_type, []))
+            seeds.setdefault(s_type, []).append(pos_src)
+            d_off = sum(len(x) for x in seeds.get(d_type, []))
+            seeds.setdefault(d_type, []).extend([pos_dst, neg.reshape(-1)])
+            plan.append((e, s_type, d_type, s_off, d_off, len(pos_src)))
+            exclude[e] = (pos_src, pos_dst)
+        seeds_t = {t: torch.cat(v) for t, v in seeds.items()}
+        if c.mode == "full":
+            out = self._forward(self.graph.full_batch(num_layers=self.model_config.num_layers))
+            out = {t: out[t].index_select(0, ids.to(self.device)) for t, ids in seeds_t.items()}
+        else:
+            out = self._forward(self.sampler.sample(seeds_t, generator=g, exclude=exclude))
+        losses, count = [], 0
+        for e, s_type, d_type, s_off, d_off, b in plan:
+            if b == 0:
+                continue
+            u = out[s_type][s_off:s_off + b]
+            v = out[d_type][d_off:d_off + b]
+            n = out[d_type][d_off + b:d_off + b + b * c.num_negatives].reshape(b, c.num_negatives, -1)
+            kind, temp = self.model_config.decoder, self.model_config.temperature
+            pos_scores = score(u, v, kind=kind, temperature=temp)
+            neg_scores = score(u, n, kind=kind, temperature=temp)
+            loss = bpr_loss(pos_scores, neg_scores) if c.loss == "bpr" else sampled_softmax_loss(pos_scores, neg_scores)
+            losses.append(loss * b + c.l2 * l2_regularisation(u, v, n) * b)
+            count += b
+        if count == 0:
+            return torch.zeros((), requires_grad=True), 0
+        return torch.stack(losses).sum() / count, count
+
+    def _forward(self, batch) -> dict:
+        return self.model(batch, gather_features(self.features, batch.node_ids, device=self.device),
+                          degrees=self.degrees)
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self, resume: bool = False) -> list[dict]:
+        """Train ``config.epochs`` epochs (from the latest checkpoint when ``resume``); returns the history."""
+        c, b = self.config, self.backend
+        epoch = step = global_step = 0
+        state = ckpt.load_latest(self.run_dir) if resume else None
+        if state is not None:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            epoch, step, global_step, self.history = state["epoch"], state["step"], state["global_step"], state["history"]
+            log.info("rank %d resumed at epoch %d step %d", b.rank, epoch, step)
+        b.broadcast_state(self.model, self.optimizer)
+        bar = _progress(self.progress and b.is_root, c.epochs * self.steps_per_epoch, global_step)
+        while epoch < c.epochs:
+            self.model.train()
+            started, seen = time.time(), 0
+            while step < self.steps_per_epoch:
+                self.optimizer.zero_grad()
+                loss, n = self._step_loss(epoch, step)
+                loss.backward()
+                self.optimizer.step()
+                step, global_step = step + 1, global_step + 1
+                seen += n
+                value = b.allreduce_mean(float(loss.detach()), "loss")
+                rate = seen * b.world_size / max(1e-9, time.time() - started)
+                self.history.append({"epoch": epoch, "step": global_step, "loss": value, "edges_per_s": rate})
+                if bar is not None:
+                    bar.set_postfix(epoch=epoch, loss=f"{value:.4f}", edges_s=f"{rate:,.0f}")
+                    bar.update(1)
+                if global_step % c.checkpoint_every == 0 and step < self.steps_per_epoch:
+                    self._checkpoint(epoch, step, global_step)
+            epoch, step = epoch + 1, 0
+            if self.validation and b.is_root:
+                metrics = self.validate()
+                self.history.append({"epoch": epoch - 1, "step": global_step, **metrics})
+                log.info("epoch %d validation %s", epoch - 1, metrics)
+            self._checkpoint(epoch, step, global_step)
+        if bar is not None:
+            bar.close()
+        b.barrier()
+        return self.history
+
+    def _checkpoint(self, epoch: int, step: int, global_step: int) -> None:
+        if self.backend.is_root:
+            ckpt.save_checkpoint(self.run_dir, {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                                                "epoch": epoch, "step": step, "global_step": global_step,
+                                                "history": self.history})
+        self.backend.barrier()
+
+    # ------------------------------------------------------------------ inference and validation
+    @torch.no_grad()
+    def embed_all(self, node_types=None, rank_slice: bool = False) -> dict[str, np.ndarray]:
+        """Embeddings of every node of ``node_types`` (default: all), mini-batched over sampled
+        neighbourhoods (fixed seeds: deterministic) or one full propagation (``mode: full``).
+
+        With ``rank_slice`` each rank computes only its contiguous slice of every type and the
+        result holds ``(lo, hi, rows)`` per type instead of the full matrix.
+        """
+        self.model.eval()
+        types = list(node_types or self.snapshot.node_types)
+        if self.config.mode == "full":
+            out = self._forward(self.graph.full_batch(num_layers=self.model_config.num_layers))
+            return {t: out[t].cpu().numpy().astype(np.float32) for t in types}
+        result = {}
+        for ti, t in enumerate(types):
+            n = self.snapshot.num_nodes(t)
+            lo, hi = 0, n
+            if rank_slice:
+                per = math.ceil(n / self.backend.world_size)
+                lo, hi = min(n, self.backend.rank * per), min(n, (self.backend.rank + 1) * per)
+            rows = []
+            for start in range(lo, hi, self.config.inference_batch_size):
+                ids = torch.arange(start, min(hi, start + self.config.inference_batch_size))
+                batch = self.sampler.sample({t: ids}, generator=ckpt.generator(self.config.seed, 5, ti, start))
+                rows.append(self._forward(batch)[t].cpu())
+            dim = self.model_config.hidden_dim
+            mat = torch.cat(rows).numpy().astype(np.float32) if rows else np.zeros((0, dim), np.float32)
+            result[t] = (lo, hi, mat) if rank_slice else mat
+        return result
+
+    def validate(self, embeddings: dict | None = None) -> dict:
+        """Recall/NDCG@K on the held-out validation edges (their training edges masked)."""
+        k = self.config.eval_k
+        emb = embeddings or self.embed_all({e.split("__")[i] for e in self.validation for i in (0, 2)})
+        out = {}
+        for e, (src, dst) in self.validation.items():
+            s_type, _, d_type = e.split("__")
+            indptr, indices, _ = self.graph.csr(message_relations(e)[1])  # (d, rev_r, s): indexed by s
+            m = ranking_metrics(emb[s_type], emb[d_type], src, dst, indptr, indices,
+                                k=min(k, emb[d_type].shape[0]), score=self.model_config.decoder)
+            out.update({f"val_{e}_{name}": v for name, v in m.items()})
+        self.model.train()
+        return out
+
+
+class _Composite:
+    """Two optimizers stepped together (dense Adam + SparseAdam for sparse embedding tables)."""
+
+    def __init__(self, *optimizers):
+        self.optimizers = optimizers
+        self.param_groups = [g for o in optimizers for g in o.param_groups]
+
+    def zero_grad(self, set_to_none: bool = True):
+        for o in self.optimizers:
+            o.zero_grad(set_to_none=set_to_none)
+
+    def step(self):
+        for o in self.optimizers:
+            o.step()
+
+    def state_dict(self):
+        return {"optimizers": [o.state_dict() for o in self.optimizers]}
+
+    def load_state_dict(self, state):
+        for o, s in zip(self.optimizers, state["optimizers"]):
+            o.load_state_dict(s)
+
+
+def _progress(enabled: bool, total: int, initial: int):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, desc="train")
+
+
+def write_metrics(run_dir: str, history: list[dict]) -> str:
+    """``<run_dir>/metrics.jsonl``: one JSON object per step / validation."""
+    path = os.path.join(run_dir, "metrics.jsonl")
+    with open(path, "w") as f:
+        for row in history:
+            f.write(json.dumps(row, sort_keys=True) + "\n")
+    return path

@@ -1,0 +1,99 @@
+"""Entry point of one training rank: ``python -m training.worker --run-dir DIR --backend NAME``.
+
+The launcher (``training.distributed.launch``: horovodrun, torchrun, ``horovod.spark.run``,
+TorchDistributor) starts this module once per rank; in a single process ``training.job`` calls
+:func:`run` directly. The run folder holds ``run.json`` (snapshot path and config, written by
+the driver) and receives the checkpoints, ``metrics.jsonl`` and the embeddings
+``embeddings/<type>.npy`` (float32 ``(num_nodes, dim)``, row = node id): rank 0 creates each
+file, every rank fills its slice of the rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+import numpy as np
+
+RUN_FILE = "run.json"
+DONE_FILE = "DONE"
+
+
+def embeddings_path(run_dir: str, node_type: str) -> str:
+    return os.path.join(run_dir, "embeddings", f"{node_type}.npy")
+
+
+def read_run(run_dir: str) -> dict:
+    path = os.path.join(run_dir, RUN_FILE)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"run_dir: {run_dir} has no {RUN_FILE}")
+    with open(path) as f:
+        return json.load(f)
+
+
+def run(run_dir: str, backend, resume: bool = False, progress: bool = True) -> dict:
+    """Train, then write this rank's slice of every node type's embeddings. Returns a summary."""
+    from graph_build.snapshot import open_snapshot
+    from graphlake.config import load_config
+    from training.config import TrainConfig
+    from training.trainer import Trainer, write_metrics
+
+    spec = read_run(run_dir)
+    config = load_config(TrainConfig, spec["config"])
+    trainer = Trainer(open_snapshot(spec["snapshot"]), config, run_dir, backend, progress=progress)
+    history = trainer.fit(resume=resume)
+    parts = trainer.embed_all(rank_slice=True)
+    dim = trainer.model_config.hidden_dim
+    if backend.is_root:
+        os.makedirs(os.path.join(run_dir, "embeddings"), exist_ok=True)
+        for t in parts:
+            np.lib.format.open_memmap(embeddings_path(run_dir, t), mode="w+", dtype=np.float32,
+                                      shape=(trainer.snapshot.num_nodes(t), dim)).flush()
+    backend.barrier()
+    for t, part in parts.items():
+        if isinstance(part, tuple):
+            lo, hi, rows = part
+        else:  # full mode: every rank holds all rows; the root writes them
+            lo, hi, rows = 0, len(part), part
+            if not backend.is_root:
+                continue
+        out = np.load(embeddings_path(run_dir, t), mmap_mode="r+")
+        out[lo:hi] = rows
+        out.flush()
+        del out
+    backend.barrier()
+    summary = {"steps": len([h for h in history if "loss" in h]), "world_size": backend.world_size}
+    if backend.is_root:
+        if trainer.validation:
+            summary["validation"] = trainer.validate({t: np.load(embeddings_path(run_dir, t), mmap_mode="r")
+                                                      for t in parts})
+        write_metrics(run_dir, history + ([{"final": True, **summary["validation"]}] if "validation" in summary else []))
+        with open(os.path.join(run_dir, DONE_FILE), "w") as f:
+            json.dump(summary, f)
+    backend.barrier()
+    return summary
+
+
+def main(argv=None) -> int:
+    from training.distributed import get_backend
+
+    parser = argparse.ArgumentParser(description="one rank of a graphlake training run")
+    parser.add_argument("--run-dir", required=True)
+    parser.add_argument("--backend", default="local", choices=["local", "horovod", "ddp"])
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=os.environ.get("GRAPHLAKE_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
+    backend = get_backend(args.backend)
+    try:
+        run(args.run_dir, backend, resume=args.resume, progress=not args.no_progress)
+    finally:
+        backend.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
