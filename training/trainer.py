@@ -89,7 +89,7 @@ def _split_csr(indptr: np.ndarray, indices: np.ndarray, weights: np.ndarray, hel
     counts = torch.bincount(src[keep], minlength=len(indptr) - 1)
     new_ptr = torch.zeros(len(indptr), dtype=torch.int64)
     torch.cumsum(counts, 0, out=new_ptr[1:])
-    w = torch.from_numpy(np.asarray(weights, dtype=np.float32))
+    w = torch.from_numpy(np.array(weights, dtype=np.float32))
     return (new_ptr.numpy(), dst[keep].numpy(), w[keep].numpy()), (src[held], dst[held])
 
 
@@ -138,6 +138,7 @@ class Trainer:
         self.model_config = config.model_config()
         self.model = HeteroGraphSAGE.from_config(self.model_config, feature_specs(snapshot), self.graph.relations)
         self.model.to(self.device)
+        self.net = backend.wrap_model(self.model)  # DDP: gradient averaging hooks; the others: the model
         self.degrees = full_degrees(self.graph) if self.model_config.weight_free else None
         self.sampler = CSRNeighborSampler(self.graph, list(config.fanouts), weighted=config.weighted_sampling)
         self.negatives = {}
@@ -155,20 +156,20 @@ class Trainer:
         self.history: list[dict] = []
 
     # ------------------------------------------------------------------ set-up
-    def _optimizer(self):
+    def _optimizer(self) -> _Composite:
+        """Dense parameters: Adam / Adagrad / SGD; sparse ID tables: SparseAdam with Adam (the
+        others take sparse gradients themselves). Each optimizer is wrapped by the backend on its
+        own (Horovod's DistributedOptimizer wraps one torch optimizer)."""
         dense = [p for n, p in self.model.named_parameters() if not self._is_sparse(n)]
         sparse = [p for n, p in self.model.named_parameters() if self._is_sparse(n)]
         c = self.config
         if c.optimizer == "adam":
-            groups = [{"params": dense, "weight_decay": c.weight_decay}]
-            opt = torch.optim.Adam(groups, lr=c.lr)
-            if sparse:
-                opt = _Composite(opt, torch.optim.SparseAdam(sparse, lr=c.lr))
-        elif c.optimizer == "adagrad":
-            opt = torch.optim.Adagrad(dense + sparse, lr=c.lr, weight_decay=c.weight_decay if not sparse else 0.0)
+            inner = [torch.optim.Adam(dense, lr=c.lr, weight_decay=c.weight_decay)] if dense else []
+            inner += [torch.optim.SparseAdam(sparse, lr=c.lr)] if sparse else []
         else:
-            opt = torch.optim.SGD(dense + sparse, lr=c.lr, weight_decay=c.weight_decay if not sparse else 0.0)
-        return self.backend.wrap_optimizer(opt, self.model)
+            cls = torch.optim.Adagrad if c.optimizer == "adagrad" else torch.optim.SGD
+            inner = [cls(dense + sparse, lr=c.lr, weight_decay=0.0 if sparse else c.weight_decay)]
+        return _Composite(*[self.backend.wrap_optimizer(o, self.model) for o in inner])
 
     def _is_sparse(self, name: str) -> bool:
         module = self.model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else self.model
@@ -231,7 +232,8 @@ class Trainer:
         return torch.stack(losses).sum() / count, count
 
     def _forward(self, batch) -> dict:
-        return self.model(batch, gather_features(self.features, batch.node_ids, device=self.device),
+        net = self.net if torch.is_grad_enabled() else self.model  # inference: no collective hooks
+        return net(batch, gather_features(self.features, batch.node_ids, device=self.device),
                           degrees=self.degrees)
 
     # ------------------------------------------------------------------ the loop
@@ -245,7 +247,8 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer"])
             epoch, step, global_step, self.history = state["epoch"], state["step"], state["global_step"], state["history"]
             log.info("rank %d resumed at epoch %d step %d", b.rank, epoch, step)
-        b.broadcast_state(self.model, self.optimizer)
+        for opt in self.optimizer.optimizers:
+            b.broadcast_state(self.model, opt)
         bar = _progress(self.progress and b.is_root, c.epochs * self.steps_per_epoch, global_step)
         while epoch < c.epochs:
             self.model.train()
@@ -330,15 +333,15 @@ class Trainer:
 
 
 class _Composite:
-    """Two optimizers stepped together (dense Adam + SparseAdam for sparse embedding tables)."""
+    """Optimizers stepped together (e.g. dense Adam + SparseAdam for sparse embedding tables)."""
 
     def __init__(self, *optimizers):
         self.optimizers = optimizers
         self.param_groups = [g for o in optimizers for g in o.param_groups]
 
-    def zero_grad(self, set_to_none: bool = True):
+    def zero_grad(self):
         for o in self.optimizers:
-            o.zero_grad(set_to_none=set_to_none)
+            o.zero_grad()  # Horovod's DistributedOptimizer takes no set_to_none
 
     def step(self):
         for o in self.optimizers:

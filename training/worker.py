@@ -87,7 +87,8 @@ def main(argv=None) -> int:
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=os.environ.get("GRAPHLAKE_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
-    backend = get_backend(args.backend)
+    # some relations (and their weights) may get no edge in a sampled block: DDP must allow that
+    backend = get_backend(args.backend, **({"find_unused_parameters": True} if args.backend == "ddp" else {}))
     try:
         run(args.run_dir, backend, resume=args.resume, progress=not args.no_progress)
     finally:

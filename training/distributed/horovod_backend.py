@@ -96,11 +96,16 @@ class HorovodBackend(Backend):
         return model.to(self._device)
 
     def wrap_optimizer(self, optimizer: torch.optim.Optimizer, model: nn.Module) -> torch.optim.Optimizer:
-        """hvd.DistributedOptimizer averaging the gradients of `model.named_parameters()`."""
+        """hvd.DistributedOptimizer averaging the gradients of the optimizer's parameters.
+
+        The names come from `model.named_parameters()` (restricted to the optimizer's parameters, so
+        two optimizers over disjoint parts of one model, e.g. Adam + SparseAdam, can each be wrapped).
+        """
         check_module(model, optimizer)
+        owned = {id(p) for group in optimizer.param_groups for p in group["params"]}
         return self._hvd.DistributedOptimizer(
             optimizer,
-            named_parameters=model.named_parameters(),
+            named_parameters=[(n, p) for n, p in model.named_parameters() if id(p) in owned],
             op=self._hvd.Average,
             sparse_as_dense=self._sparse_as_dense,
         )
