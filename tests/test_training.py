@@ -103,9 +103,10 @@ def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(planted, tmp_path)
 def test_full_graph_lightgcn_mode(spark, planted):
     lake_dir, _ = planted
     lightgcn = {"hidden_dim": 16, "num_layers": 2, "weight_free": True, "layer_combination": "mean",
-                "use_features": False}
-    config = TrainConfig(**{**BASE, "epochs": 30, "batch_size": 128, "lr": 0.05, "l2": 1e-4, "model": lightgcn},
-                         mode="full")
+                "use_features": False, "decoder": "cosine", "temperature": 0.2}
+    # the Gowalla benchmark's recipe: sampled softmax over negatives shared by the batch
+    config = TrainConfig(**{**BASE, "epochs": 30, "batch_size": 128, "lr": 0.05, "l2": 0.0, "model": lightgcn},
+                         mode="full", loss="sampled_softmax", num_negatives=16, shared_negatives=True)
     summary = train(spark, lake_dir, config, progress=False)
     assert evaluate(spark, lake_dir, run_id=summary["run_id"], k=10)["recall@10"] >= 0.5
 

@@ -72,6 +72,9 @@ class TrainConfig:
         epochs, lr, weight_decay, optimizer: the optimisation (``weight_decay`` applies to dense
             parameters; ``l2`` is LightGCN's penalty on the batch's embeddings).
         num_negatives: negatives per positive; ``negatives``: mix of strategies (fractions sum to 1).
+        shared_negatives: one set of ``num_negatives`` per step shared by the whole batch (scored
+            with one matrix product: many negatives at little cost; a negative equal to a row's
+            positive is masked for that row). Per-positive negatives when false.
         loss: ``bpr`` or ``sampled_softmax`` (scores divided by ``model.temperature``).
         validation_fraction: share of each target's positives held out for the validation metric
             per epoch (never the test set); 0 disables it. ``eval_k``: the K of Recall/NDCG@K.
@@ -93,6 +96,7 @@ class TrainConfig:
     l2: float = 1e-4
     optimizer: str = "adam"
     num_negatives: int = 1
+    shared_negatives: bool = False
     negatives: dict = field(default_factory=lambda: {"uniform": 1.0})
     loss: str = "bpr"
     validation_fraction: float = 0.0
@@ -116,8 +120,9 @@ class TrainConfig:
             if isinstance(f, bool) or not isinstance(f, int) or (f < 1 and f != -1):
                 raise ValueError(f"fanouts[{i}]: expected an int >= 1 or -1, got {f!r}")
         object.__setattr__(self, "fanouts", tuple(self.fanouts))
-        if not isinstance(self.weighted_sampling, bool):
-            raise TypeError(f"weighted_sampling: expected true or false, got {self.weighted_sampling!r}")
+        for name in ("weighted_sampling", "shared_negatives"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name}: expected true or false, got {getattr(self, name)!r}")
         for name in ("batch_size", "epochs", "num_negatives", "eval_k", "checkpoint_every", "inference_batch_size"):
             _int(name, getattr(self, name))
         _int("seed", self.seed, minimum=0)

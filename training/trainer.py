@@ -140,6 +140,8 @@ class Trainer:
         self.model.to(self.device)
         self.net = backend.wrap_model(self.model)  # DDP: gradient averaging hooks; the others: the model
         self.degrees = full_degrees(self.graph) if self.model_config.weight_free else None
+        # full mode: one batch for the whole run (its edge tensors, and so their sorted layouts, are reused)
+        self.full = self.graph.full_batch(num_layers=self.model_config.num_layers) if config.mode == "full" else None
         self.sampler = CSRNeighborSampler(self.graph, list(config.fanouts), weighted=config.weighted_sampling)
         self.negatives = {}
         for e in self.targets:
@@ -201,29 +203,37 @@ class Trainer:
         for e in self.targets:
             s_type, _, d_type = e.split("__")
             pos_src, pos_dst = self._rank_batch(e, epoch, step)
-            neg = self.negatives[e].sample(pos_src, pos_dst, c.num_negatives, generator=g)
+            if c.shared_negatives:  # one set of num_negatives for the whole batch (scored by a matmul)
+                neg = self.negatives[e].sample(pos_src[:1], pos_dst[:1], c.num_negatives, generator=g)
+            else:
+                neg = self.negatives[e].sample(pos_src, pos_dst, c.num_negatives, generator=g)
             s_off = sum(len(x) for x in seeds.get(s_type, []))
             seeds.setdefault(s_type, []).append(pos_src)
             d_off = sum(len(x) for x in seeds.get(d_type, []))
             seeds.setdefault(d_type, []).extend([pos_dst, neg.reshape(-1)])
-            plan.append((e, s_type, d_type, s_off, d_off, len(pos_src)))
+            plan.append((e, s_type, d_type, s_off, d_off, len(pos_src), pos_dst, neg.reshape(-1)))
             exclude[e] = (pos_src, pos_dst)
         seeds_t = {t: torch.cat(v) for t, v in seeds.items()}
         if c.mode == "full":
-            out = self._forward(self.graph.full_batch(num_layers=self.model_config.num_layers))
+            out = self._forward(self.full)
             out = {t: out[t].index_select(0, ids.to(self.device)) for t, ids in seeds_t.items()}
         else:
             out = self._forward(self.sampler.sample(seeds_t, generator=g, exclude=exclude))
         losses, count = [], 0
-        for e, s_type, d_type, s_off, d_off, b in plan:
+        kind, temp = self.model_config.decoder, self.model_config.temperature
+        for e, s_type, d_type, s_off, d_off, b, pos_dst, neg_ids in plan:
             if b == 0:
                 continue
             u = out[s_type][s_off:s_off + b]
             v = out[d_type][d_off:d_off + b]
-            n = out[d_type][d_off + b:d_off + b + b * c.num_negatives].reshape(b, c.num_negatives, -1)
-            kind, temp = self.model_config.decoder, self.model_config.temperature
+            n = out[d_type][d_off + b:d_off + b + len(neg_ids)]
             pos_scores = score(u, v, kind=kind, temperature=temp)
-            neg_scores = score(u, n, kind=kind, temperature=temp)
+            if c.shared_negatives:  # (B, K) by one matmul; a negative equal to the row's positive is masked
+                neg_scores = _pairwise(u, n, kind, temp).masked_fill(pos_dst.unsqueeze(1) == neg_ids.unsqueeze(0),
+                                                                      -1e9 if c.loss == "sampled_softmax" else 0.0)
+            else:
+                n = n.reshape(b, c.num_negatives, -1)
+                neg_scores = score(u, n, kind=kind, temperature=temp)
             loss = bpr_loss(pos_scores, neg_scores) if c.loss == "bpr" else sampled_softmax_loss(pos_scores, neg_scores)
             losses.append(loss * b + c.l2 * l2_regularisation(u, v, n) * b)
             count += b
@@ -298,7 +308,7 @@ class Trainer:
         self.model.eval()
         types = list(node_types or self.snapshot.node_types)
         if self.config.mode == "full":
-            out = self._forward(self.graph.full_batch(num_layers=self.model_config.num_layers))
+            out = self._forward(self.full)
             return {t: out[t].cpu().numpy().astype(np.float32) for t in types}
         result = {}
         for ti, t in enumerate(types):
@@ -330,6 +340,13 @@ class Trainer:
             out.update({f"val_{e}_{name}": v for name, v in m.items()})
         self.model.train()
         return out
+
+
+def _pairwise(u: torch.Tensor, n: torch.Tensor, kind: str, temperature: float) -> torch.Tensor:
+    """``(B, K)`` scores of every row of ``u (B, D)`` against every row of ``n (K, D)``."""
+    if kind == "cosine":
+        u, n = torch.nn.functional.normalize(u, dim=-1), torch.nn.functional.normalize(n, dim=-1)
+    return (u @ n.t()) / temperature
 
 
 class _Composite:

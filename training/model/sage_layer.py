@@ -23,7 +23,7 @@ block's edges unless ``degrees`` gives them (LightGCN uses full-graph degrees). 
 type (or node) with no incoming edge gets a ZERO vector (LightGCN has no self term; with
 ``layer_combination="mean"`` its layer-0 embedding still reaches the output).
 
-Aggregation is one ``torch.sparse.mm`` per relation (``num_dst x num_src`` COO matrix of the
+Aggregation is one CSR sparse x dense product per relation (:mod:`training.model.spmm`; ``num_dst x num_src`` matrix of the
 ``c_e``): measured ~2-5x faster forward+backward than ``index_select`` + ``index_add_`` on CPU.
 Edge ids are trusted to satisfy the Block contract (``src < num_src``, ``dst < num_dst``).
 
@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from training.sampling.base import Block, Relation, relation_name
+from training.model.spmm import spmm
 
 AGGRS = ("mean", "weighted_mean", "sum")
 COMBINES = ("sum", "mean", "attention")
@@ -223,8 +224,7 @@ class HeteroSAGEConv(nn.Module):
             coef = w / total.index_select(0, dst)
         else:
             coef = x.new_ones(src.shape[0])
-        adj = torch.sparse_coo_tensor(torch.stack([dst, src]), coef.to(x.dtype), (nd, ns), check_invariants=False)
-        return torch.sparse.mm(adj, x)
+        return spmm(dst, src, coef, nd, x)
 
     def _combine(self, t: str, parts, attention: dict) -> torch.Tensor:
         if self.combine != "attention":

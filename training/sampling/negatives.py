@@ -38,7 +38,6 @@ from collections.abc import Callable, Mapping
 
 import torch
 
-from training.sampling.graph import csr_contains
 
 STRATEGIES = ("uniform", "popularity", "in_batch", "hard")
 
@@ -114,6 +113,10 @@ class NegativeSampler:
             if len(indptr) < 1 or int(indptr[-1]) != len(indices):
                 raise ValueError(f"positives: indptr[-1] must equal len(indices) = {len(indices)}")
             self._positives = (indptr, indices)
+            # rows sorted, each row's items sorted: user * num_items + item is one sorted key array,
+            # so a membership test is one searchsorted over all queries
+            rows = torch.repeat_interleave(torch.arange(len(indptr) - 1, dtype=torch.int64), indptr.diff())
+            self._positive_keys = rows * num_items + indices
 
     def sample(self, pos_src: torch.Tensor, pos_dst: torch.Tensor, num_negatives: int,
                generator: torch.Generator | None = None, user_emb: torch.Tensor | None = None,
@@ -202,9 +205,10 @@ class NegativeSampler:
     def _collides(self, src, dst, neg) -> torch.Tensor:
         """Bool like ``neg``: the item is the row's positive or in the user's CSR row."""
         hit = neg == dst.unsqueeze(1)
-        if self._positives is not None:
-            rows = src.unsqueeze(1).expand_as(neg).reshape(-1)
-            hit |= csr_contains(*self._positives, rows, neg.reshape(-1)).reshape(neg.shape)
+        if self._positives is not None and len(self._positive_keys):
+            keys = (src.unsqueeze(1) * self.num_items + neg).reshape(-1)
+            at = torch.searchsorted(self._positive_keys, keys).clamp(max=len(self._positive_keys) - 1)
+            hit |= (self._positive_keys.index_select(0, at) == keys).reshape(neg.shape)
         return hit
 
     def _check_pairs(self, pos_src, pos_dst) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,278 @@
+"""Training throughput: graphlake's trainer vs a PyTorch Geometric reference, same graph, same run.
+
+Prints ONE JSON line. Graph: ``bench/sampler.py``'s synthetic power-law user -> item click graph
+(default 200k users, 100k items, 5M distinct edges, seeded). Model on both sides: 2-layer hetero
+GraphSAGE (mean aggregation, root weight, LayerNorm, residual), ID embeddings of width ``--dim``
+as the only input features, fanouts ``[10, 5]``, ``--batch`` positive pairs per step with
+``--num-negatives`` uniform negative(s) each, BPR loss + ``l2`` (1e-4), Adam (lr 0.005).
+
+* graphlake: the real :class:`training.trainer.Trainer` (LocalBackend, an in-memory snapshot of
+  the graph, ID embeddings only), stepped exactly as ``Trainer.fit`` does: ``zero_grad``,
+  ``_step_loss`` (positives of the step, negatives, neighbour sampling with the batch's edges
+  excluded, feature gather, forward, loss), ``backward``, ``optimizer.step``, ``float(loss)``.
+* PyG: ``bench/pyg_reference.py`` (HeteroConv + SAGEConv + LinkNeighborLoader with torch-sparse)
+  run with the PyG venv's python (``bench/setup_pyg_venv.sh``) on the same edges (an ``.npz``).
+
+Both sides: ``--warmup`` untimed steps, then ``--steps`` timed steps; ``torch.set_num_threads(--threads)``;
+they run one after the other, never at once. ``--sparse-id`` gives BOTH sides sparse ID-embedding
+gradients + SparseAdam (graphlake's ``model.sparse_id_embedding``). ``--profile`` adds a per-section
+breakdown of graphlake's step (ms per step, same library calls as ``_step_loss``).
+
+Exit status: 0 when ``ratio >= target_ratio``, 1 when below, 2 when the PyG venv is missing or
+the reference failed (the JSON says why).
+
+Example:
+    bash bench/setup_pyg_venv.sh          # once (~10+ min: builds torch-scatter / torch-sparse)
+    python bench/train_throughput.py --profile
+    {"bench": "train_throughput", "graphlake_seed_edges_per_s": ..., "pyg_seed_edges_per_s": ..., "ratio": ...}
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from training import checkpoint as ckpt  # noqa: E402
+from training.config import TrainConfig  # noqa: E402
+from training.distributed.base import LocalBackend  # noqa: E402
+from training.model import gather_features  # noqa: E402
+from training.model.decoder import bpr_loss, l2_regularisation, score  # noqa: E402
+from training.trainer import Trainer  # noqa: E402
+
+EDGE_TYPE = "user__click__item"
+DEFAULT_PYG_VENV = os.path.join(os.environ.get("GRAPHLAKE_CACHE", os.path.expanduser("~/.cache/graphlake")),
+                                "pyg-venv")
+
+
+def _power_law_graph():
+    """``bench/sampler.py``'s generator (bench/ is not a package: loaded by path)."""
+    spec = importlib.util.spec_from_file_location("_bench_sampler", os.path.join(ROOT, "bench", "sampler.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.power_law_graph
+
+
+class MemorySnapshot:
+    """The part of ``graph_build.snapshot.Snapshot`` the Trainer reads, over in-memory CSR arrays.
+
+    One stored edge type (``user__click__item``), no feature matrices (ID embeddings only).
+    """
+
+    def __init__(self, num_users: int, num_items: int, indptr, indices, weights):
+        self._num = {"item": num_items, "user": num_users}
+        self._csr = {EDGE_TYPE: (indptr, indices, weights)}
+        self.manifest: dict = {}
+
+    @property
+    def edge_types(self) -> list[str]:
+        return list(self._csr)
+
+    @property
+    def node_types(self) -> list[str]:
+        return sorted(self._num)
+
+    def num_nodes(self, node_type: str) -> int:
+        return self._num[node_type]
+
+    def feature_names(self, node_type: str) -> list[str]:
+        return []
+
+    def features(self, node_type: str, name: str):
+        raise KeyError(f"{node_type}/{name}: this snapshot has no features")
+
+    def csr(self, edge_type: str):
+        return self._csr[edge_type]
+
+
+def _batch_size_stats(batch) -> tuple[int, int]:
+    nodes = sum(len(v) for v in batch.node_ids.values())
+    edges = sum(len(e[0]) for blk in batch.blocks for e in blk.edges.values())
+    return nodes, edges
+
+
+def run_graphlake(trainer: Trainer, warmup: int, steps: int) -> dict:
+    """Step the trainer exactly as ``Trainer.fit`` does; returns the timed figures."""
+    opt, backend = trainer.optimizer, trainer.backend
+    trainer.model.train()
+
+    def one(step: int) -> int:
+        opt.zero_grad()
+        loss, n = trainer._step_loss(0, step)
+        loss.backward()
+        opt.step()
+        backend.allreduce_mean(float(loss.detach()), "loss")
+        return n
+
+    for s in range(warmup):
+        one(s)
+    seeds, t0 = 0, time.perf_counter()
+    for s in range(warmup, warmup + steps):
+        seeds += one(s)
+    secs = time.perf_counter() - t0
+    return {"seed_edges_per_s": round(seeds / secs, 1), "seconds": round(secs, 3), "seed_edges": seeds,
+            "step_ms": round(1000 * secs / steps, 1)}
+
+
+def profile_graphlake(trainer: Trainer, first_step: int, steps: int) -> dict:
+    """ms per step of each section of graphlake's step: ``_step_loss``'s calls, split with perf_counter.
+
+    Same calls and objects as ``Trainer._step_loss`` (single target, sampled mode); the steps
+    continue the timed run's sequence.
+    """
+    c, opt = trainer.config, trainer.optimizer
+    e = trainer.targets[0]
+    names = ("zero_grad", "positives", "negatives", "sampling", "gather", "forward", "loss", "backward", "optimizer")
+    acc = dict.fromkeys(names, 0.0)
+    nodes = edges = 0
+    trainer.model.train()
+    for step in range(first_step, first_step + steps):
+        t = [time.perf_counter()]
+        opt.zero_grad()
+        t.append(time.perf_counter())
+        g = ckpt.generator(c.seed, 3, 0, step, trainer.backend.rank)
+        torch.manual_seed(ckpt.step_seed(c.seed, 4, 0, step, trainer.backend.rank))
+        pos_src, pos_dst = trainer._rank_batch(e, 0, step)
+        t.append(time.perf_counter())
+        neg = trainer.negatives[e].sample(pos_src, pos_dst, c.num_negatives, generator=g)
+        t.append(time.perf_counter())
+        batch = trainer.sampler.sample({"user": pos_src, "item": torch.cat([pos_dst, neg.reshape(-1)])},
+                                       generator=g, exclude={e: (pos_src, pos_dst)})
+        t.append(time.perf_counter())
+        feats = gather_features(trainer.features, batch.node_ids, device=trainer.device)
+        t.append(time.perf_counter())
+        out = trainer.model(batch, feats, degrees=trainer.degrees)
+        t.append(time.perf_counter())
+        b = len(pos_src)
+        u, v = out["user"][:b], out["item"][:b]
+        n = out["item"][b:b + b * c.num_negatives].reshape(b, c.num_negatives, -1)
+        loss = bpr_loss(score(u, v), score(u, n)) + c.l2 * l2_regularisation(u, v, n)
+        t.append(time.perf_counter())
+        loss.backward()
+        t.append(time.perf_counter())
+        opt.step()
+        float(loss.detach())
+        t.append(time.perf_counter())
+        for i, name in enumerate(names):
+            acc[name] += t[i + 1] - t[i]
+        bn, be = _batch_size_stats(batch)
+        nodes, edges = nodes + bn, edges + be
+    total = sum(acc.values())
+    out = {k: round(1000 * v / steps, 1) for k, v in acc.items()}
+    out["total"] = round(1000 * total / steps, 1)
+    out["share"] = {k: round(v / total, 3) for k, v in acc.items()}
+    out["sampled_nodes_per_batch"] = round(nodes / steps)
+    out["sampled_edges_per_batch"] = round(edges / steps)
+    return out
+
+
+def run_pyg(python: str, npz: str, a) -> dict:
+    cmd = [python, os.path.join(ROOT, "bench", "pyg_reference.py"), "--npz", npz, "--batch", str(a.batch),
+           "--fanouts", *map(str, a.fanouts), "--dim", str(a.dim), "--num-negatives", str(a.num_negatives),
+           "--lr", str(a.lr), "--l2", str(a.l2), "--warmup", str(a.warmup), "--steps", str(a.steps),
+           "--threads", str(a.threads), "--seed", str(a.seed)] + (["--sparse-id"] if a.sparse_id else [])
+    env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=a.pyg_timeout)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-15:]
+        raise RuntimeError(f"pyg_reference exited {proc.returncode}: " + " | ".join(tail))
+    return json.loads(lines[-1])
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--users", type=int, default=200_000)
+    p.add_argument("--items", type=int, default=100_000)
+    p.add_argument("--edges", type=int, default=5_000_000)
+    p.add_argument("--batch", type=int, default=1024)
+    p.add_argument("--fanouts", type=int, nargs="+", default=[10, 5])
+    p.add_argument("--dim", type=int, default=64)
+    p.add_argument("--num-negatives", type=int, default=1)
+    p.add_argument("--lr", type=float, default=0.005)
+    p.add_argument("--l2", type=float, default=1e-4)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sparse-id", action="store_true",
+                   help="both sides: sparse ID-embedding gradients + SparseAdam for the ID tables")
+    p.add_argument("--profile", action="store_true", help="add a per-section breakdown of graphlake's step")
+    p.add_argument("--profile-steps", type=int, default=20)
+    p.add_argument("--target-ratio", type=float, default=3.0)
+    p.add_argument("--pyg-python", default=os.environ.get("GRAPHLAKE_PYG_PYTHON",
+                                                         os.path.join(DEFAULT_PYG_VENV, "bin", "python")))
+    p.add_argument("--pyg-timeout", type=int, default=1800)
+    p.add_argument("--npz", default=None, help="where to write the graph (default: a temporary file)")
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+
+    result: dict = {"bench": "train_throughput", "threads": a.threads, "target_ratio": a.target_ratio}
+    t0 = time.perf_counter()
+    graph = _power_law_graph()(a.users, a.items, a.edges, a.seed)
+    indptr, indices, weights = graph.csr(("item", "rev_click", "user"))  # the stored user -> item CSR
+    result["graph"] = {"users": a.users, "items": a.items, "edges": int(len(indices)), "seed": a.seed,
+                       "build_s": round(time.perf_counter() - t0, 2)}
+    result["config"] = {"fanouts": a.fanouts, "batch": a.batch, "dim": a.dim, "layers": len(a.fanouts),
+                        "num_negatives": a.num_negatives, "negatives": "uniform", "loss": "bpr", "l2": a.l2,
+                        "optimizer": "adam", "lr": a.lr, "sparse_id": a.sparse_id, "warmup": a.warmup,
+                        "steps": a.steps}
+
+    tmp = tempfile.TemporaryDirectory(prefix="graphlake-train-bench-")
+    npz = a.npz or os.path.join(tmp.name, "graph.npz")
+    np.savez(npz, num_users=np.int64(a.users), num_items=np.int64(a.items), indptr=indptr.numpy(),
+             indices=indices.numpy())
+
+    snapshot = MemorySnapshot(a.users, a.items, indptr, indices, weights)
+    del graph
+    config = TrainConfig(targets=(EDGE_TYPE,), fanouts=tuple(a.fanouts), batch_size=a.batch, epochs=1, lr=a.lr,
+                         l2=a.l2, optimizer="adam", num_negatives=a.num_negatives, negatives={"uniform": 1.0},
+                         loss="bpr", validation_fraction=0.0, seed=a.seed,
+                         model={"hidden_dim": a.dim, "num_layers": len(a.fanouts), "use_features": False,
+                                "sparse_id_embedding": a.sparse_id})
+    t0 = time.perf_counter()
+    trainer = Trainer(snapshot, config, os.path.join(tmp.name, "run"), LocalBackend(device="cpu"), progress=False)
+    result["graphlake_setup_s"] = round(time.perf_counter() - t0, 2)
+    ours = run_graphlake(trainer, a.warmup, a.steps)
+    result["graphlake_seed_edges_per_s"] = ours["seed_edges_per_s"]
+    result["graphlake"] = ours
+    if a.profile:
+        result["graphlake_profile_ms"] = profile_graphlake(trainer, a.warmup + a.steps, a.profile_steps)
+    del trainer
+
+    status = 0
+    if not os.path.exists(a.pyg_python):
+        result.update(pyg="not installed: run bench/setup_pyg_venv.sh", pyg_seed_edges_per_s=None, ratio=None,
+                      ok=False)
+        status = 2
+    else:
+        try:
+            ref = run_pyg(a.pyg_python, npz, a)
+        except (RuntimeError, subprocess.TimeoutExpired) as exc:
+            result.update(pyg=f"failed: {exc}", pyg_seed_edges_per_s=None, ratio=None, ok=False)
+            status = 2
+        else:
+            ratio = ours["seed_edges_per_s"] / ref["seed_edges_per_s"]
+            result.update(pyg_seed_edges_per_s=ref["seed_edges_per_s"], ratio=round(ratio, 2),
+                          ok=ratio >= a.target_ratio, pyg=ref,
+                          versions={k: ref.get(k) for k in ("torch", "torch_geometric", "torch_sparse",
+                                                            "torch_scatter", "pyg_lib")})
+            status = 0 if result["ok"] else 1
+    print(json.dumps(result), flush=True)
+    tmp.cleanup()
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
