@@ -17,12 +17,12 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from etl import schema as S
+from graphlake.config import parse_iso_utc
 
 _VALUE = "value"  # the column spark.read.text produces
 _V = "_v"  # the parsed VARIANT
@@ -54,7 +54,7 @@ class EtlRules:
     max_id_length: int = S.MAX_ID_LENGTH
 
     def __post_init__(self):
-        lo, hi = _parse_iso("min_ts", self.min_ts), _parse_iso("max_ts", self.max_ts)
+        lo, hi = parse_iso_utc("min_ts", self.min_ts), parse_iso_utc("max_ts", self.max_ts)
         if lo >= hi:
             raise ValueError(f"min_ts/max_ts: expected min_ts < max_ts, got {self.min_ts!r} >= {self.max_ts!r}")
         for name in ("max_late_days", "max_future_hours", "bot_max_events_per_day", "max_id_length"):
@@ -64,15 +64,6 @@ class EtlRules:
         if self.max_id_length == 0 or self.bot_max_events_per_day == 0:
             raise ValueError("max_id_length and bot_max_events_per_day: expected > 0, got 0")
 
-
-def _parse_iso(name: str, value: str) -> datetime:
-    if not isinstance(value, str):
-        raise TypeError(f"{name}: expected an ISO-8601 string, got {type(value).__name__}")
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise ValueError(f"{name}: expected an ISO-8601 timestamp, got {value!r}") from exc
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
 # ------------------------------------------------------------------------- field helpers

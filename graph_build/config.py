@@ -30,9 +30,10 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 
 from graph_build import schema as G
+from graphlake.config import parse_iso_utc
 
 DEFAULT_BEHAVIOUR_WEIGHTS = {"click": 1.0, "view": 0.5, "cart": 2.0, "fav": 2.0, "purchase": 4.0}
 
@@ -62,15 +63,7 @@ def _event_types(name: str, value) -> tuple[str, ...]:
 
 def parse_utc(name: str, value: str) -> datetime:
     """An ISO-8601 string as a naive UTC datetime (Spark's timestamp convention here)."""
-    if not isinstance(value, str):
-        raise ValueError(f"{name}: expected an ISO-8601 string, got {value!r}")
-    try:
-        ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise ValueError(f"{name}: expected an ISO-8601 time like 2024-01-31T00:00:00Z, got {value!r}") from exc
-    if ts.tzinfo is not None:
-        ts = ts.astimezone(timezone.utc).replace(tzinfo=None)
-    return ts
+    return parse_iso_utc(name, value).replace(tzinfo=None)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping
+from datetime import datetime, timezone
 from typing import TypeVar
 
 import yaml
@@ -60,3 +61,18 @@ def load_config(cls: type[C], source: str | Mapping | None, section: str | None 
 def to_dict(config) -> dict:
     """A dataclass config as a plain dict (for JSON summaries and hashing)."""
     return dataclasses.asdict(config)
+
+
+def parse_iso_utc(name: str, value: str) -> datetime:
+    """An ISO-8601 string (``Z`` or an offset; none means UTC) as an aware UTC datetime.
+
+    Raises:
+        TypeError: ``value`` is not a string. ValueError: it is not ISO-8601 (both name ``name``).
+    """
+    if not isinstance(value, str):
+        raise TypeError(f"{name}: expected an ISO-8601 string, got {type(value).__name__} {value!r}")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ValueError(f"{name}: expected an ISO-8601 time like 2024-01-31T00:00:00Z, got {value!r}") from exc
+    return parsed.astimezone(timezone.utc) if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)

@@ -1,7 +1,8 @@
 """``graphlake demo``: every stage that exists, on synthetic logs, with what it produced.
 
 Stages so far: generate -> ETL (clean tables, quarantine, GE gate) -> graph build (id maps, nodes,
-edges, features, stats, GE gate, manifest) -> training snapshot. Later stages append here.
+edges, features, stats, GE gate, manifest) -> training snapshot -> training (embeddings as Delta
+tables, validation Recall/NDCG, HTML report). Later stages append here.
 """
 
 from __future__ import annotations
@@ -13,6 +14,14 @@ from graphlake import lake, tables
 
 _SHOWN_TABLES = (tables.CLEAN_EVENTS, tables.CLEAN_USERS, tables.CLEAN_ITEMS, tables.QUARANTINE_EVENTS,
                  tables.QUARANTINE_ITEMS, tables.QUARANTINE_USERS)
+
+
+def _demo_train_config():
+    from training.config import TrainConfig
+
+    return TrainConfig(epochs=1, batch_size=1024, fanouts=(10, 5), validation_fraction=0.1, lr=0.005,
+                       negatives={"uniform": 0.5, "popularity": 0.5},
+                       model={"hidden_dim": 32, "aggr": "weighted_mean", "combine": "attention", "fusion": "gated"})
 
 
 def _step(msg: str) -> float:
@@ -27,6 +36,7 @@ def run_demo(spark, lake_dir: str, raw_dir: str | None = None, events: int = 300
     from graph_build.export import export_graph
     from graph_build.job import build_graph
     from graph_build.manifest import table_rows
+    from training.job import embeddings_table, train
 
     if not isinstance(events, int) or events < 1000:
         raise ValueError(f"events: expected an int >= 1000, got {events!r}")
@@ -59,9 +69,18 @@ def run_demo(spark, lake_dir: str, raw_dir: str | None = None, events: int = 300
     snapshot = export_graph(spark, lake_dir)
     print(f"    {snapshot['path']} ({snapshot['total_bytes'] / 1e6:,.1f} MB, {time.time() - t:.1f} s)", flush=True)
 
+    t = _step("train: heterogeneous GraphSAGE (every relation, text/numeric/categorical features), 10% held out")
+    trained = train(spark, lake_dir, _demo_train_config())
+    print(f"    run {trained['run_id']}: {trained['steps']} steps in {time.time() - t:.1f} s", flush=True)
+    for name, value in sorted((trained["validation"] or {}).items()):
+        if "@" in name:
+            print(f"      {name:<44} {value:.4f}")
+    print(f"    training report: {trained['report']}")
+
     print("\n==> tables", flush=True)
     produced = {}
-    for name in [*_SHOWN_TABLES, *graph["outputs"], tables.GRAPH_MANIFEST]:
+    embedding_tables = [embeddings_table(t) for t in trained["tables"]]
+    for name in [*_SHOWN_TABLES, *graph["outputs"], tables.GRAPH_MANIFEST, *embedding_tables, tables.TRAIN_RUNS]:
         path = tables.table_path(lake_dir, name)
         if lake.table_exists(path):
             produced[name] = {"version": lake.table_version(path), "rows": table_rows(path)}
@@ -71,4 +90,5 @@ def run_demo(spark, lake_dir: str, raw_dir: str | None = None, events: int = 300
     lake.read_table(spark, tables.table_path(lake_dir, tables.CLEAN_EVENTS)).orderBy("ts", "event_id").show(5, truncate=False)
     docs = report.get("validation", {}).get("data_docs")
     print(f"==> Great Expectations Data Docs: {docs}")
-    return {"generate": gen, "etl": report, "graph": graph, "snapshot": snapshot, "tables": produced, "data_docs": docs}
+    return {"generate": gen, "etl": report, "graph": graph, "snapshot": snapshot, "train": trained, "tables": produced,
+            "data_docs": docs}

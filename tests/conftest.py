@@ -28,6 +28,24 @@ def spark():
     s.stop()
 
 
+@pytest.fixture(scope="session")
+def planted(spark, tmp_path_factory):
+    """A lake with the planted-community dataset (tests/planted.py) imported, built and exported:
+    ``(lake_dir, snapshot_dir)``. Shared by the training tests (training never changes it)."""
+    from etl.importers import import_dataset
+    from graph_build.config import GraphConfig
+    from graph_build.export import export_graph
+    from graph_build.job import build_graph
+    from tests.planted import write_planted
+
+    root = tmp_path_factory.mktemp("planted")
+    write_planted(str(root / "data"))
+    lake_dir = str(root / "lake")
+    import_dataset(spark, "lightgcn", str(root / "data"), lake_dir)
+    build_graph(spark, lake_dir, GraphConfig(text_model="hashing", text_dim=16), build_docs=False)
+    return lake_dir, export_graph(spark, lake_dir)["path"]
+
+
 def assert_same_rows(actual, expected):
     """Compare two DataFrames exactly, both directions (as multisets of rows)."""
     assert actual.columns == expected.columns, (actual.columns, expected.columns)

@@ -10,10 +10,6 @@ import numpy as np
 import pytest
 from pyspark.sql import functions as F
 
-from etl.importers import import_dataset
-from graph_build.config import GraphConfig
-from graph_build.export import export_graph
-from graph_build.job import build_graph
 from graph_build.snapshot import open_snapshot
 from graphlake import cli, lake, tables
 from training import checkpoint as ckpt
@@ -23,20 +19,9 @@ from training.evaluate import evaluate
 from training.job import embeddings_table, train
 from training.trainer import Trainer
 from training.worker import embeddings_path
-from tests.planted import write_planted
 
 TARGET = "user__purchase__item"
 BASE = dict(epochs=12, batch_size=64, fanouts=(5, 5), edge_types=(TARGET,), lr=0.02, model={"hidden_dim": 16})
-
-
-@pytest.fixture(scope="module")
-def planted(spark, tmp_path_factory):
-    root = tmp_path_factory.mktemp("planted")
-    write_planted(str(root / "data"))
-    lake_dir = str(root / "lake")
-    import_dataset(spark, "lightgcn", str(root / "data"), lake_dir)
-    build_graph(spark, lake_dir, GraphConfig(text_model="hashing", text_dim=16), build_docs=False)
-    return lake_dir, export_graph(spark, lake_dir)["path"]
 
 
 def _embeddings(run_dir: str) -> dict:

@@ -21,7 +21,7 @@ from training.evaluate import evaluate
 from training.job import TrainError, run_dir_of, train
 from training.worker import embeddings_path
 from tests.test_distributed import require_horovod
-from tests.test_training import BASE, planted  # noqa: F401  (module fixture: the planted lake)
+from tests.test_training import BASE
 
 CONFIG = TrainConfig(**BASE, seed=21)
 
@@ -34,7 +34,7 @@ def _last_epoch_loss(summary: dict) -> float:
 
 
 @pytest.fixture(scope="module")
-def local_run(spark, planted):  # noqa: F811
+def local_run(spark, planted):
     lake_dir, _ = planted
     summary = train(spark, lake_dir, CONFIG, progress=False)
     return summary, evaluate(spark, lake_dir, run_id=summary["run_id"], k=10)
@@ -42,7 +42,7 @@ def local_run(spark, planted):  # noqa: F811
 
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("backend", ["ddp", "horovod"])
-def test_two_ranks_learn_like_one_process(spark, planted, local_run, backend):  # noqa: F811
+def test_two_ranks_learn_like_one_process(spark, planted, local_run, backend):
     if backend == "horovod":
         require_horovod()
     lake_dir, _ = planted
@@ -67,7 +67,7 @@ def _rank_process(root_pid: int, rank: str):
 
 
 @pytest.mark.timeout(600)
-def test_killed_rank_fails_clearly_and_resume_matches_an_undisturbed_run(spark, planted, tmp_path):  # noqa: F811
+def test_killed_rank_fails_clearly_and_resume_matches_an_undisturbed_run(spark, planted, tmp_path):
     lake_dir, _ = planted
     config = TrainConfig(**{**BASE, "epochs": 40, "batch_size": 32, "checkpoint_every": 25}, seed=8)
     reference = train(spark, lake_dir, config, backend="ddp", workers=2, run_id="undisturbed", progress=False,
@@ -101,7 +101,7 @@ def test_killed_rank_fails_clearly_and_resume_matches_an_undisturbed_run(spark, 
         assert np.array_equal(a, b), f"{t}: resumed embeddings differ from the undisturbed run"
 
 
-def test_resume_needs_a_run_id_and_the_same_config(spark, planted):  # noqa: F811
+def test_resume_needs_a_run_id_and_the_same_config(spark, planted):
     lake_dir, _ = planted
     with pytest.raises(ValueError, match="run_id: --resume needs the id"):
         train(spark, lake_dir, CONFIG, resume=True)
