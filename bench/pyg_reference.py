@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 import numpy as np
@@ -147,11 +148,11 @@ def main(argv=None) -> dict:
         for o in optimizers:
             o.zero_grad(set_to_none=True)
         out = model({t: batch[t].n_id for t in batch.node_types}, batch.edge_index_dict)
-        lab = batch[rel]
-        b = lab.src_index.numel()
-        u = out["user"].index_select(0, lab.src_index)
-        v = out["item"].index_select(0, lab.dst_pos_index)
-        n = out["item"].index_select(0, lab.dst_neg_index.reshape(-1)).reshape(b, -1, u.shape[1])
+        src_index, dst_pos = batch["user"].src_index, batch["item"].dst_pos_index  # triplet: local rows
+        b = src_index.numel()
+        u = out["user"].index_select(0, src_index)
+        v = out["item"].index_select(0, dst_pos)
+        n = out["item"].index_select(0, batch["item"].dst_neg_index.reshape(-1)).reshape(b, -1, u.shape[1])
         pos = (u * v).sum(-1)
         neg = (u.unsqueeze(1) * n).sum(-1)
         loss = F.softplus(neg - pos.unsqueeze(1)).mean()
@@ -168,16 +169,21 @@ def main(argv=None) -> dict:
 
     for _ in range(a.warmup):
         step(False)
-    seeds, t0 = 0, time.perf_counter()
+    load = os.getloadavg()[0]
+    seeds, times, t0 = 0, [], time.perf_counter()
     for _ in range(a.steps):
+        ts = time.perf_counter()
         seeds += step(True)
+        times.append(time.perf_counter() - ts)
     secs = time.perf_counter() - t0
     result = {
         "bench": "pyg_reference", "seed_edges_per_s": round(seeds / secs, 1), "steps": a.steps,
         "seconds": round(secs, 3), "seed_edges": seeds, "threads": torch.get_num_threads(),
         **versions, "sampler_backend": "pyg_lib" if WITH_PYG_LIB else "torch_sparse",
         "sparse_id": a.sparse_id, "setup_s": round(setup_s, 2),
-        "step_ms": round(1000 * secs / a.steps, 1), "sample_ms": round(1000 * stats["sample_s"] / a.steps, 1),
+        "step_ms": round(1000 * secs / a.steps, 1), "median_step_ms": round(1000 * float(np.median(times)), 1),
+        "loadavg_1min": [round(load, 2), round(os.getloadavg()[0], 2)],
+        "sample_ms": round(1000 * stats["sample_s"] / a.steps, 1),
         "sampled_nodes_per_batch": round(stats["sampled_nodes"] / a.steps),
         "sampled_edges_per_batch": round(stats["sampled_edges"] / a.steps),
     }

@@ -21,6 +21,7 @@ import os
 import sys
 import time
 
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: spinning OpenMP threads (graphlake.cli.main)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 LIGHTGCN = {"recall@20": 0.1830, "ndcg@20": 0.1554}

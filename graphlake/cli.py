@@ -375,6 +375,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # OpenMP threads that spin while waiting slow torch down many times on a shared machine (a 2-thread
+    # sort: 184 ms spinning vs 3.6 ms passive, measured with another process busy); the launched
+    # training ranks inherit this
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     logging.basicConfig(level=os.environ.get("GRAPHLAKE_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     start = time.time()

@@ -156,6 +156,7 @@ class Trainer:
         self.total_edges = sum(self.edge_counts.values())
         self.optimizer = self._optimizer()
         self.history: list[dict] = []
+        self._orders: dict[str, tuple[int, torch.Tensor]] = {}
 
     # ------------------------------------------------------------------ set-up
     def _optimizer(self) -> _Composite:
@@ -189,9 +190,11 @@ class Trainer:
         per_rank = max(1, int(round(share)))
         if n == 0:
             return src[:0], dst[:0]
-        order = torch.randperm(n, generator=ckpt.generator(self.config.seed, 2, epoch, self.backend.rank,
-                                                           self.targets.index(e)))
-        idx = order.index_select(0, (torch.arange(per_rank) + step * per_rank) % n)
+        cached = self._orders.get(e)
+        if cached is None or cached[0] != epoch:  # one permutation per (target, epoch): f(seed, epoch, rank)
+            cached = self._orders[e] = (epoch, torch.randperm(n, generator=ckpt.generator(
+                self.config.seed, 2, epoch, self.backend.rank, self.targets.index(e))))
+        idx = cached[1].index_select(0, (torch.arange(per_rank) + step * per_rank) % n)
         return src.index_select(0, idx), dst.index_select(0, idx)
 
     # ------------------------------------------------------------------ one step

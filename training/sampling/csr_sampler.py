@@ -48,6 +48,7 @@ from training.sampling.graph import HeteroCSRGraph, check_ids
 _EMPTY = torch.zeros(0, dtype=torch.int64)
 _ES_FACTOR = 8  # weighted, no replacement: Efraimidis-Spirakis up to this many x fanout neighbours
 _MAX_ROUNDS = 8  # rounds of 2 x fanout draws a hub gets before falling back to Efraimidis-Spirakis
+_DENSE_EXTEND_FACTOR = 32  # _extend marks ids over the whole type when num_nodes <= this x the ids given
 
 
 def _segment_offsets(counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -166,7 +167,7 @@ class CSRNeighborSampler(NeighborSampler):
             for t in g.node_types:
                 rels = [rel for rel in g.relations if rel[0] == t]
                 found = [g.csr(rel)[1].index_select(0, picks[rel][1]) for rel in rels]
-                new_nodes[t], local = _extend(nodes[t], torch.cat(found) if found else _EMPTY)
+                new_nodes[t], local = _extend(nodes[t], torch.cat(found) if found else _EMPTY, g.num_nodes[t])
                 for rel, part in zip(rels, torch.split(local, [len(f) for f in found])):
                     dst_local, pos = picks[rel]
                     edges[rel] = (part, dst_local, g.csr(rel)[2].index_select(0, pos))
@@ -371,15 +372,32 @@ class CSRNeighborSampler(NeighborSampler):
         return {rel: _Excluded(torch.unique(torch.cat(p))) for rel, p in positions.items()}
 
 
-def _extend(prefix: torch.Tensor, found: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _extend(prefix: torch.Tensor, found: torch.Tensor,
+            num_nodes: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(prefix + new ids of found (sorted, unique), local index of each found id)``.
 
     A found id already in ``prefix`` maps to its first occurrence there (``prefix`` may hold
     duplicate seeds); the others map past the prefix, in sorted id order.
+
+    With ``num_nodes`` (ids are ``< num_nodes``) not much larger than the ids given, the result
+    comes from per-id marks over ``0..num_nodes-1`` (a few linear passes) instead of sorting
+    ``prefix + found`` (measured on the 5M-edge bench graph: 17.6 of 50 ms per batch went to the
+    sort); both paths return identical tensors.
     """
     n = len(prefix)
     if len(found) == 0:
         return prefix, _EMPTY
+    if num_nodes is not None and num_nodes <= _DENSE_EXTEND_FACTOR * (n + len(found)):
+        none = torch.iinfo(torch.int64).max
+        dev = found.device
+        loc = torch.full((num_nodes,), none, dtype=torch.int64, device=dev)
+        # first occurrence of each prefix id
+        loc.scatter_reduce_(0, prefix, torch.arange(n, dtype=torch.int64, device=dev), reduce="amin")
+        seen = torch.zeros(num_nodes, dtype=torch.bool, device=dev)
+        seen[found] = True
+        new = torch.nonzero(seen & (loc == none)).flatten()  # ascending ids
+        loc[new] = n + torch.arange(len(new), dtype=torch.int64, device=dev)
+        return torch.cat([prefix, new]), loc.index_select(0, found)
     uniq, inv = torch.unique(torch.cat([prefix, found]), sorted=True, return_inverse=True)
     first = torch.full((len(uniq),), n + len(found), dtype=torch.int64)
     first.scatter_reduce_(0, inv, torch.arange(n + len(found), dtype=torch.int64), reduce="amin")
