@@ -23,7 +23,7 @@ import torch
 
 def _as_tensor(name: str, value, dtype) -> torch.Tensor:
     if isinstance(value, np.ndarray):
-        value = torch.from_numpy(np.ascontiguousarray(value))
+        value = torch.from_numpy(np.array(value))  # a copy: memory-mapped inputs are read-only
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{name}: expected a tensor or numpy array, got {type(value).__name__}")
     return value.to(dtype)
