@@ -18,7 +18,7 @@ import yaml
 
 from training.config import TrainConfig, config_json
 from training.evaluate import evaluate
-from training.job import TrainError, run_dir_of, train
+from training.job import run_dir_of, train
 from training.worker import embeddings_path
 from tests.test_distributed import require_horovod
 from tests.test_training import BASE
@@ -108,4 +108,4 @@ def test_resume_needs_a_run_id_and_the_same_config(spark, planted):
     first = train(spark, lake_dir, TrainConfig(**{**BASE, "epochs": 1}), run_id="short", progress=False)
     with pytest.raises(ValueError, match="config: differs from the one run short started with"):
         train(spark, lake_dir, TrainConfig(**{**BASE, "epochs": 2}), run_id="short", resume=True)
-    assert first["steps"] > 0 and TrainError.__doc__
+    assert first["steps"] > 0

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import time
 from datetime import datetime, timezone
 
@@ -43,12 +42,6 @@ log = logging.getLogger(__name__)
 
 BACKENDS = ("local", "horovod", "ddp")
 RUN_ID, EMBEDDING = "run_id", "embedding"
-EMBEDDINGS_SCHEMA = T.StructType([
-    T.StructField(RUN_ID, T.StringType(), False),
-    T.StructField(G.KEY, T.StringType(), False),
-    T.StructField(G.NODE_ID, T.LongType(), False),
-    T.StructField(EMBEDDING, T.ArrayType(T.FloatType(), False), False),
-])
 RUNS_SCHEMA = T.StructType([
     T.StructField(RUN_ID, T.StringType(), False),
     T.StructField("finished_at", T.TimestampType(), False),
@@ -217,8 +210,3 @@ def latest_run(spark, lake_dir: str) -> dict:
         raise FileNotFoundError(f"lake: no finished training run under {lake_dir!r} (run `graphlake train` first)")
     row = lake.read_table(spark, path).orderBy(F.col("finished_at").desc(), F.col(RUN_ID).desc()).first()
     return {**json.loads(row["summary"]), "config": json.loads(row["config"])}
-
-
-def remove_run(lake_dir: str, run_id: str) -> None:
-    """Delete a run's folder (checkpoints, embeddings files); its Delta partitions stay."""
-    shutil.rmtree(run_dir_of(lake_dir, run_id), ignore_errors=True)

@@ -34,7 +34,7 @@ from training.config import TrainConfig
 from training.metrics import ranking_metrics
 from training.model import HeteroGraphSAGE, NodeFeatureSpec, gather_features
 from training.model.decoder import bpr_loss, l2_regularisation, sampled_softmax_loss, score
-from training.sampling import CSRNeighborSampler, HeteroCSRGraph, NegativeSampler, message_relations
+from training.sampling import CSRNeighborSampler, HeteroCSRGraph, NegativeSampler, csr_rows, message_relations
 from training.sampling.base import REVERSE_PREFIX
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ def holdout_mask(nnz: int, fraction: float, seed: int, index: int) -> torch.Tens
 
 def _split_csr(indptr: np.ndarray, indices: np.ndarray, weights: np.ndarray, held: torch.Tensor):
     """(train CSR, held-out (src, dst)) of one relation."""
-    src = torch.repeat_interleave(torch.arange(len(indptr) - 1), torch.from_numpy(np.diff(indptr)))
+    src = csr_rows(torch.from_numpy(np.asarray(indptr, dtype=np.int64)))
     dst = torch.from_numpy(np.asarray(indices).astype(np.int64))
     keep = ~held
     counts = torch.bincount(src[keep], minlength=len(indptr) - 1)

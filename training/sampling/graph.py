@@ -137,14 +137,14 @@ def _expand_ranges(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
     return first + torch.arange(total, dtype=torch.int64)
 
 
-def _rows_of(indptr: torch.Tensor) -> torch.Tensor:
+def csr_rows(indptr: torch.Tensor) -> torch.Tensor:
     """Row id of every CSR entry: int64 ``(nnz,)``."""
     return torch.repeat_interleave(torch.arange(len(indptr) - 1, dtype=torch.int64), indptr.diff())
 
 
 def _transpose(indptr: torch.Tensor, indices: torch.Tensor, weights: torch.Tensor, n_cols: int) -> CSR:
     """The CSR of the transpose; rows of the result sorted by id (stable sort of the column ids)."""
-    rows = _rows_of(indptr)
+    rows = csr_rows(indptr)
     order = torch.sort(indices, stable=True).indices  # within a column, rows stay ascending
     counts = torch.bincount(indices, minlength=n_cols)
     t_indptr = torch.cat([torch.zeros(1, dtype=torch.int64), torch.cumsum(counts, 0)])
@@ -169,7 +169,7 @@ def _check_csr(name: str, indptr, indices, weights, n_src: int, n_dst: int) -> C
     if not bool(torch.isfinite(weights).all()):
         raise ValueError(f"{where} weights: expected finite values")
     if len(indices) > 1:  # rows must be sorted by id: sort them (stable) when they are not
-        rows = _rows_of(indptr)
+        rows = csr_rows(indptr)
         key = rows * max(n_dst, 1) + indices
         if bool((key.diff() < 0).any()):
             order = torch.sort(key, stable=True).indices
@@ -383,7 +383,7 @@ class HeteroCSRGraph:
         for rel in self.relations:
             if rel[0] in counts and rel[2] in counts:
                 indptr, indices, weights = self._csr[rel]
-                edges[rel] = (indices, _rows_of(indptr), weights)
+                edges[rel] = (indices, csr_rows(indptr), weights)
         blocks = tuple(Block(counts, counts, edges) for _ in range(num_layers))
         ids = {t: torch.arange(n, dtype=torch.int64) for t, n in counts.items()}
         return SampledBatch(ids, blocks, dict(counts))

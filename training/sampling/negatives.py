@@ -38,6 +38,8 @@ from collections.abc import Callable, Mapping
 
 import torch
 
+from training.sampling.graph import csr_rows
+
 
 STRATEGIES = ("uniform", "popularity", "in_batch", "hard")
 
@@ -115,8 +117,7 @@ class NegativeSampler:
             self._positives = (indptr, indices)
             # rows sorted, each row's items sorted: user * num_items + item is one sorted key array,
             # so a membership test is one searchsorted over all queries
-            rows = torch.repeat_interleave(torch.arange(len(indptr) - 1, dtype=torch.int64), indptr.diff())
-            self._positive_keys = rows * num_items + indices
+            self._positive_keys = csr_rows(indptr) * num_items + indices
 
     def sample(self, pos_src: torch.Tensor, pos_dst: torch.Tensor, num_negatives: int,
                generator: torch.Generator | None = None, user_emb: torch.Tensor | None = None,
