@@ -150,6 +150,14 @@ def read_table(spark, path: str, version: int | None = None):
     return reader.parquet(*files).select(*schema.fieldNames())
 
 
+def read_arrow(path: str, version: int | None = None) -> pa.Table:
+    """A SMALL table (registries, manifests) read straight into the process with delta-rs.
+
+    For metadata tables of bounded size only; data tables go through :func:`read_table` (Spark).
+    """
+    return _load(path, version).to_pyarrow_table()
+
+
 def history(path: str, limit: int | None = None) -> list[dict]:
     """Commit history, newest first: version, timestamp, operation, parameters, custom metadata."""
     if limit is not None and (not isinstance(limit, int) or limit <= 0):

@@ -1,1 +1,11 @@
-"""udfs: see ../shared/DESIGN.md; built by its own issue."""
+"""udfs: graphlake's Spark SQL functions over published embedding assets.
+
+Example:
+    >>> import udfs
+    >>> udfs.register(spark, lake="lakehouse", version="production")
+    >>> spark.sql("SELECT user_id, gl_recommend(user_id, 20) FROM users").show()
+"""
+
+from udfs.register import FUNCTIONS, register
+
+__all__ = ["FUNCTIONS", "register"]

@@ -1,0 +1,187 @@
+"""The files of one asset version: row-aligned vectors, keys, the FAISS index and ``meta.json``.
+
+Layout of ``<lake>/assets/files/<asset>/v<N>/``::
+
+    meta.json        asset, version, node_type, dim, rows, score ("dot" | "cosine"), graph_version,
+                     snapshot (training snapshot of the graph version: the users' histories), index kind
+    vectors.npy      float32 (rows, dim), row i = node_id i (memory-mapped by readers)
+    keys.parquet/    (key, node_id) written by Spark tasks in parallel, one row per vector
+    index.faiss      item-like assets: inner-product index over the vectors (L2-normalised first
+                     when the score is cosine), ids = node_id
+
+The vectors are the trained embeddings as they are (the Delta table holds the same values);
+scores are computed with the run's decoder. The index is one file by nature: building it reads
+the vectors in blocks of 65 536 rows in one process (the publisher), never through the Spark
+driver; ``flat`` costs rows × dim × 4 bytes, ``hnsw`` about 1.3× that plus the graph.
+
+:func:`open_bundle` is what the SQL functions call on the executors: it memory-maps the vectors,
+loads the keys once, and caches the result per process (keyed by folder), so a Python worker
+loads an asset version once, not once per task.
+
+Example:
+    >>> b = open_bundle("lakehouse/assets/files/item_embeddings/v3")
+    >>> rows = b.rows_of(pd.Series(["i1", "nope"]))     # array([17, -1])
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import uuid
+
+import numpy as np
+import pandas as pd
+
+from assets import schema as A
+from assets.config import AssetConfig
+
+_BLOCK = 1 << 16
+_CACHE: dict[str, "Bundle"] = {}
+_LOCK = threading.Lock()
+
+
+def bundle_dir(lake_dir: str, asset: str, version: int) -> str:
+    return os.path.join(os.path.abspath(lake_dir), A.FILES_DIR, asset, f"v{version}")
+
+
+def index_kind(rows: int, config: AssetConfig) -> str:
+    if config.index != "auto":
+        return config.index
+    return "flat" if rows <= config.flat_max_items else "hnsw"
+
+
+def _normalised(block: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(block, axis=1, keepdims=True)
+    return (block / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def build_index(vectors: np.ndarray, score: str, kind: str, config: AssetConfig):
+    """A FAISS inner-product index over ``vectors`` (normalised when ``score == "cosine"``)."""
+    import faiss
+
+    n, dim = vectors.shape
+    if kind == "flat":
+        index = faiss.IndexFlatIP(dim)
+    elif kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, config.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efSearch = config.hnsw_ef_search
+    else:
+        raise ValueError(f"kind: expected 'flat' or 'hnsw', got {kind!r}")
+    for lo in range(0, n, _BLOCK):
+        block = np.ascontiguousarray(vectors[lo:lo + _BLOCK], dtype=np.float32)
+        index.add(_normalised(block) if score == "cosine" else block)
+    return index
+
+
+def write_bundle(out_dir: str, vectors_src: str, keys_df, meta: dict, with_index: bool, config: AssetConfig,
+                 extra_vectors: np.ndarray | None = None) -> dict:
+    """Write the files of one asset version into ``out_dir`` (atomically: a temp folder renamed).
+
+    Args:
+        out_dir: the version's folder (must not exist).
+        vectors_src: ``.npy`` of the vectors (row = node_id), copied in streaming blocks.
+        keys_df: Spark DataFrame ``(key, node_id)`` with one row per vector row.
+        meta: fields for ``meta.json`` (``score`` required).
+        with_index: build the FAISS index.
+        config: index options.
+        extra_vectors: rows appended after those of ``vectors_src`` (inductive embeddings).
+
+    Returns:
+        the ``meta.json`` content.
+    """
+    if os.path.exists(out_dir):
+        raise FileExistsError(f"out_dir: asset files {out_dir} exist already")
+    src = np.load(vectors_src, mmap_mode="r")
+    extra = np.zeros((0, src.shape[1]), np.float32) if extra_vectors is None else np.asarray(extra_vectors, np.float32)
+    if extra.ndim != 2 or extra.shape[1] != src.shape[1]:
+        raise ValueError(f"extra_vectors: expected shape (n, {src.shape[1]}), got {extra.shape}")
+    tmp = f"{out_dir}.tmp-{uuid.uuid4().hex[:8]}"
+    os.makedirs(tmp)
+    try:
+        n = src.shape[0] + extra.shape[0]
+        out = np.lib.format.open_memmap(os.path.join(tmp, A.VECTORS_FILE), mode="w+", dtype=np.float32,
+                                        shape=(n, src.shape[1]))
+        for lo in range(0, src.shape[0], _BLOCK):
+            out[lo:lo + _BLOCK] = src[lo:lo + _BLOCK]
+        out[src.shape[0]:] = extra
+        out.flush()
+        keys_df.select(A.KEY, A.NODE_ID).write.mode("error").parquet(os.path.join(tmp, A.KEYS_FILE))
+        kind = None
+        if with_index:
+            import faiss
+
+            kind = index_kind(n, config)
+            faiss.write_index(build_index(out, meta["score"], kind, config), os.path.join(tmp, A.INDEX_FILE))
+        del out
+        full = {**meta, "rows": int(n), "dim": int(src.shape[1]), "index": kind}
+        with open(os.path.join(tmp, A.META_FILE), "w") as f:
+            json.dump(full, f, indent=1, sort_keys=True)
+        os.makedirs(os.path.dirname(out_dir), exist_ok=True)
+        os.rename(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return full
+
+
+class Bundle:
+    """An opened asset version (see the module docstring). Thread-safe for reads."""
+
+    def __init__(self, path: str):
+        import pyarrow.parquet as pq
+
+        with open(os.path.join(path, A.META_FILE)) as f:
+            self.meta = json.load(f)
+        self.path = path
+        self.vectors = np.load(os.path.join(path, A.VECTORS_FILE), mmap_mode="r")
+        keys = pq.read_table(os.path.join(path, A.KEYS_FILE), columns=[A.KEY, A.NODE_ID])
+        ids = keys.column(A.NODE_ID).to_numpy()
+        order = np.argsort(ids, kind="stable")
+        if len(ids) != self.vectors.shape[0] or not np.array_equal(ids[order], np.arange(len(ids))):
+            raise ValueError(f"path: {path} keys do not cover node ids 0..{self.vectors.shape[0] - 1} exactly")
+        self.keys = np.asarray(keys.column(A.KEY).to_pandas(), dtype=object)[order]
+        self._lookup = pd.Index(self.keys)
+        self._index = None
+        self._scoring = None
+        self._lock = threading.Lock()
+
+    @property
+    def score(self) -> str:
+        return self.meta["score"]
+
+    def rows_of(self, keys) -> np.ndarray:
+        """Row ids of ``keys`` (a pandas Series / array of strings); -1 for unknown or null keys."""
+        return self._lookup.get_indexer(pd.Series(keys, dtype=object))
+
+    def scoring_vectors(self) -> np.ndarray:
+        """The vectors scores are dot products of (L2-normalised for a cosine score); cached."""
+        with self._lock:
+            if self._scoring is None:
+                v = np.asarray(self.vectors, dtype=np.float32)
+                self._scoring = _normalised(v) if self.score == "cosine" else v
+            return self._scoring
+
+    def index(self):
+        """The FAISS index (item-like assets), loaded on first use."""
+        with self._lock:
+            if self._index is None:
+                import faiss
+
+                file = os.path.join(self.path, A.INDEX_FILE)
+                if not os.path.isfile(file):
+                    raise ValueError(f"asset {self.meta['asset']} v{self.meta['version']} has no ANN index "
+                                     f"(only item-like assets have one)")
+                self._index = faiss.read_index(file)
+            return self._index
+
+
+def open_bundle(path: str) -> Bundle:
+    """The cached :class:`Bundle` of folder ``path`` in this process."""
+    path = os.path.abspath(path)
+    with _LOCK:
+        b = _CACHE.get(path)
+        if b is None:
+            b = _CACHE[path] = Bundle(path)
+        return b

@@ -1,0 +1,240 @@
+"""``graphlake publish``: a finished training run -> a new version of each embedding asset.
+
+Steps (a thin job over the lake, the registry and the bundle writer):
+
+1. **claim**: one registry commit adds a ``pending`` row per asset with the next version
+   number, against the registry version this publish read. Of two concurrent publishers only
+   one can make that commit; the other gets :class:`PublishConflictError` having written nothing.
+2. **data**: per asset, a Spark job copies the run's ``train/embeddings_<type>`` partition into
+   ``emb/<asset>`` partition ``asset_version=<N>`` (one Delta commit; earlier versions untouched).
+3. **files**: vectors, keys and (item-like assets) the FAISS index (:mod:`assets.bundle`).
+4. **register**: one registry commit turns the rows into ``candidate`` with the Delta table
+   version, row count, dimension, metrics (``evaluation.json`` of the run) and file folder.
+   Any failure in 2–4 marks the rows ``failed`` with the reason; readers never see a pending or
+   failed version (:func:`assets.registry.resolve`).
+
+``promote=True`` then runs the quality gate and promotes each version that passes
+(:func:`assets.lifecycle.promote`).
+
+Example:
+    >>> summary = publish(spark, "lakehouse")                  # the newest training run
+    >>> summary["assets"]["item_embeddings"]["version"]
+    1
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+
+from pyspark.sql import functions as F
+
+from assets import schema as A
+from assets.bundle import bundle_dir, write_bundle
+from assets.config import AssetConfig
+from assets.registry import (AssetError, RegistryConflictError, code_version, commit_registry, next_version, now,
+                             read_registry, update_registry)
+from graphlake import lake, tables
+
+log = logging.getLogger(__name__)
+
+
+class PublishConflictError(AssetError):
+    """A concurrent publish (or other registry change) won; this publish wrote nothing."""
+
+
+def asset_table(lake_dir: str, asset: str) -> str:
+    return tables.table_path(lake_dir, tables.embeddings(asset))
+
+
+def run_metrics(run_dir: str) -> dict:
+    """The ranking metrics of the run's ``evaluation.json`` (``{}`` when it was not evaluated)."""
+    from training.evaluate import EVALUATION_FILE
+
+    path = os.path.join(run_dir, EVALUATION_FILE)
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        ev = json.load(f)
+    out = {k: float(v) for k, v in ev.items() if (k.startswith("recall@") or k.startswith("ndcg@"))
+           and isinstance(v, (int, float))}
+    cold = ev.get("cold_start")
+    if isinstance(cold, dict):
+        out.update({f"cold_start_{k}": float(v) for k, v in cold.items()
+                    if (k.startswith("recall@") or k.startswith("ndcg@")) and isinstance(v, (int, float))})
+    return out
+
+
+def _run(spark, lake_dir: str, run_id: str | None) -> tuple[str, str, dict]:
+    from training.job import latest_run, run_dir_of
+    from training.worker import DONE_FILE, read_run
+
+    run_id = run_id or latest_run(spark, lake_dir)["run_id"]
+    run_dir = run_dir_of(lake_dir, run_id)
+    if not os.path.isfile(os.path.join(run_dir, DONE_FILE)):
+        raise AssetError(f"run_id: training run {run_id} did not finish (no {DONE_FILE} in {run_dir}); "
+                         "finish it with `graphlake train --resume --run-id ...` first")
+    return run_id, run_dir, read_run(run_dir)
+
+
+def _item_like(spec: dict) -> set[str]:
+    """Node types that are recommended (destinations of the run's targets, or items by default)."""
+    targets = spec["config"].get("targets") or []
+    return {t.split("__")[2] for t in targets} or {"item"}
+
+
+def _score_and_history(spec: dict) -> tuple[str, list[str]]:
+    """The run's decoder (``dot``/``cosine``) and its target edge types (the users' histories)."""
+    from graph_build.snapshot import open_snapshot
+    from training.config import TrainConfig
+    from training.trainer import resolve_targets
+
+    config = TrainConfig(**spec["config"])
+    return config.model_config().decoder, resolve_targets(open_snapshot(spec["snapshot"]), config)
+
+
+def publish(spark, lake_dir: str, run_id: str | None = None, node_types=None, config: AssetConfig | None = None,
+            promote: bool = False, build_docs: bool = True) -> dict:
+    """Publish run ``run_id`` (default: the newest finished run) as new asset versions.
+
+    Args:
+        spark: SparkSession.
+        lake_dir: lake root.
+        run_id: training run id (``meta/train_runs``).
+        node_types: node types to publish (default: every type the run has embeddings of, i.e.
+            its targets' user and item types); e.g. ``["user", "item", "shop"]``.
+        config: :class:`AssetConfig` (index options; gate thresholds when ``promote``).
+        promote: run the quality gate and promote the versions that pass.
+        build_docs: write the gate's Great Expectations Data Docs.
+
+    Returns:
+        ``{"run_id", "graph_version", "assets": {asset: {"version", "rows", "dim", "table_version",
+        "files", "index", "status"[, "gate"]}}, "seconds"}``.
+
+    Raises:
+        PublishConflictError: another publish changed the registry first; nothing was written.
+        AssetError: the run did not finish or has no embeddings of a requested type.
+    """
+    from training.worker import embeddings_path
+
+    started = time.time()
+    config = config or AssetConfig()
+    if not isinstance(config, AssetConfig):
+        raise TypeError(f"config: expected AssetConfig, got {type(config).__name__}")
+    run_id, run_dir, spec = _run(spark, lake_dir, run_id)
+    available = sorted(n[:-4] for n in os.listdir(os.path.join(run_dir, "embeddings")) if n.endswith(".npy"))
+    if node_types is None:
+        node_types = available
+    if isinstance(node_types, str) or not node_types:
+        raise ValueError(f"node_types: expected a non-empty list of node types, got {node_types!r}")
+    missing = [t for t in node_types if t not in available]
+    if missing:
+        raise AssetError(f"node_types: run {run_id} has no embeddings of {missing} (it has {available}); "
+                         "train with those types as targets to publish them")
+    score, history = _score_and_history(spec)
+    meta_common = {"graph_version": spec["graph_version"], "run_id": run_id, "snapshot": spec["snapshot"],
+                   "score": score, "history_edge_types": history, "config_hash": spec["config_hash"]}
+    metrics = json.dumps(run_metrics(run_dir), sort_keys=True)
+    claimed = _claim(spark, lake_dir, run_id, spec, list(node_types), metrics)
+    results = {}
+    try:
+        for node_type, (asset, version) in claimed.items():
+            results[asset] = _publish_one(spark, lake_dir, run_id, node_type, asset, version,
+                                          embeddings_path(run_dir, node_type), node_type in _item_like(spec),
+                                          meta_common, config)
+    except BaseException as exc:
+        _mark_failed(spark, lake_dir, claimed, f"publish failed: {type(exc).__name__}: {exc}")
+        raise
+    _register(spark, lake_dir, results)
+    summary = {"run_id": run_id, "graph_version": spec["graph_version"], "assets": results}
+    if promote:
+        from assets.lifecycle import GateFailedError, promote as promote_version
+
+        for asset, res in results.items():
+            try:
+                promote_version(spark, lake_dir, asset, res["version"], config, build_docs=build_docs)
+                res["status"] = A.PRODUCTION
+            except GateFailedError as exc:
+                res["gate"] = str(exc)
+    summary["seconds"] = round(time.time() - started, 1)
+    return summary
+
+
+def _claim(spark, lake_dir, run_id, spec, node_types, metrics) -> dict:
+    rows, read_version = read_registry(lake_dir)
+    claimed, stamp, code = {}, now(), code_version()
+    new_rows = list(rows)
+    for t in node_types:
+        asset = A.asset_name(t)
+        version = next_version(rows, asset)
+        claimed[t] = (asset, version)
+        new_rows.append({"asset": asset, "version": version, "node_type": t, "graph_version": spec["graph_version"],
+                         "run_id": run_id, "config_hash": spec["config_hash"], "code_version": code, "metrics": metrics,
+                         "status": A.PENDING, "note": f"publish of run {run_id} in progress", "created_at": stamp,
+                         "updated_at": stamp, "vacuumed": False})
+    label = ",".join(f"{a} v{v}" for a, v in claimed.values())
+    try:
+        commit_registry(spark, lake_dir, new_rows, read_version, "publish-claim", label, None)
+    except RegistryConflictError as exc:
+        raise PublishConflictError(
+            f"publish conflict: another publish (or promote) changed the assets registry after version "
+            f"{read_version} was read, so {label} of run {run_id} was not published and nothing was written; "
+            "run the publish again") from exc
+    return claimed
+
+
+def _publish_one(spark, lake_dir, run_id, node_type, asset, version, vectors_path, item_like, meta_common,
+                 config) -> dict:
+    from training.job import RUN_ID, embeddings_table
+
+    source = lake.read_table(spark, tables.table_path(lake_dir, embeddings_table(node_type))).filter(
+        F.col(RUN_ID) == run_id)
+    df = source.select(A.KEY, A.NODE_ID, A.EMBEDDING, F.lit(A.ORIGIN_TRAINED).alias(A.ORIGIN),
+                       F.lit(version).cast("long").alias(A.ASSET_VERSION))
+    res = lake.write_table(df, asset_table(lake_dir, asset), mode="overwrite", partition_by=[A.ASSET_VERSION],
+                           replace_partitions={A.ASSET_VERSION: [version]},
+                           metadata={"graphlake.job": "publish", "graphlake.run_id": run_id,
+                                     "graphlake.asset_version": str(version)})
+    out = bundle_dir(lake_dir, asset, version)
+    if os.path.exists(out):  # left by a killed publish of the same (failed) version number
+        shutil.rmtree(out)
+    meta = write_bundle(out, vectors_path, df.select(A.KEY, A.NODE_ID),
+                        {**meta_common, "asset": asset, "version": version, "node_type": node_type},
+                        with_index=item_like, config=config)
+    if meta["rows"] != res.rows_added:
+        raise AssetError(f"{asset} v{version}: {res.rows_added} table rows but {meta['rows']} vectors "
+                         "(the run's embeddings table and files disagree)")
+    log.info("published %s v%d: %d rows x %d", asset, version, meta["rows"], meta["dim"])
+    return {"version": version, "rows": meta["rows"], "dim": meta["dim"], "table_version": res.version,
+            "files": out, "index": meta["index"], "status": A.CANDIDATE}
+
+
+def _register(spark, lake_dir, results: dict) -> None:
+    def change(rows):
+        for r in rows:
+            res = results.get(r["asset"])
+            if res and r["version"] == res["version"]:
+                r.update(status=A.CANDIDATE, row_count=res["rows"], dim=res["dim"], table_version=res["table_version"],
+                         files=res["files"], note="published", updated_at=now())
+        return rows
+
+    label = ",".join(f"{a} v{r['version']}" for a, r in results.items())
+    update_registry(spark, lake_dir, change, "publish", label, None)
+
+
+def _mark_failed(spark, lake_dir, claimed: dict, note: str) -> None:
+    wanted = {(a, v) for a, v in claimed.values()}
+
+    def change(rows):
+        for r in rows:
+            if (r["asset"], r["version"]) in wanted and r["status"] == A.PENDING:
+                r.update(status=A.FAILED, note=note[:1000], updated_at=now())
+        return rows
+
+    try:
+        update_registry(spark, lake_dir, change, "publish-failed", ",".join(a for a, _ in claimed.values()), None)
+    except Exception:  # the original error matters more; the rows stay pending (never readable)
+        log.exception("could not mark the claimed asset versions as failed")

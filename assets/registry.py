@@ -1,0 +1,163 @@
+"""``assets/registry``: one row per (asset, version), changed only by atomic Delta commits.
+
+Every change (publish, promote, rollback, retire, vacuum) rewrites the small registry table as
+ONE Delta commit made against the version it read (optimistic concurrency, no retries inside
+the commit): two writers that read the same version cannot both commit, so the registry is
+never half-updated and nothing is lost. The commit's metadata names the action
+(``graphlake.action``, ``graphlake.asset``, ``graphlake.version``), so ``graphlake assets
+history`` is the registry table's own Delta history, and any earlier registry state can be read
+by time travel.
+
+The registry is metadata of bounded size (one row per published asset version): reading it
+into the driver is allowed.
+
+Example:
+    >>> rows, version = read_registry("lakehouse")
+    >>> resolve(rows, "item_embeddings", "production")["version"]
+    3
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+from assets import schema as A
+from graphlake import lake, tables
+
+_MAX_RETRIES = 8
+
+
+class AssetError(RuntimeError):
+    """An asset operation could not be done; the message says why and what to do."""
+
+
+class AssetNotFoundError(AssetError, LookupError):
+    """No such asset, version, or no production version."""
+
+
+class RegistryConflictError(AssetError):
+    """Another writer changed the registry first (e.g. a concurrent publish); nothing was committed."""
+
+
+def now() -> datetime:
+    """UTC now without tzinfo (Spark ``timestamp``)."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def registry_path(lake_dir: str) -> str:
+    return tables.table_path(lake_dir, tables.ASSETS_REGISTRY)
+
+
+def code_version() -> str:
+    """``graphlake <version>`` plus the git commit of the code when it runs from a checkout."""
+    import graphlake
+
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        sha = subprocess.run(["git", "-C", here, "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                             text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    return f"graphlake {graphlake.__version__}" + (f" ({sha})" if sha else "")
+
+
+def read_registry(lake_dir: str, version: int | None = None) -> tuple[list[dict], int | None]:
+    """All registry rows (dicts, sorted by asset and version) and the registry's Delta version
+    (``None`` and no rows when nothing was ever published)."""
+    path = registry_path(lake_dir)
+    if not lake.table_exists(path):
+        return [], None
+    table_version = lake.table_version(path) if version is None else version
+    rows = lake.read_arrow(path, table_version).to_pylist()
+    return sorted(rows, key=lambda r: (r["asset"], r["version"])), table_version
+
+
+def commit_registry(spark, lake_dir: str, rows: list[dict], read_version: int | None, action: str,
+                    asset: str, version: int | None) -> int:
+    """Replace the registry with ``rows`` as one commit against ``read_version``; returns the new
+    Delta version. Raises :class:`RegistryConflictError` when another commit landed first."""
+    bad = [r for r in rows if r["status"] not in A.STATUSES]
+    if bad:
+        raise ValueError(f"rows: unknown status {bad[0]['status']!r} (expected one of {list(A.STATUSES)})")
+    df = spark.createDataFrame([tuple(r.get(c) for c in A.REGISTRY_COLUMNS) for r in rows], A.REGISTRY_SCHEMA)
+    meta = {"graphlake.job": "assets", "graphlake.action": action, "graphlake.asset": asset,
+            "graphlake.version": "" if version is None else str(version)}
+    try:
+        res = lake.write_table(df.coalesce(1), registry_path(lake_dir), mode="overwrite", read_version=read_version,
+                               metadata=meta)
+    except lake.CommitConflictError as exc:
+        raise RegistryConflictError(
+            f"assets registry: another writer committed after version {read_version} was read "
+            f"({action} {asset} v{version} was not applied): {exc}") from exc
+    return res.version
+
+
+def update_registry(spark, lake_dir: str, change: Callable[[list[dict]], list[dict]], action: str, asset: str,
+                    version: int | None, retries: int = _MAX_RETRIES) -> tuple[list[dict], int]:
+    """Read, apply ``change`` (a pure function of the rows; it may raise), commit; on a conflict
+    re-read and re-apply (at most ``retries`` times). Returns (new rows, registry version)."""
+    for attempt in range(retries + 1):
+        rows, read_version = read_registry(lake_dir)
+        new_rows = change([dict(r) for r in rows])
+        try:
+            return new_rows, commit_registry(spark, lake_dir, new_rows, read_version, action, asset, version)
+        except RegistryConflictError:
+            if attempt == retries:
+                raise
+    raise AssertionError("unreachable")
+
+
+def versions_of(rows: list[dict], asset: str) -> list[dict]:
+    return [r for r in rows if r["asset"] == asset]
+
+
+def next_version(rows: list[dict], asset: str) -> int:
+    return max((r["version"] for r in versions_of(rows, asset)), default=0) + 1
+
+
+def production(rows: list[dict], asset: str) -> dict | None:
+    prod = [r for r in versions_of(rows, asset) if r["status"] == A.PRODUCTION]
+    if len(prod) > 1:
+        raise AssetError(f"assets registry: {asset} has {len(prod)} production versions (corrupt registry)")
+    return prod[0] if prod else None
+
+
+def resolve(rows: list[dict], asset: str, version) -> dict:
+    """The registry row of ``asset`` at ``version``: an int, ``"production"`` or ``"latest"``
+    (the newest candidate or production version).
+
+    Raises:
+        AssetNotFoundError: unknown asset or version, no production version, a version that is
+            not readable (pending, failed, or retired and vacuumed).
+    """
+    if not isinstance(asset, str) or not asset:
+        raise TypeError(f"asset: expected a non-empty string, got {asset!r}")
+    mine = versions_of(rows, asset)
+    if not mine:
+        known = sorted({r["asset"] for r in rows})
+        raise AssetNotFoundError(f"asset: no asset named {asset!r} is published (known: {known})")
+    if version == "production":
+        row = production(rows, asset)
+        if row is None:
+            raise AssetNotFoundError(f"version: {asset} has no production version yet "
+                                     f"(promote one: graphlake assets promote --asset {asset} --version N)")
+        return row
+    if version == "latest":
+        ok = [r for r in mine if r["status"] in (A.CANDIDATE, A.PRODUCTION)]
+        if not ok:
+            raise AssetNotFoundError(f"version: {asset} has no candidate or production version")
+        return ok[-1]
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise TypeError(f"version: expected an int, 'production' or 'latest', got {version!r}")
+    found = [r for r in mine if r["version"] == version]
+    if not found:
+        raise AssetNotFoundError(f"version: {asset} has no version {version} (versions: {[r['version'] for r in mine]})")
+    row = found[0]
+    if row["status"] in (A.PENDING, A.FAILED):
+        raise AssetNotFoundError(f"version: {asset} v{version} is {row['status']} and cannot be read ({row['note']})")
+    if row["vacuumed"]:
+        raise AssetNotFoundError(f"version: {asset} v{version} was retired and vacuumed; it is no longer readable")
+    return row
