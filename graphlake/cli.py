@@ -12,6 +12,10 @@ Examples:
     graphlake train --lake lakehouse --config train.yaml [--backend local|ddp|horovod] [--workers N]
     graphlake train --lake lakehouse --resume --run-id RUN
     graphlake evaluate --lake lakehouse [--run-id RUN] [--k 20] [--test-file test.txt]
+    graphlake publish --lake lakehouse [--run-id RUN] [--promote]
+    graphlake assets list|show|promote|rollback|retire|vacuum|history --lake lakehouse ...
+    graphlake embed-new --lake lakehouse
+    graphlake sql --lake lakehouse "SELECT gl_recommend('u1', 10)"
     graphlake lake history clean/events --lake lakehouse
     graphlake lake cleanup --lake lakehouse --older-than-minutes 60
     graphlake demo --lake lakehouse
@@ -283,6 +287,13 @@ def cmd_demo(args) -> dict:
     return summary
 
 
+def _asset_command(fn):
+    """Adapt an asset-layer command ``fn(args, spark, emit)`` (see :mod:`assets.cli`)."""
+    def run(args):
+        return fn(args, _spark(args), lambda summary, human: _emit(args, summary, human))
+    return run
+
+
 # ------------------------------------------------------------------------------ parser
 
 
@@ -368,6 +379,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--older-than-minutes", type=float, default=60.0)
     c.add_argument("--dry-run", action="store_true")
 
+    from assets.cli import add_commands
+
+    add_commands(sub, common, _asset_command)
+
     p = add("demo", cmd_demo, "run every stage on synthetic logs and print what it produced")
     p.add_argument("--raw", default=None, help="raw folder (default <lake>/../raw-demo)")
     p.add_argument("--events", type=int, default=300_000, help="events to generate")
@@ -390,11 +405,17 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a failed job: one readable line, the details in the log
         from etl.job import EtlError
         from graph_build.job import GraphBuildError
+        from assets.cli import python_error
+        from assets.registry import AssetError
         from training.job import TrainError
 
-        if isinstance(exc, (EtlError, GraphBuildError, TrainError)):
+        if isinstance(exc, (EtlError, GraphBuildError, TrainError, AssetError)):
             print(f"graphlake {args.command}: {exc}", file=sys.stderr)
             return 1
+        udf_error = python_error(exc)
+        if udf_error:  # a gl_* function rejected its arguments
+            print(f"graphlake {args.command}: error: {udf_error}", file=sys.stderr)
+            return 2
         raise
     logging.getLogger(__name__).info("%s finished in %.1f s", args.command, time.time() - start)
     return 0

@@ -1,0 +1,181 @@
+"""CLI verbs of the asset layer: ``publish``, ``assets list|show|promote|rollback|retire|vacuum|history``,
+``embed-new`` and ``sql`` (added to ``graphlake``'s parser by :func:`add_commands`).
+
+Examples:
+    graphlake publish --lake lakehouse [--run-id RUN] [--node-types user,item,shop] [--promote]
+    graphlake assets list --lake lakehouse
+    graphlake assets promote --lake lakehouse --asset item_embeddings --version 2 [--config assets.yaml]
+    graphlake assets rollback --lake lakehouse --asset item_embeddings [--to-version 1]
+    graphlake embed-new --lake lakehouse
+    graphlake sql --lake lakehouse "SELECT gl_recommend('u1', 10)"
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+SQL_VIEWS = {"events": "clean/events", "items": "clean/items", "users": "clean/users"}
+
+
+def _config(path):
+    from assets.config import AssetConfig
+    from graphlake.config import load_config
+
+    return load_config(AssetConfig, path, section="assets")
+
+
+def _asset_line(r: dict) -> str:
+    metrics = " ".join(f"{k}={v:.4f}" for k, v in sorted(r["metrics"].items()))
+    when = r["created_at"].isoformat(timespec="seconds") if r.get("created_at") else "-"
+    return (f"{r['asset']:<18} v{r['version']:<3} {r['status']:<10} graph v{r['graph_version']} run {r['run_id']} "
+            f"rows={r['row_count']} dim={r['dim']} {metrics}  {when}  {r['note'] or ''}")
+
+
+def cmd_publish(args, spark, emit) -> dict:
+    from assets.publish import publish
+
+    types = [t.strip() for t in args.node_types.split(",") if t.strip()] if args.node_types else None
+    summary = publish(spark, args.lake, run_id=args.run_id, node_types=types, config=_config(args.config),
+                      promote=args.promote)
+    lines = [f"published run {summary['run_id']} (graph version {summary['graph_version']}) in {summary['seconds']} s"]
+    for asset, r in summary["assets"].items():
+        lines.append(f"  {asset:<18} v{r['version']}: {r['rows']:,} rows x {r['dim']}  status {r['status']}"
+                     f"  index {r['index'] or '-'}  files {r['files']}")
+        if r.get("gate"):
+            lines.append("    " + r["gate"].replace("\n", "\n    "))
+    emit(summary, "\n".join(lines))
+    return summary
+
+
+def cmd_assets(args, spark, emit) -> dict:
+    from assets import lifecycle
+
+    action = args.assets_command
+    if action == "list":
+        rows = lifecycle.list_assets(args.lake, args.asset)
+        emit({"assets": rows}, "\n".join(_asset_line(r) for r in rows) or "nothing published yet")
+        return {"assets": rows}
+    if action == "show":
+        from assets.registry import read_registry, resolve
+
+        regs, _ = read_registry(args.lake)
+        row = resolve(regs, args.asset, _version_arg(args.version))
+        row = {**row, "metrics": json.loads(row["metrics"] or "{}"), "gate": json.loads(row["gate"] or "null")}
+        emit(row, json.dumps(row, default=str, indent=1, sort_keys=True))
+        return row
+    if action == "history":
+        rows = lifecycle.registry_history(args.lake, limit=args.limit)
+        emit({"history": rows}, "\n".join(f"registry v{r['registry_version']:<4} {r['action']:<14} {r['asset']} "
+                                           f"{r['version'] or ''}" for r in rows))
+        return {"history": rows}
+    if action == "promote":
+        summary = lifecycle.promote(spark, args.lake, args.asset, args.version, _config(args.config))
+        out = {"asset": args.asset, "version": args.version, "figures": summary["figures"],
+               "data_docs": summary["data_docs"]}
+        emit(out, f"{args.asset} v{args.version} passed the gate and is production {summary['figures']}")
+        return out
+    if action == "rollback":
+        moved = lifecycle.rollback(spark, args.lake, args.asset, args.to_version)
+        emit(moved, f"{moved['asset']}: production v{moved['from']} -> v{moved['to']}")
+        return moved
+    if action == "retire":
+        lifecycle.retire(spark, args.lake, args.asset, args.version)
+        emit({"asset": args.asset, "retired": args.version}, f"{args.asset} v{args.version} retired")
+        return {}
+    gone = lifecycle.vacuum(spark, args.lake, args.asset, retention_hours=args.retention_hours)
+    emit({"asset": args.asset, "vacuumed": gone}, f"{args.asset}: vacuumed versions {gone or 'none'}")
+    return {"vacuumed": gone}
+
+
+def _version_arg(v: str):
+    return int(v) if re.fullmatch(r"\d+", v or "") else v
+
+
+def cmd_sql(args, spark, emit) -> dict:
+    import udfs
+    from assets import lifecycle
+    from graphlake import lake, tables
+
+    versions = udfs.register(spark, lake=args.lake, version=_version_arg(args.version))
+    for view, table in SQL_VIEWS.items():
+        path = tables.table_path(args.lake, table)
+        if lake.table_exists(path):
+            lake.read_table(spark, path).createOrReplaceTempView(view)
+    for asset, v in versions.items():
+        lifecycle.read_asset(spark, args.lake, asset, v).createOrReplaceTempView(asset)
+    df = spark.sql(args.query)
+    rows = [r.asDict(recursive=True) for r in df.limit(args.limit).collect()]
+    if args.json:
+        print(json.dumps({"versions": versions, "columns": df.columns, "rows": rows}, default=str))
+    else:
+        df.show(args.limit, truncate=args.truncate or False, vertical=args.vertical)
+    return {"rows": rows}
+
+
+def cmd_embed_new(args, spark, emit) -> dict:
+    from assets.embed_new import embed_new
+
+    summary = embed_new(spark, args.lake, asset_version=_version_arg(args.version), node_types=args.node_types,
+                        config=_config(args.config))
+    lines = [f"embed-new on graph version {summary['graph_version']} (run {summary['run_id']}):"]
+    for asset, r in summary["assets"].items():
+        lines.append(f"  {asset:<18} +{r['new']:,} new keys -> v{r['version']} ({r['rows']:,} rows, status {r['status']})")
+    emit(summary, "\n".join(lines))
+    return summary
+
+
+def python_error(exc: Exception) -> str | None:
+    """The ``XxxError: message`` line a Python UDF raised, out of a Spark ``PythonException``."""
+    found = re.findall(r"^(?:ValueError|TypeError): .+$", str(exc), flags=re.M)
+    return found[-1] if found else None
+
+
+def add_commands(sub, common, wrap) -> None:
+    """Add the asset verbs to ``graphlake``'s subparsers (``wrap(fn)`` adapts a (args, spark, emit) command)."""
+    p = sub.add_parser("publish", help="publish a training run as new embedding asset versions", parents=[common])
+    p.set_defaults(func=wrap(cmd_publish))
+    p.add_argument("--run-id", dest="run_id", default=None, help="default: the newest finished run")
+    p.add_argument("--node-types", dest="node_types", default=None, help="comma list (default: the run's)")
+    p.add_argument("--promote", action="store_true", help="gate and promote the new versions")
+    p.add_argument("--config", help="YAML with gate / index options (top-level or under `assets:`)")
+
+    p = sub.add_parser("assets", help="registry of embedding assets: list, promote, rollback, ...", parents=[common])
+    p.set_defaults(func=wrap(cmd_assets))
+    a = p.add_subparsers(dest="assets_command", required=True)
+    ls = a.add_parser("list", help="every published version", parents=[common])
+    ls.add_argument("--asset", default=None)
+    sh = a.add_parser("show", help="one version's registry row", parents=[common])
+    sh.add_argument("--asset", required=True)
+    sh.add_argument("--version", default="production", help="N, production or latest")
+    hi = a.add_parser("history", help="registry commits, newest first", parents=[common])
+    hi.add_argument("--limit", type=int, default=50)
+    pr = a.add_parser("promote", help="quality gate, then production", parents=[common])
+    pr.add_argument("--asset", required=True)
+    pr.add_argument("--version", type=int, required=True)
+    pr.add_argument("--config", help="YAML with gate options")
+    rb = a.add_parser("rollback", help="back to the previous production version", parents=[common])
+    rb.add_argument("--asset", required=True)
+    rb.add_argument("--to-version", dest="to_version", type=int, default=None)
+    rt = a.add_parser("retire", help="mark a version retired (readable until vacuum)", parents=[common])
+    rt.add_argument("--asset", required=True)
+    rt.add_argument("--version", type=int, required=True)
+    va = a.add_parser("vacuum", help="delete retired and failed versions' rows and files", parents=[common])
+    va.add_argument("--asset", required=True)
+    va.add_argument("--retention-hours", dest="retention_hours", type=int, default=0)
+
+    p = sub.add_parser("embed-new", help="embed users/items newer than the graph version (no retraining)",
+                       parents=[common])
+    p.set_defaults(func=wrap(cmd_embed_new))
+    p.add_argument("--version", default="production", help="asset version to extend (N, production, latest)")
+    p.add_argument("--node-types", dest="node_types", default=None, help="comma list (default user,item)")
+    p.add_argument("--config", help="YAML with gate / index options")
+
+    p = sub.add_parser("sql", help="run Spark SQL with the gl_* functions and the lake's tables as views",
+                       parents=[common])
+    p.set_defaults(func=wrap(cmd_sql))
+    p.add_argument("query", help="the SQL statement")
+    p.add_argument("--version", default="production", help="asset version: production, latest or N")
+    p.add_argument("--limit", type=int, default=20, help="rows to print")
+    p.add_argument("--truncate", type=int, default=0, help="truncate cells to this width (0: no)")
+    p.add_argument("--vertical", action="store_true", help="one line per column")
