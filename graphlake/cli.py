@@ -239,12 +239,19 @@ def cmd_evaluate(args) -> dict:
 
     result = evaluate(_spark(args), args.lake, run_id=args.run_id, test_table=args.test_table,
                       test_file=args.test_file, split=args.split or None, k=args.k, max_users=args.max_users,
-                      seed=args.seed or 0)
-    k = result["k"]
-    human = (f"run {result['run_id']} (graph version {result['graph_version']}): recall@{k} {result[f'recall@{k}']:.4f}  "
-             f"ndcg@{k} {result[f'ndcg@{k}']:.4f}  over {result['users']:,} users / {result['test_pairs']:,} pairs "
-             f"({result['unknown_pairs']:,} pairs with ids unknown to the graph), {result['seconds']} s")
-    _emit(args, result, human)
+                      seed=args.seed or 0, cold_start=True if args.cold_start else None)
+    k, lines = result["k"], []
+    if f"recall@{k}" in result:
+        lines.append(f"run {result['run_id']} (graph version {result['graph_version']}): recall@{k} "
+                     f"{result[f'recall@{k}']:.4f}  ndcg@{k} {result[f'ndcg@{k}']:.4f}  over {result['users']:,} users / "
+                     f"{result['test_pairs']:,} pairs ({result['unknown_pairs']:,} pairs with ids unknown to the graph), "
+                     f"{result['seconds']} s")
+    if "cold_start" in result:
+        c = result["cold_start"]
+        lines.append(f"cold start (run {result['run_id']}): {c['items']:,} held-out items, {c['users']:,} users / "
+                     f"{c['pairs']:,} pairs: recall@{k} {c[f'recall@{k}']:.4f} (random {c[f'random_recall@{k}']:.4f})  "
+                     f"ndcg@{k} {c[f'ndcg@{k}']:.4f} (random {c[f'random_ndcg@{k}']:.4f})")
+    _emit(args, result, "\n".join(lines))
     return result
 
 
@@ -369,6 +376,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", help="split of the test table ('' = all)")
     p.add_argument("--k", type=int, default=20)
     p.add_argument("--max-users", dest="max_users", type=int, default=None, help="evaluate a sample of users")
+    p.add_argument("--cold-start", dest="cold_start", action="store_true",
+                   help="only the run's held-out (cold-start) items, ranked among themselves; runs with held-out "
+                        "items report them without the flag too")
 
     p = add("lake", cmd_lake, "lake maintenance: history, cleanup of failed writes")
     lake_sub = p.add_subparsers(dest="lake_command", required=True)

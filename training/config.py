@@ -78,6 +78,11 @@ class TrainConfig:
         loss: ``bpr`` or ``sampled_softmax`` (scores divided by ``model.temperature``).
         validation_fraction: share of each target's positives held out for the validation metric
             per epoch (never the test set); 0 disables it. ``eval_k``: the K of Recall/NDCG@K.
+        cold_start_fraction: share of the targets' items (those with a target edge) held out of
+            training entirely, chosen from ``seed`` (``training.cold_start``: their interaction
+            edges are removed, their ID embeddings never used, the list is saved as
+            ``<run_dir>/cold_start_items.json``); ``graphlake evaluate`` then ranks them by their
+            feature-only embeddings. 0 (default) holds nothing out.
         checkpoint_every: steps between checkpoints (one is always written at the end of an epoch).
         seed: every random choice derives from it (same inputs + seed -> same embeddings).
         inference_batch_size: nodes per chunk in layer-wise inference.
@@ -101,6 +106,7 @@ class TrainConfig:
     loss: str = "bpr"
     validation_fraction: float = 0.0
     eval_k: int = 20
+    cold_start_fraction: float = 0.0
     checkpoint_every: int = 200
     seed: int = 0
     inference_batch_size: int = 4096
@@ -133,6 +139,10 @@ class TrainConfig:
         if fraction >= 0.5:
             raise ValueError(f"validation_fraction: expected < 0.5, got {fraction}")
         object.__setattr__(self, "validation_fraction", fraction)
+        cold = _float("cold_start_fraction", self.cold_start_fraction)
+        if cold >= 0.5:
+            raise ValueError(f"cold_start_fraction: expected < 0.5, got {cold}")
+        object.__setattr__(self, "cold_start_fraction", cold)
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer: expected one of {list(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.loss not in LOSSES:
@@ -170,9 +180,18 @@ class TrainConfig:
             raise type(exc)(f"model.{exc}") from None
 
 
+# options added after runs were recorded: left out of the JSON at their default, so the hash of
+# every config that does not use them (and the run ids and resume checks built on it) is unchanged
+_OMITTED_AT_DEFAULT = {"cold_start_fraction": 0.0}
+
+
 def config_json(config: TrainConfig) -> str:
     """Canonical JSON of a config (sorted keys): what the run records and hashes."""
-    return json.dumps(dataclasses.asdict(config), sort_keys=True, default=list)
+    values = dataclasses.asdict(config)
+    for name, default in _OMITTED_AT_DEFAULT.items():
+        if values.get(name) == default:
+            del values[name]
+    return json.dumps(values, sort_keys=True, default=list)
 
 
 def config_hash(config: TrainConfig) -> str:

@@ -11,6 +11,13 @@ run's target edges (``user -> item`` targets of its snapshot).
 Scoring every user against every item is one chunked matrix product on the driver. A very large
 test set can be bounded with ``max_users``: a deterministic hash sample of the users.
 
+Cold start: when the run held items out of training (``cold_start_fraction``, see
+:mod:`training.cold_start`), the result also holds ``"cold_start"``: Recall@K / NDCG@K of the
+held-out items' embeddings (computed from their features and their attribute edges to shop /
+brand / category only, ID embeddings masked), ranked among the held-out items for every user
+with a held-out interaction, next to a random ranking's expected figures. ``cold_start=True``
+(``graphlake evaluate --cold-start``) evaluates only that and needs no test pairs.
+
 Example:
     >>> result = evaluate(spark, "lakehouse", k=20)
     >>> result["recall@20"], result["ndcg@20"]
@@ -31,6 +38,7 @@ from graph_build import schema as G
 from graph_build.manifest import load_graph_version, read_graph_table
 from graph_build.snapshot import open_snapshot
 from graphlake import lake, tables
+from training.cold_start import cold_start_metrics, read_cold_items
 from training.job import latest_run, run_dir_of
 from training.metrics import group_by_user, ranking_metrics
 from training.sampling import csr_rows
@@ -81,7 +89,7 @@ def _test_pairs(spark, pairs, graph: dict, user_type: str, item_type: str, max_u
 
 def evaluate(spark, lake_dir: str, run_id: str | None = None, test_table: str = tables.IMPORT_TEST,
              test_file: str | None = None, split: str | None = "test", k: int = 20, max_users: int | None = None,
-             seed: int = 0, target: str | None = None) -> dict:
+             seed: int = 0, target: str | None = None, cold_start: bool | None = None) -> dict:
     """Evaluate run ``run_id`` (default: the newest finished run) on held-out pairs.
 
     Args:
@@ -96,19 +104,32 @@ def evaluate(spark, lake_dir: str, run_id: str | None = None, test_table: str = 
         seed: the sample's seed.
         target: the ``<user type>__<rel>__<item type>`` whose edges are masked as training items
             (default: every target of the run with the run's first target's node types).
+        cold_start: ``None``: add the cold-start evaluation when the run held items out;
+            ``True``: only the cold-start evaluation (error when the run held nothing out; no
+            test pairs are read); ``False``: never.
 
     Returns:
         ``{"run_id", "graph_version", "recall@K", "ndcg@K", "users", "test_pairs", "unknown_pairs",
-        "k", "seconds"}`` (also saved as ``evaluation.json`` in the run folder).
+        "k", "seconds"}`` plus ``"cold_start": {"recall@K", "ndcg@K", "random_recall@K",
+        "random_ndcg@K", "items", "users", "pairs", ...}`` (:func:`training.cold_start.
+        cold_start_metrics`) for a run with held-out items; with ``cold_start=True`` only
+        ``{"run_id", "graph_version", "cold_start", "k", "seconds"}``. Also saved as
+        ``evaluation.json`` in the run folder.
     """
     started = time.time()
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 1000:
         raise ValueError(f"k: expected an int in 1..1000, got {k!r}")
     if max_users is not None and (isinstance(max_users, bool) or not isinstance(max_users, int) or max_users < 1):
         raise ValueError(f"max_users: expected a positive int or None, got {max_users!r}")
+    if cold_start is not None and not isinstance(cold_start, bool):
+        raise TypeError(f"cold_start: expected True, False or None, got {cold_start!r}")
     run_id = run_id or latest_run(spark, lake_dir)["run_id"]
     run_dir = run_dir_of(lake_dir, run_id)
     spec = read_run(run_dir)
+    if cold_start:
+        result = {"run_id": run_id, "graph_version": spec["graph_version"], "cold_start": cold_start_metrics(run_dir, k),
+                  "k": k, "seconds": round(time.time() - started, 1)}
+        return _save(run_dir, result)
     snap = open_snapshot(spec["snapshot"])
     from training.config import TrainConfig
     from training.trainer import resolve_targets
@@ -135,6 +156,13 @@ def evaluate(spark, lake_dir: str, run_id: str | None = None, test_table: str = 
               "input_pairs": n_pairs, "users_with_test_items": total_users, "k": k, "targets": targets,
               "sampled_users": max_users is not None and total_users > max_users,
               "seconds": round(time.time() - started, 1)}
+    if cold_start is None and read_cold_items(run_dir) is not None:
+        result["cold_start"] = cold_start_metrics(run_dir, k)
+        result["seconds"] = round(time.time() - started, 1)
+    return _save(run_dir, result)
+
+
+def _save(run_dir: str, result: dict) -> dict:
     with open(os.path.join(run_dir, EVALUATION_FILE), "w") as f:
         json.dump(result, f, indent=1, sort_keys=True)
     return result

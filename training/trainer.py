@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from training import checkpoint as ckpt
+from training.cold_start import remove_cold_edges, select_cold_items, write_cold_items
 from training.config import TrainConfig
 from training.metrics import ranking_metrics
 from training.model import HeteroGraphSAGE, NodeFeatureSpec, gather_features
@@ -93,6 +94,28 @@ def _split_csr(indptr: np.ndarray, indices: np.ndarray, weights: np.ndarray, hel
     return (new_ptr.numpy(), dst[keep].numpy(), w[keep].numpy()), (src[held], dst[held])
 
 
+def training_csr(snapshot, config: TrainConfig, targets: list[str]):
+    """The stored CSRs a run trains on: ``(csr {edge_type: (indptr, indices, weights)}, validation
+    {target: (src, dst)}, cold)`` with ``cold`` the :class:`training.cold_start.ColdStart` held-out
+    items (None when ``cold_start_fraction`` is 0). Cold-start edges are removed first, then each
+    target's validation slice. Build the graph with :class:`HeteroCSRGraph` and, when ``cold``,
+    ``restrict_messages(cold.levels())``."""
+    edge_types = list(config.edge_types) or snapshot.edge_types
+    missing = [t for t in list(edge_types) + targets if t not in snapshot.edge_types]
+    if missing:
+        raise ValueError(f"edge_types: {missing} not in the snapshot (edge types: {snapshot.edge_types})")
+    edge_types = sorted(set(edge_types) | set(targets))  # targets always pass messages (minus held-out)
+    csr, validation, cold = {e: snapshot.csr(e) for e in edge_types}, {}, None
+    if config.cold_start_fraction > 0:
+        cold = select_cold_items(snapshot, targets, config.cold_start_fraction, config.seed)
+        csr = remove_cold_edges(csr, cold)
+    for i, e in enumerate(targets):
+        held = holdout_mask(len(csr[e][1]), config.validation_fraction, config.seed, i)
+        if bool(held.any()):
+            csr[e], validation[e] = _split_csr(*csr[e], held)
+    return csr, validation, cold
+
+
 def full_degrees(graph: HeteroCSRGraph) -> dict:
     """``{rel: (deg_src (N_src,), deg_dst (N_dst,))}`` over the whole graph (LightGCN's normalisation)."""
     out = {}
@@ -121,23 +144,19 @@ class Trainer:
         self.snapshot, self.config, self.run_dir, self.backend, self.progress = snapshot, config, run_dir, backend, progress
         self.device = backend.device
         self.targets = resolve_targets(snapshot, config)
-        edge_types = list(config.edge_types) or snapshot.edge_types
-        missing = [t for t in list(edge_types) + self.targets if t not in snapshot.edge_types]
-        if missing:
-            raise ValueError(f"edge_types: {missing} not in the snapshot (edge types: {snapshot.edge_types})")
-        edge_types = sorted(set(edge_types) | set(self.targets))  # targets always pass messages (minus held-out)
-        csr, self.validation = {e: snapshot.csr(e) for e in edge_types}, {}
-        for i, e in enumerate(self.targets):
-            held = holdout_mask(len(csr[e][1]), config.validation_fraction, config.seed, i)
-            if bool(held.any()):
-                csr[e], self.validation[e] = _split_csr(*csr[e], held)
+        csr, self.validation, self.cold = training_csr(snapshot, config, self.targets)
         self.graph = HeteroCSRGraph({t: snapshot.num_nodes(t) for t in snapshot.node_types}, csr)
+        if self.cold is not None:  # held-out items receive messages (attribute edges) but send none
+            self.graph = self.graph.restrict_messages(self.cold.levels())
+            if backend.is_root:
+                write_cold_items(run_dir, self.cold, config.cold_start_fraction, config.seed)
         self.features = {t: {n: snapshot.features(t, n) for n in snapshot.feature_names(t) if n in FEATURE_NAMES}
                          for t in snapshot.node_types}
         torch.manual_seed(ckpt.step_seed(config.seed, 1))  # same initial parameters on every rank
         self.model_config = config.model_config()
         self.model = HeteroGraphSAGE.from_config(self.model_config, feature_specs(snapshot), self.graph.relations)
         self.model.to(self.device)
+        self.id_types = {t for t, enc in self.model.encoder.encoders.items() if enc.id_embedding is not None}
         self.net = backend.wrap_model(self.model)  # DDP: gradient averaging hooks; the others: the model
         self.degrees = full_degrees(self.graph) if self.model_config.weight_free else None
         # full mode: one batch for the whole run (its edge tensors, and so their sorted layouts, are reused)
@@ -147,10 +166,11 @@ class Trainer:
         for e in self.targets:
             s_type, _, d_type = e.split("__")
             fwd, rev = message_relations(e)
+            cold = self.cold is not None and self.cold.node_type == d_type
             self.negatives[e] = NegativeSampler(
                 self.graph.num_nodes[d_type], dict(config.negatives),
                 degrees=self.graph.degree(fwd, torch.arange(self.graph.num_nodes[d_type])).to(torch.float32),
-                positives=self.graph.csr(rev)[:2])
+                positives=self.graph.csr(rev)[:2], candidates=self.cold.kept_ids() if cold else None)
         self.shards = {e: self.graph.train_edges(e, backend.rank, backend.world_size) for e in self.targets}
         self.edge_counts = {e: self.graph.edge_count(e) for e in self.targets}
         self.total_edges = sum(self.edge_counts.values())
@@ -246,8 +266,11 @@ class Trainer:
 
     def _forward(self, batch) -> dict:
         net = self.net if torch.is_grad_enabled() else self.model  # inference: no collective hooks
-        return net(batch, gather_features(self.features, batch.node_ids, device=self.device),
-                          degrees=self.degrees)
+        features = gather_features(self.features, batch.node_ids, device=self.device)
+        if self.cold is None:
+            return net(batch, features, degrees=self.degrees)
+        features, id_mask = self.cold.prepare(features, batch.node_ids, self.id_types)  # held-out: no ID row
+        return net(batch, features, id_mask={t: m.to(self.device) for t, m in id_mask.items()}, degrees=self.degrees)
 
     # ------------------------------------------------------------------ the loop
     def fit(self, resume: bool = False) -> list[dict]:

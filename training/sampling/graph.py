@@ -263,6 +263,51 @@ class HeteroCSRGraph:
             csr[name] = (indptr, indices, weights)
         return cls({t: snap.num_nodes(t) for t in snap.node_types}, csr)
 
+    def restrict_messages(self, levels: Mapping[str, torch.Tensor]) -> "HeteroCSRGraph":
+        """A copy without the messages that flow from a higher level to a lower one.
+
+        Nodes get an integer level (``levels[t]``: int ``(num_nodes[t],)`` >= 0; types not named
+        are level 0). A message ``j -> i`` of relation ``(s, r, d)`` is kept iff
+        ``levels[s][j] <= levels[d][i]``. With the trained graph at level 0 and held-out or new
+        nodes above it, those nodes receive messages from the graph (and from their own level)
+        but never send any into it: every level-0 node has exactly the neighbourhood it had
+        before, under any sampling. Afterwards the two message relations of a stored edge type
+        need not be transposes of each other (one-way edges); the stored relation is the one
+        :meth:`train_edges` and :meth:`edge_count` read. Untouched relations share their tensors.
+
+        Example:
+            >>> lv = torch.zeros(g.num_nodes["item"], dtype=torch.int64); lv[held_out] = 1
+            >>> g2 = g.restrict_messages({"item": lv})     # held-out items only receive messages
+        """
+        if not isinstance(levels, Mapping):
+            raise TypeError(f"levels: expected a mapping node type -> int tensor, got {type(levels).__name__}")
+        checked = {}
+        for t, lv in levels.items():
+            self._check_type(t, "levels")
+            if not isinstance(lv, torch.Tensor) or lv.dtype.is_floating_point or lv.dtype == torch.bool \
+                    or tuple(lv.shape) != (self._num_nodes[t],):
+                raise ValueError(f"levels[{t!r}]: expected an integer tensor ({self._num_nodes[t]},), got {lv!r:.80}")
+            if len(lv) and int(lv.min()) < 0:
+                raise ValueError(f"levels[{t!r}]: expected levels >= 0, got {int(lv.min())}")
+            checked[t] = lv.to(torch.int64)
+        out = object.__new__(HeteroCSRGraph)
+        out._num_nodes, out._edge_type_of, out._stored = dict(self._num_nodes), dict(self._edge_type_of), \
+            dict(self._stored)
+        out._csr = dict(self._csr)
+        for rel, (indptr, indices, weights) in self._csr.items():
+            s, _, d = rel
+            if s not in checked or len(indices) == 0:  # level-0 sources reach every node
+                continue
+            rows = csr_rows(indptr)
+            dst_level = checked[d].index_select(0, rows) if d in checked else torch.zeros_like(rows)
+            keep = checked[s].index_select(0, indices) <= dst_level
+            if bool(keep.all()):
+                continue
+            new_ptr = torch.zeros_like(indptr)
+            torch.cumsum(torch.bincount(rows[keep], minlength=len(indptr) - 1), 0, out=new_ptr[1:])
+            out._csr[rel] = (new_ptr, indices[keep], weights[keep])
+        return out
+
     # ---------------------------------------------------------------- structure
     @property
     def num_nodes(self) -> dict[str, int]:

@@ -2,7 +2,7 @@
 
 Strategies (``strategy_mix`` maps a subset of them to fractions that sum to 1):
 
-* ``"uniform"``: item ids uniform over ``0..num_items-1``.
+* ``"uniform"``: item ids uniform over ``0..num_items-1`` (over ``candidates`` when given).
 * ``"popularity"``: ``P(i) ∝ degrees[i] ** popularity_exponent`` (0.75 by default, as in
   word2vec), by inverse CDF (float64 cumulative sum + ``searchsorted``).
 * ``"in_batch"``: the positive item of another, uniformly chosen row of the batch (never the
@@ -74,6 +74,9 @@ class NegativeSampler:
             items, rows sorted by id (e.g. ``graph.csr(("item", "rev_click", "user"))[:2]``).
         popularity_exponent: the exponent applied to ``degrees``.
         hard_pool_size: items scored per user for ``"hard"`` (>= its column count).
+        candidates: optional int64 ``(C,)`` item ids that uniform draws (and hard pools) come
+            from, e.g. every item but the held-out cold-start ones; None = all items. Popularity
+            draws follow ``degrees`` (an item of degree 0 is never drawn).
 
     Example:
         >>> ns = NegativeSampler(5, {"popularity": 1.0}, degrees=torch.tensor([9, 1, 0, 0, 0]))
@@ -81,7 +84,8 @@ class NegativeSampler:
     """
 
     def __init__(self, num_items: int, strategy_mix: Mapping[str, float], degrees: torch.Tensor | None = None,
-                 positives: tuple | None = None, popularity_exponent: float = 0.75, hard_pool_size: int = 64):
+                 positives: tuple | None = None, popularity_exponent: float = 0.75, hard_pool_size: int = 64,
+                 candidates: torch.Tensor | None = None):
         if isinstance(num_items, bool) or not isinstance(num_items, int) or num_items < 1:
             raise ValueError(f"num_items: expected an int >= 1, got {num_items!r}")
         if not isinstance(strategy_mix, Mapping) or not strategy_mix:
@@ -98,6 +102,14 @@ class NegativeSampler:
             raise ValueError(f"hard_pool_size: expected an int >= 1, got {hard_pool_size!r}")
         self.num_items, self.strategy_mix = num_items, dict(strategy_mix)
         self.hard_pool_size = hard_pool_size
+        self._candidates = None
+        if candidates is not None:
+            if not isinstance(candidates, torch.Tensor) or candidates.dtype != torch.int64 or candidates.dim() != 1:
+                got = getattr(candidates, "dtype", type(candidates).__name__)
+                raise TypeError(f"candidates: expected a 1-D int64 tensor, got {got}")
+            if len(candidates) == 0 or int(candidates.min()) < 0 or int(candidates.max()) >= num_items:
+                raise ValueError(f"candidates: expected a non-empty set of item ids in 0..{num_items - 1}")
+            self._candidates = candidates
         self._cdf = None
         if degrees is not None:
             self._cdf = _popularity_cdf(degrees, num_items, popularity_exponent)
@@ -153,6 +165,9 @@ class NegativeSampler:
 
     # ---------------------------------------------------------------- strategies
     def _uniform(self, shape, generator) -> torch.Tensor:
+        if self._candidates is not None:
+            pick = torch.randint(0, len(self._candidates), shape, generator=generator, dtype=torch.int64)
+            return self._candidates.index_select(0, pick.reshape(-1)).reshape(shape)
         return torch.randint(0, self.num_items, shape, generator=generator, dtype=torch.int64)
 
     def _popular(self, shape, generator) -> torch.Tensor:
