@@ -1,0 +1,166 @@
+"""The gl_* SQL functions on a tiny hand-made asset (tests/asset_fixtures.py): answers checked by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pyspark.errors import PythonException
+from pyspark.sql import Row
+
+from assets.config import AssetConfig
+from tests.asset_fixtures import ITEM_VECTORS, build_tiny_graph, hand_run
+
+GATE = AssetConfig(nn_k=2)  # 3 items per category: an item's 2 nearest neighbours share its category
+
+
+@pytest.fixture(scope="module")
+def sql_lake(spark, tmp_path_factory):
+    import udfs
+    from assets.publish import publish
+
+    lake_dir = str(tmp_path_factory.mktemp("udfs") / "lake")
+    build_tiny_graph(spark, lake_dir)
+    hand_run(spark, lake_dir, "hand-1")
+    publish(spark, lake_dir, config=GATE, promote=True, build_docs=False)
+    udfs.register(spark, lake=lake_dir)
+    return lake_dir
+
+
+def one(spark, sql):
+    return spark.sql(sql).first()[0]
+
+
+def pairs(value, field="score"):
+    return [(r["item_key"], round(r[field], 5)) for r in value]
+
+
+def test_embedding_and_score(spark, sql_lake):
+    assert np.allclose(one(spark, "SELECT gl_embedding('item', 'i2')"), [0.9, 0.1])
+    assert np.allclose(one(spark, "SELECT gl_embedding('user', 'u3')"), [0.6, 0.4])
+    assert one(spark, "SELECT gl_embedding('item', 'nope')") is None
+    assert one(spark, "SELECT gl_embedding('item', CAST(NULL AS STRING))") is None
+    assert one(spark, "SELECT gl_score('u2', 'i5')") == pytest.approx(0.9)
+    assert one(spark, "SELECT gl_score('u1', 'i6')") == pytest.approx(0.2)
+    assert one(spark, "SELECT gl_score('ghost', 'i1')") is None
+
+
+def test_similar_items_never_returns_the_item_itself(spark, sql_lake):
+    assert pairs(one(spark, "SELECT gl_similar_items('i1', 2)")) == [("i2", 0.9), ("i3", 0.8)]
+    assert pairs(one(spark, "SELECT gl_similar_items('i4', 3)")) == [("i5", 0.9), ("i6", 0.8), ("i3", 0.2)]
+    assert len(one(spark, "SELECT gl_similar_items('i1', 1000)")) == 5  # every other item, no more
+    assert one(spark, "SELECT gl_similar_items('nope', 2)") is None
+
+
+def test_recommend_excludes_the_history_unless_asked(spark, sql_lake):
+    assert pairs(one(spark, "SELECT gl_recommend('u1', 2)")) == [("i3", 0.8), ("i6", 0.2)]
+    assert pairs(one(spark, "SELECT gl_recommend('u1', 2, false)")) == [("i1", 1.0), ("i2", 0.9)]
+    assert pairs(one(spark, "SELECT gl_recommend('u3', 2)")) == [("i2", 0.58), ("i3", 0.56)]
+    assert pairs(one(spark, "SELECT gl_recommend('u2', 10)")) == [("i6", 0.8), ("i3", 0.2), ("i2", 0.1), ("i1", 0.0)]
+    assert one(spark, "SELECT gl_recommend('ghost', 2)") is None
+    rows = spark.sql("SELECT u, gl_recommend(u, 1) r FROM VALUES ('u1'), ('ghost'), ('u2') t(u)").collect()
+    assert [(r["u"], None if r["r"] is None else pairs(r["r"])) for r in rows] == [
+        ("u1", [("i3", 0.8)]), ("ghost", None), ("u2", [("i6", 0.8)])]
+
+
+def test_interests_split_a_mixed_history_into_its_categories(spark, sql_lake):
+    from udfs.register import resolve_spec
+    from udfs.runtime import open_history
+
+    spec = resolve_spec(sql_lake)
+    from assets.bundle import open_bundle
+
+    users, items = open_bundle(spec["user"]), open_bundle(spec["item"])
+    hist, w = open_history(spec["snapshot"], spec["history"]).of(int(users.rows_of(["u3"])[0]))
+    weight_of = {items.keys[h]: float(x) for h, x in zip(hist, w)}
+    got = one(spark, "SELECT gl_interests('u3', 2)")
+    assert sorted(tuple(r["items"]) for r in got) == [("i1",), ("i4",)]
+    for r in got:
+        assert r["weight"] == pytest.approx(weight_of[r["items"][0]] / sum(weight_of.values()), rel=1e-5)
+    assert [r["interest"] for r in got] == [0, 1] and got[0]["weight"] >= got[1]["weight"]
+    single = one(spark, "SELECT gl_interests('u1', 1)")  # one interest holding both A items
+    assert len(single) == 1 and sorted(single[0]["items"]) == ["i1", "i2"] and single[0]["weight"] == pytest.approx(1)
+    assert one(spark, "SELECT gl_interests('ghost', 3)") is None
+
+
+def test_explain_weights_history_items_by_similarity(spark, sql_lake):
+    from assets.bundle import open_bundle
+    from udfs.register import resolve_spec
+    from udfs.runtime import open_history
+
+    spec = resolve_spec(sql_lake)
+    users, items = open_bundle(spec["user"]), open_bundle(spec["item"])
+    hist, w = open_history(spec["snapshot"], spec["history"]).of(int(users.rows_of(["u1"])[0]))
+    by_key = dict(zip(items.keys[hist], w))
+    raw = {k: by_key[k] * float(np.dot(ITEM_VECTORS[k], ITEM_VECTORS["i3"])) for k in ("i1", "i2")}
+    expected = sorted(((k, round(v / sum(raw.values()), 5)) for k, v in raw.items()), key=lambda t: -t[1])
+    assert pairs(one(spark, "SELECT gl_explain('u1', 'i3', 5)"), "contribution") == expected
+    assert pairs(one(spark, "SELECT gl_explain('u1', 'i3', 1)"), "contribution") == expected[:1]
+    # i4 is orthogonal to i1: only i2 supports it
+    assert pairs(one(spark, "SELECT gl_explain('u1', 'i4', 3)"), "contribution") == [("i2", 1.0)]
+    assert one(spark, "SELECT gl_explain('u1', 'nope', 3)") is None
+
+
+def test_mean_embedding_aggregates_groups(spark, sql_lake, items_view):
+    rows = spark.sql("SELECT category, gl_mean_embedding(item_id) m, gl_weighted_mean_embedding(item_id, price) w "
+                     "FROM items GROUP BY category ORDER BY category").collect()
+    assert [r["category"] for r in rows] == ["A", "B"]
+    assert np.allclose(rows[0]["m"], [0.9, 0.1]) and np.allclose(rows[1]["m"], [0.1, 0.9])
+    # prices 1, 2, 3 for i1..i3 and 4, 5, 6 for i4..i6
+    assert np.allclose(rows[0]["w"], np.average([[1, 0], [.9, .1], [.8, .2]], axis=0, weights=[1, 2, 3]))
+    assert np.allclose(rows[1]["w"], np.average([[0, 1], [.1, .9], [.2, .8]], axis=0, weights=[4, 5, 6]))
+    none = spark.sql("SELECT gl_mean_embedding(k) FROM VALUES ('ghost'), ('nope') t(k)").first()[0]
+    assert none is None
+
+
+@pytest.fixture(scope="module")
+def items_view(spark, sql_lake):
+    from graphlake import lake, tables
+
+    lake.read_table(spark, tables.table_path(sql_lake, tables.CLEAN_ITEMS)).createOrReplaceTempView("items")
+
+
+@pytest.mark.parametrize("sql, error, message", [
+    ("SELECT gl_recommend('u1', 0)", "ValueError", r"gl_recommend: k must be in 1\.\.1000, got 0"),
+    ("SELECT gl_recommend('u1', 1001)", "ValueError", r"gl_recommend: k must be in 1\.\.1000, got 1001"),
+    ("SELECT gl_similar_items('i1', 2.5)", "TypeError", r"gl_similar_items: k must be an integer, got decimal128"),
+    ("SELECT gl_recommend('u1', CAST(NULL AS INT))", "ValueError", r"gl_recommend: k must not be NULL"),
+    ("SELECT gl_recommend('u1', 3, 'yes')", "TypeError", r"gl_recommend: exclude_seen must be a boolean"),
+    ("SELECT gl_interests('u1', 0)", "ValueError", r"gl_interests: n must be in 1\.\.100, got 0"),
+    ("SELECT gl_score(array(1), 'i1')", "TypeError", r"gl_score: user_key must be a string \(or integer\) key"),
+    ("SELECT gl_embedding('shop', 's1')", "ValueError", r"gl_embedding: node_type 'shop' has no published asset"),
+])
+def test_bad_arguments_name_the_function_and_argument(spark, sql_lake, sql, error, message):
+    with pytest.raises(PythonException, match=f"{error}: {message}"):
+        spark.sql(sql).collect()
+
+
+def test_register_resolves_exact_versions_and_refuses_unknown(spark, sql_lake):
+    import udfs
+    from assets.registry import AssetNotFoundError
+
+    assert udfs.register(spark, lake=sql_lake, version=1) == {"item_embeddings": 1, "user_embeddings": 1}
+    with pytest.raises(AssetNotFoundError, match="item_embeddings has no version 7"):
+        udfs.register(spark, lake=sql_lake, version=7)
+    with pytest.raises(ValueError, match="version: expected 'production', 'latest', an int or a mapping"):
+        udfs.register(spark, lake=sql_lake, version="newest")
+    udfs.register(spark, lake=sql_lake)
+
+
+def test_sql_cli_prints_rows_and_one_line_errors(sql_lake, capsys):
+    import json
+
+    from graphlake.cli import main
+
+    assert main(["sql", "--lake", sql_lake, "--json", "SELECT gl_recommend('u1', 1) r, gl_score('u1', 'i3') s"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["versions"] == {"item_embeddings": 1, "user_embeddings": 1}
+    assert out["rows"][0]["r"] == [{"item_key": "i3", "score": pytest.approx(0.8)}]
+    assert main(["sql", "--lake", sql_lake, "SELECT shop_id, gl_mean_embedding(item_id) FROM items GROUP BY shop_id"]) == 0
+    assert "s1" in capsys.readouterr().out
+    assert main(["sql", "--lake", sql_lake, "SELECT gl_recommend('u1', -1)"]) == 2
+    assert "error: ValueError: gl_recommend: k must be in 1..1000, got -1" in capsys.readouterr().err
+
+
+def test_row_objects_are_plain_structs(spark, sql_lake):
+    got = one(spark, "SELECT gl_recommend('u1', 1)")
+    assert got == [Row(item_key="i3", score=pytest.approx(0.8))]
