@@ -113,7 +113,7 @@ def gate_figures(spark, lake_dir: str, rows: list[dict], row: dict, graph: dict,
         ours, theirs = json.loads(row["metrics"] or "{}"), json.loads(prod["metrics"] or "{}")
         for metric, base in sorted(theirs.items()):
             if base > 0:
-                figures[f"ratio_{metric}"] = (ours[metric] / base) if metric in ours else (
+                figures[f"ratio_{metric}"] = round(ours[metric] / base, 6) if metric in ours else (
                     0.0 if config.require_metrics else None)
         figures = {k: v for k, v in figures.items() if v is not None or k == "production_version"}
     return figures

@@ -87,7 +87,7 @@ def commit_registry(spark, lake_dir: str, rows: list[dict], read_version: int | 
             "graphlake.version": "" if version is None else str(version)}
     try:
         res = lake.write_table(df.coalesce(1), registry_path(lake_dir), mode="overwrite", read_version=read_version,
-                               metadata=meta)
+                               metadata=meta, must_create=read_version is None)
     except lake.CommitConflictError as exc:
         raise RegistryConflictError(
             f"assets registry: another writer committed after version {read_version} was read "

@@ -177,6 +177,7 @@ def write_table(
     read_version: int | None = None,
     overwrite_schema: bool = False,
     metadata: Mapping[str, str] | None = None,
+    must_create: bool = False,
 ) -> WriteResult:
     """Write a Spark DataFrame to a Delta table as ONE atomic commit.
 
@@ -191,6 +192,8 @@ def write_table(
             :class:`CommitConflictError` if any other commit landed after it.
         overwrite_schema: with a full overwrite, allow the schema to change.
         metadata: string key/values recorded in the commit (job name, run id, ...).
+        must_create: the job read "no table": fail with :class:`CommitConflictError` if a table
+            exists (or is created concurrently) at ``path`` (the counterpart of ``read_version``).
 
     Returns:
         WriteResult with the new table version.
@@ -216,6 +219,11 @@ def write_table(
     missing = [c for c in partition_by if c not in df.columns]
     if missing:
         raise ValueError(f"partition_by: columns {missing} are not in the DataFrame (columns: {df.columns})")
+    if must_create and read_version is not None:
+        raise ValueError("must_create: cannot be combined with read_version")
+    if must_create and table_exists(path):
+        raise CommitConflictError(f"table {path!r} was created by a concurrent writer after this job saw none; "
+                                  "nothing was committed")
     spark = df.sparkSession
     if has_native_delta(spark):
         return _write_native(df, path, mode, partition_by, replace_partitions, overwrite_schema)

@@ -52,3 +52,14 @@ def assert_same_rows(actual, expected):
     assert actual.columns == expected.columns, (actual.columns, expected.columns)
     assert actual.exceptAll(expected).count() == 0, actual.exceptAll(expected).collect()[:5]
     assert expected.exceptAll(actual).count() == 0, expected.exceptAll(actual).collect()[:5]
+
+
+@pytest.fixture(scope="session")
+def tiny_graph(spark, tmp_path_factory):
+    """A lake with the tiny hand-checkable graph of tests/asset_fixtures.py built (graph v0).
+    Tests that change it take a copy: ``shutil.copytree(tiny_graph, their_dir)``."""
+    from tests.asset_fixtures import build_tiny_graph
+
+    lake_dir = str(tmp_path_factory.mktemp("tiny_graph") / "lake")
+    build_tiny_graph(spark, lake_dir)
+    return lake_dir

@@ -157,6 +157,16 @@ def test_append_against_stale_snapshot_conflicts(spark, tmp_path, base):
     assert lake.table_version(path) == 1
 
 
+def test_must_create_conflicts_when_another_writer_created_the_table(spark, tmp_path, base):
+    path = str(tmp_path / "t")
+    lake.write_table(base, path, must_create=True)  # nobody there yet: creates version 0
+    with pytest.raises(lake.CommitConflictError, match="created by a concurrent writer after this job saw none"):
+        lake.write_table(base, path, mode="overwrite", must_create=True)
+    with pytest.raises(ValueError, match="must_create: cannot be combined with read_version"):
+        lake.write_table(base, path, read_version=0, must_create=True)
+    assert lake.table_version(path) == 0
+
+
 def test_failed_spark_job_commits_nothing(spark, tmp_path, base):
     path = str(tmp_path / "t")
     lake.write_table(base, path)

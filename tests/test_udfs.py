@@ -8,18 +8,20 @@ from pyspark.errors import PythonException
 from pyspark.sql import Row
 
 from assets.config import AssetConfig
-from tests.asset_fixtures import ITEM_VECTORS, build_tiny_graph, hand_run
+from tests.asset_fixtures import ITEM_VECTORS, hand_run
 
 GATE = AssetConfig(nn_k=2)  # 3 items per category: an item's 2 nearest neighbours share its category
 
 
 @pytest.fixture(scope="module")
-def sql_lake(spark, tmp_path_factory):
+def sql_lake(spark, tiny_graph, tmp_path_factory):
+    import shutil
+
     import udfs
     from assets.publish import publish
 
     lake_dir = str(tmp_path_factory.mktemp("udfs") / "lake")
-    build_tiny_graph(spark, lake_dir)
+    shutil.copytree(tiny_graph, lake_dir)
     hand_run(spark, lake_dir, "hand-1")
     publish(spark, lake_dir, config=GATE, promote=True, build_docs=False)
     udfs.register(spark, lake=lake_dir)
