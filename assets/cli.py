@@ -1,12 +1,11 @@
-"""CLI verbs of the asset layer: ``publish``, ``assets list|show|promote|rollback|retire|vacuum|history``,
-``embed-new`` and ``sql`` (added to ``graphlake``'s parser by :func:`add_commands`).
+"""CLI verbs of the asset layer: ``publish``, ``assets list|show|promote|rollback|retire|vacuum|history``
+and ``sql`` (added to ``graphlake``'s parser by :func:`add_commands`).
 
 Examples:
     graphlake publish --lake lakehouse [--run-id RUN] [--node-types user,item,shop] [--promote]
     graphlake assets list --lake lakehouse
     graphlake assets promote --lake lakehouse --asset item_embeddings --version 2 [--config assets.yaml]
     graphlake assets rollback --lake lakehouse --asset item_embeddings [--to-version 1]
-    graphlake embed-new --lake lakehouse
     graphlake sql --lake lakehouse "SELECT gl_recommend('u1', 10)"
 """
 
@@ -113,18 +112,6 @@ def cmd_sql(args, spark, emit) -> dict:
     return {"rows": rows}
 
 
-def cmd_embed_new(args, spark, emit) -> dict:
-    from assets.embed_new import embed_new
-
-    summary = embed_new(spark, args.lake, asset_version=_version_arg(args.version), node_types=args.node_types,
-                        config=_config(args.config))
-    lines = [f"embed-new on graph version {summary['graph_version']} (run {summary['run_id']}):"]
-    for asset, r in summary["assets"].items():
-        lines.append(f"  {asset:<18} +{r['new']:,} new keys -> v{r['version']} ({r['rows']:,} rows, status {r['status']})")
-    emit(summary, "\n".join(lines))
-    return summary
-
-
 def python_error(exc: Exception) -> str | None:
     """The ``XxxError: message`` line a Python UDF raised, out of a Spark ``PythonException``."""
     found = re.findall(r"^(?:ValueError|TypeError): .+$", str(exc), flags=re.M)
@@ -163,13 +150,6 @@ def add_commands(sub, common, wrap) -> None:
     va = a.add_parser("vacuum", help="delete retired and failed versions' rows and files", parents=[common])
     va.add_argument("--asset", required=True)
     va.add_argument("--retention-hours", dest="retention_hours", type=int, default=0)
-
-    p = sub.add_parser("embed-new", help="embed users/items newer than the graph version (no retraining)",
-                       parents=[common])
-    p.set_defaults(func=wrap(cmd_embed_new))
-    p.add_argument("--version", default="production", help="asset version to extend (N, production, latest)")
-    p.add_argument("--node-types", dest="node_types", default=None, help="comma list (default user,item)")
-    p.add_argument("--config", help="YAML with gate / index options")
 
     p = sub.add_parser("sql", help="run Spark SQL with the gl_* functions and the lake's tables as views",
                        parents=[common])

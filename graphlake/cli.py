@@ -14,7 +14,6 @@ Examples:
     graphlake evaluate --lake lakehouse [--run-id RUN] [--k 20] [--test-file test.txt]
     graphlake publish --lake lakehouse [--run-id RUN] [--promote]
     graphlake assets list|show|promote|rollback|retire|vacuum|history --lake lakehouse ...
-    graphlake embed-new --lake lakehouse
     graphlake sql --lake lakehouse "SELECT gl_recommend('u1', 10)"
     graphlake lake history clean/events --lake lakehouse
     graphlake lake cleanup --lake lakehouse --older-than-minutes 60
