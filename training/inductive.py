@@ -300,7 +300,7 @@ def _extend_csr(indptr, indices, weights, n_src: int, src=None, dst=None, w=None
         return torch.cat([ptr, ptr[-1:].expand(pad)]).numpy(), indices, weights
     all_src = torch.cat([csr_rows(ptr), src])
     all_dst = torch.cat([torch.from_numpy(np.asarray(indices).astype(np.int64)), dst])
-    all_w = torch.cat([torch.from_numpy(np.asarray(weights, dtype=np.float32)), w])
+    all_w = torch.cat([torch.from_numpy(np.array(weights, dtype=np.float32)), w])
     order = torch.sort(all_src, stable=True).indices  # rows grouped; HeteroCSRGraph sorts within rows
     new_ptr = torch.zeros(n_src + 1, dtype=torch.int64)
     torch.cumsum(torch.bincount(all_src, minlength=n_src), 0, out=new_ptr[1:])

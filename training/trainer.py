@@ -12,6 +12,13 @@ neighbourhood of all of them (``mode: sampled``; the batch's own target edges ar
 it, the standard leakage guard) or the whole graph (``mode: full``, LightGCN), BPR or sampled-
 softmax loss plus ``l2`` on the batch's embeddings.
 
+With ``cold_start_fraction > 0`` a share of the targets' items is held out of training entirely
+(:mod:`training.cold_start`): :func:`training_csr` drops their interaction edges, the graph
+carries their attribute edges one way (into them), every forward pass masks their ID rows and
+neutralises their count features, and the negative samplers never draw them; ``embed_all``
+still embeds them (from features and attribute edges), which is what the cold-start evaluation
+ranks.
+
 Example:
     >>> trainer = Trainer(open_snapshot(path), TrainConfig(epochs=1), run_dir, LocalBackend())
     >>> history = trainer.fit()
