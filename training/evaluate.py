@@ -147,7 +147,7 @@ def evaluate(spark, lake_dir: str, run_id: str | None = None, test_table: str = 
     src, dst = [], []
     for t in targets:  # the training items to mask: the union of the target edges
         indptr, indices, _ = snap.csr(t)
-        src.append(csr_rows(torch.from_numpy(np.asarray(indptr, dtype=np.int64))))
+        src.append(csr_rows(torch.from_numpy(np.array(indptr, dtype=np.int64))))
         dst.append(torch.from_numpy(np.asarray(indices).astype(np.int64)))
     train_ptr, train_items = group_by_user(torch.cat(src), torch.cat(dst), snap.num_nodes(user_type))
     metrics = ranking_metrics(np.load(embeddings_path(run_dir, user_type)), np.load(embeddings_path(run_dir, item_type)),
