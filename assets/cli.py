@@ -14,9 +14,6 @@ from __future__ import annotations
 import json
 import re
 
-SQL_VIEWS = {"events": "clean/events", "items": "clean/items", "users": "clean/users"}
-
-
 def _config(path):
     from assets.config import AssetConfig
     from graphlake.config import load_config
@@ -93,16 +90,9 @@ def _version_arg(v: str):
 
 def cmd_sql(args, spark, emit) -> dict:
     import udfs
-    from assets import lifecycle
-    from graphlake import lake, tables
 
     versions = udfs.register(spark, lake=args.lake, version=_version_arg(args.version))
-    for view, table in SQL_VIEWS.items():
-        path = tables.table_path(args.lake, table)
-        if lake.table_exists(path):
-            lake.read_table(spark, path).createOrReplaceTempView(view)
-    for asset, v in versions.items():
-        lifecycle.read_asset(spark, args.lake, asset, v).createOrReplaceTempView(asset)
+    udfs.register_views(spark, args.lake, versions)
     df = spark.sql(args.query)
     rows = [r.asDict(recursive=True) for r in df.limit(args.limit).collect()]
     if args.json:

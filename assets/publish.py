@@ -104,8 +104,8 @@ def publish(spark, lake_dir: str, run_id: str | None = None, node_types=None, co
         spark: SparkSession.
         lake_dir: lake root.
         run_id: training run id (``meta/train_runs``).
-        node_types: node types to publish (default: every type the run has embeddings of, i.e.
-            its targets' user and item types); e.g. ``["user", "item", "shop"]``.
+        node_types: node types to publish (default: the run's targets' user and item types);
+            others on request, e.g. ``["user", "item", "shop"]``.
         config: :class:`AssetConfig` (index options; gate thresholds when ``promote``).
         promote: run the quality gate and promote the versions that pass.
         build_docs: write the gate's Great Expectations Data Docs.
@@ -126,8 +126,9 @@ def publish(spark, lake_dir: str, run_id: str | None = None, node_types=None, co
         raise TypeError(f"config: expected AssetConfig, got {type(config).__name__}")
     run_id, run_dir, spec = _run(spark, lake_dir, run_id)
     available = sorted(n[:-4] for n in os.listdir(os.path.join(run_dir, "embeddings")) if n.endswith(".npy"))
-    if node_types is None:
-        node_types = available
+    if node_types is None:  # the run's user and item types; other types on request
+        _, targets = _score_and_history(spec)
+        node_types = sorted({t.split("__")[i] for t in targets for i in (0, 2)} & set(available)) or available
     if isinstance(node_types, str) or not node_types:
         raise ValueError(f"node_types: expected a non-empty list of node types, got {node_types!r}")
     missing = [t for t in node_types if t not in available]

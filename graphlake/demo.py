@@ -2,7 +2,8 @@
 
 Stages so far: generate -> ETL (clean tables, quarantine, GE gate) -> graph build (id maps, nodes,
 edges, features, stats, GE gate, manifest) -> training snapshot -> training (embeddings as Delta
-tables, validation Recall/NDCG, HTML report). Later stages append here.
+tables, validation Recall/NDCG, HTML report) -> publish + quality gate + promote (embedding assets)
+-> three SQL queries with the gl_* functions, printed with their real output. Later stages append here.
 """
 
 from __future__ import annotations
@@ -77,6 +78,8 @@ def run_demo(spark, lake_dir: str, raw_dir: str | None = None, events: int = 300
             print(f"      {name:<44} {value:.4f}")
     print(f"    training report: {trained['report']}")
 
+    published = _publish_and_query(spark, lake_dir, trained["run_id"])
+
     print("\n==> tables", flush=True)
     produced = {}
     embedding_tables = [embeddings_table(t) for t in trained["tables"]]
@@ -91,4 +94,38 @@ def run_demo(spark, lake_dir: str, raw_dir: str | None = None, events: int = 300
     docs = report.get("validation", {}).get("data_docs")
     print(f"==> Great Expectations Data Docs: {docs}")
     return {"generate": gen, "etl": report, "graph": graph, "snapshot": snapshot, "train": trained, "tables": produced,
-            "data_docs": docs}
+            "data_docs": docs, **published}
+
+
+DEMO_QUERIES = (
+    ("recommendations", "SELECT user_id, gl_recommend(user_id, 5) AS top5 FROM users ORDER BY user_id LIMIT 3"),
+    ("similar items", "SELECT item_id, category, gl_similar_items(item_id, 3) AS similar FROM items "
+                      "ORDER BY item_id LIMIT 3"),
+    ("interests and why", "SELECT user_id, gl_interests(user_id, 3) AS interests, "
+                          "gl_explain(user_id, gl_recommend(user_id, 1)[0].item_key, 3) AS why_top1 "
+                          "FROM (SELECT DISTINCT user_id FROM events WHERE event_type = 'purchase') "
+                          "ORDER BY user_id LIMIT 2"),
+)
+
+
+def _publish_and_query(spark, lake_dir: str, run_id: str) -> dict:
+    import udfs
+    from assets.publish import publish
+
+    t = _step("publish: embeddings -> versioned assets (Delta + FAISS index), quality gate, promote")
+    pub = publish(spark, lake_dir, run_id=run_id, promote=True)
+    for asset, r in pub["assets"].items():
+        print(f"    {asset:<16} v{r['version']}: {r['rows']:,} rows x {r['dim']}, status {r['status']}", flush=True)
+        if r.get("gate"):
+            print("      " + r["gate"].replace("\n", "\n      "))
+    print(f"    ({time.time() - t:.1f} s)")
+    version = "production" if all(r["status"] == "production" for r in pub["assets"].values()) else "latest"
+    versions = udfs.register(spark, lake=lake_dir, version=version)
+    udfs.register_views(spark, lake_dir, versions)
+    answers = {}
+    for title, sql in DEMO_QUERIES:
+        _step(f"sql ({title}): graphlake sql --lake {lake_dir} \"{sql}\"")
+        df = spark.sql(sql)
+        df.show(truncate=False, vertical=True)
+        answers[title] = [r.asDict(recursive=True) for r in df.collect()]
+    return {"publish": pub, "queries": answers}

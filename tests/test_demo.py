@@ -12,7 +12,8 @@ def test_demo_runs_every_stage(spark, tmp_path, capsys):
     lake_dir = str(tmp_path / "lake")
     assert cli.main(["demo", "--lake", lake_dir, "--raw", str(tmp_path / "raw"), "--events", "4000", "--json"]) == 0
     out = capsys.readouterr().out
-    for stage in ("==> generate", "==> etl", "==> graph build", "==> graph export", "==> train", "==> tables"):
+    for stage in ("==> generate", "==> etl", "==> graph build", "==> graph export", "==> train", "==> publish",
+                  "==> sql (recommendations)", "==> sql (similar items)", "==> sql (interests and why)", "==> tables"):
         assert stage in out, stage
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["etl"]["events"]["clean"] > 0 and summary["graph"]["graph_version"] == 0
@@ -20,3 +21,10 @@ def test_demo_runs_every_stage(spark, tmp_path, capsys):
     assert tables.TRAIN_RUNS in summary["tables"]
     assert summary["tables"]["train/embeddings_item"]["rows"] == summary["graph"]["node_counts"]["item"]
     assert any(k.endswith("recall@20") for k in summary["train"]["validation"])
+    assert {a: r["version"] for a, r in summary["publish"]["assets"].items()} == {"item_embeddings": 1,
+                                                                                 "user_embeddings": 1}
+    recs = summary["queries"]["recommendations"]
+    assert len(recs) == 3 and all(len(r["top5"]) == 5 for r in recs)
+    assert all(len(r["similar"]) == 3 and r["item_id"] not in [s["item_key"] for s in r["similar"]]
+               for r in summary["queries"]["similar items"])
+    assert all(r["interests"] for r in summary["queries"]["interests and why"])

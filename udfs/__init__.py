@@ -6,6 +6,6 @@ Example:
     >>> spark.sql("SELECT user_id, gl_recommend(user_id, 20) FROM users").show()
 """
 
-from udfs.register import FUNCTIONS, register
+from udfs.register import FUNCTIONS, register, register_views
 
-__all__ = ["FUNCTIONS", "register"]
+__all__ = ["FUNCTIONS", "register", "register_views"]

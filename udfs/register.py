@@ -17,6 +17,7 @@ from assets.bundle import open_bundle
 from assets.registry import AssetError, AssetNotFoundError, read_registry, resolve
 from udfs.functions import make_functions
 
+SQL_VIEWS = {"events": "clean/events", "items": "clean/items", "users": "clean/users"}
 FUNCTIONS = ("gl_embedding", "gl_score", "gl_similar_items", "gl_recommend", "gl_interests", "gl_explain",
              "gl_mean_embedding", "gl_weighted_mean_embedding")
 
@@ -73,3 +74,22 @@ def register(spark, lake: str, version="production", user_type: str = "user", it
     for name, fn in make_functions(spec).items():
         spark.udf.register(name, fn)
     return spec["versions"]
+
+
+def register_views(spark, lake: str, versions: dict) -> list[str]:
+    """Temp views for SQL: ``events``, ``items``, ``users`` (the clean tables, where present) and
+    one per asset (its rows at the version in ``versions``). Returns the view names."""
+    from assets.lifecycle import read_asset
+    from graphlake import lake as lake_layer
+    from graphlake import tables
+
+    made = []
+    for view, table in SQL_VIEWS.items():
+        path = tables.table_path(lake, table)
+        if lake_layer.table_exists(path):
+            lake_layer.read_table(spark, path).createOrReplaceTempView(view)
+            made.append(view)
+    for asset, v in versions.items():
+        read_asset(spark, lake, asset, v).createOrReplaceTempView(asset)
+        made.append(asset)
+    return made
