@@ -91,7 +91,7 @@ def holdout_mask(nnz: int, fraction: float, seed: int, index: int) -> torch.Tens
 
 def _split_csr(indptr: np.ndarray, indices: np.ndarray, weights: np.ndarray, held: torch.Tensor):
     """(train CSR, held-out (src, dst)) of one relation."""
-    src = csr_rows(torch.from_numpy(np.asarray(indptr, dtype=np.int64)))
+    src = csr_rows(torch.from_numpy(np.array(indptr, dtype=np.int64)))  # a copy: memmaps are read-only
     dst = torch.from_numpy(np.asarray(indices).astype(np.int64))
     keep = ~held
     counts = torch.bincount(src[keep], minlength=len(indptr) - 1)
