@@ -58,7 +58,7 @@ def _row_suite(name: str, dim: int, config: AssetConfig):
     ))
 
 
-def _category_lift(spark, lake_dir: str, row: dict, graph: dict, config: AssetConfig) -> float | None:
+def _category_lift(spark, row: dict, graph: dict, config: AssetConfig) -> float | None:
     """See the module docstring; ``None`` when the node type has no category edges."""
     from graph_build.manifest import read_graph_table
 
@@ -104,7 +104,7 @@ def gate_figures(spark, lake_dir: str, rows: list[dict], row: dict, graph: dict,
 
     id_map = read_graph_table(spark, graph, tables.id_map(row["node_type"])).select(G.KEY)
     figures: dict = {"missing_keys": id_map.join(df.select(A.KEY), G.KEY, "left_anti").count()}
-    lift = _category_lift(spark, lake_dir, row, graph, config)
+    lift = _category_lift(spark, row, graph, config)
     if lift is not None:
         figures["category_lift"] = lift
     prod = production(rows, row["asset"])

@@ -126,16 +126,15 @@ def publish(spark, lake_dir: str, run_id: str | None = None, node_types=None, co
         raise TypeError(f"config: expected AssetConfig, got {type(config).__name__}")
     run_id, run_dir, spec = _run(spark, lake_dir, run_id)
     available = sorted(n[:-4] for n in os.listdir(os.path.join(run_dir, "embeddings")) if n.endswith(".npy"))
+    score, history = _score_and_history(spec)
     if node_types is None:  # the run's user and item types; other types on request
-        _, targets = _score_and_history(spec)
-        node_types = sorted({t.split("__")[i] for t in targets for i in (0, 2)} & set(available)) or available
+        node_types = sorted({t.split("__")[i] for t in history for i in (0, 2)} & set(available)) or available
     if isinstance(node_types, str) or not node_types:
         raise ValueError(f"node_types: expected a non-empty list of node types, got {node_types!r}")
     missing = [t for t in node_types if t not in available]
     if missing:
         raise AssetError(f"node_types: run {run_id} has no embeddings of {missing} (it has {available}); "
                          "train with those types as targets to publish them")
-    score, history = _score_and_history(spec)
     meta_common = {"graph_version": spec["graph_version"], "run_id": run_id, "snapshot": spec["snapshot"],
                    "score": score, "history_edge_types": history, "config_hash": spec["config_hash"]}
     metrics = json.dumps(run_metrics(run_dir), sort_keys=True)
