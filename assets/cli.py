@@ -1,9 +1,10 @@
-"""CLI verbs of the asset layer: ``publish``, ``assets list|show|promote|rollback|retire|vacuum|history``
+"""CLI verbs of the asset layer: ``publish``, ``assets list|show|gate|promote|rollback|retire|vacuum|history``
 and ``sql`` (added to ``graphlake``'s parser by :func:`add_commands`).
 
 Examples:
     graphlake publish --lake lakehouse [--run-id RUN] [--node-types user,item,shop] [--promote]
     graphlake assets list --lake lakehouse
+    graphlake assets gate --lake lakehouse --asset item_embeddings --version 2 [--config assets.yaml]
     graphlake assets promote --lake lakehouse --asset item_embeddings --version 2 [--config assets.yaml]
     graphlake assets rollback --lake lakehouse --asset item_embeddings [--to-version 1]
     graphlake sql --lake lakehouse "SELECT gl_recommend('u1', 10)"
@@ -65,6 +66,12 @@ def cmd_assets(args, spark, emit) -> dict:
         emit({"history": rows}, "\n".join(f"registry v{r['registry_version']:<4} {r['action']:<14} {r['asset']} "
                                            f"{r['version'] or ''}" for r in rows))
         return {"history": rows}
+    if action == "gate":
+        summary = lifecycle.gate(spark, args.lake, args.asset, args.version, _config(args.config))
+        out = {"asset": args.asset, "version": args.version, "figures": summary["figures"],
+               "data_docs": summary["data_docs"]}
+        emit(out, f"{args.asset} v{args.version} passed the gate (still a candidate) {summary['figures']}")
+        return out
     if action == "promote":
         summary = lifecycle.promote(spark, args.lake, args.asset, args.version, _config(args.config))
         out = {"asset": args.asset, "version": args.version, "figures": summary["figures"],
@@ -127,7 +134,11 @@ def add_commands(sub, common, wrap) -> None:
     sh.add_argument("--version", default="production", help="N, production or latest")
     hi = a.add_parser("history", help="registry commits, newest first", parents=[common])
     hi.add_argument("--limit", type=int, default=50)
-    pr = a.add_parser("promote", help="quality gate, then production", parents=[common])
+    ga = a.add_parser("gate", help="quality gate only; the result is recorded on the version", parents=[common])
+    ga.add_argument("--asset", required=True)
+    ga.add_argument("--version", type=int, required=True)
+    ga.add_argument("--config", help="YAML with gate options")
+    pr = a.add_parser("promote", help="quality gate (or a recorded pass), then production", parents=[common])
     pr.add_argument("--asset", required=True)
     pr.add_argument("--version", type=int, required=True)
     pr.add_argument("--config", help="YAML with gate options")

@@ -7,7 +7,8 @@ goes back to ``candidate``, still readable) → ``retired`` (explicitly; still r
 vacuumed (its rows and files removed; no longer readable).
 
 Example:
-    >>> promote(spark, "lakehouse", "item_embeddings", 2)          # gate, then production
+    >>> gate(spark, "lakehouse", "item_embeddings", 2)             # gate only, recorded on the row
+    >>> promote(spark, "lakehouse", "item_embeddings", 2)          # gate (or reuse a pass), production
     >>> rollback(spark, "lakehouse", "item_embeddings")            # back to the previous production
     >>> df = read_asset(spark, "lakehouse", "item_embeddings")      # production rows
     >>> old = read_asset(spark, "lakehouse", "item_embeddings", version=1)
@@ -47,9 +48,69 @@ def _check_version(version) -> int:
     return version
 
 
+def _gate_json(summary: dict) -> str:
+    return json.dumps({"success": summary["success"], "figures": summary["figures"], "data_docs": summary["data_docs"],
+                       "failed": [f for s in summary["suites"].values() for f in s["failed"]]}, sort_keys=True,
+                      default=str)
+
+
+def _recorded_gate(rows: list[dict], row: dict) -> dict | None:
+    """The passing gate recorded on ``row`` by :func:`gate`, if production has not moved since."""
+    if not row.get("gate"):
+        return None
+    recorded = json.loads(row["gate"])
+    prod = production(rows, row["asset"])
+    prod_version = prod["version"] if prod and prod["version"] != row["version"] else None
+    if not recorded.get("success") or recorded.get("figures", {}).get("production_version") != prod_version:
+        return None
+    return {**recorded, "suites": {}, "reused": True}
+
+
+def _candidate(lake_dir: str, asset: str, version: int) -> tuple[list[dict], dict]:
+    rows, _ = read_registry(lake_dir)
+    row = resolve(rows, asset, version)
+    if row["status"] != A.CANDIDATE:
+        raise AssetError(f"version: {asset} v{version} is {row['status']}; only a candidate can be gated or promoted")
+    return rows, row
+
+
+def gate(spark, lake_dir: str, asset: str, version: int, config: AssetConfig | None = None,
+         build_docs: bool = True) -> dict:
+    """Run the quality gate on candidate ``asset`` v``version`` and record the result on its row.
+
+    Production is not changed. A later :func:`promote` reuses a recorded pass while production
+    is still the version the gate compared against (otherwise it gates again).
+
+    Raises:
+        GateFailedError: an expectation failed (recorded on the row). AssetError: not a candidate.
+
+    Example:
+        >>> gate(spark, "lakehouse", "item_embeddings", 2)["figures"]["category_lift"]
+    """
+    config = config or AssetConfig()
+    version = _check_version(version)
+    rows, row = _candidate(lake_dir, asset, version)
+    summary = run_gate(spark, lake_dir, rows, row, config, build_docs=build_docs)
+    recorded = _gate_json(summary)
+
+    def change(current):
+        target = _find(current, asset, version)
+        target.update(gate=recorded, note="gate passed" if summary["success"] else "gate failed", updated_at=now())
+        return current
+
+    update_registry(spark, lake_dir, change, "gate" if summary["success"] else "gate-failed", asset, version)
+    if not summary["success"]:
+        raise GateFailedError(f"{asset} v{version} failed its quality gate: " + quality.format_failures(summary), summary)
+    return summary
+
+
 def promote(spark, lake_dir: str, asset: str, version: int, config: AssetConfig | None = None,
-            build_docs: bool = True) -> dict:
+            build_docs: bool = True, reuse_gate: bool = True) -> dict:
     """Gate ``asset`` v``version`` and make it production; returns the gate summary.
+
+    Args:
+        reuse_gate: skip the gate when :func:`gate` recorded a pass on this version and production
+            has not changed since (the summary then has ``"reused": True``).
 
     Raises:
         GateFailedError: an expectation failed (the result is recorded on the candidate's row;
@@ -57,24 +118,24 @@ def promote(spark, lake_dir: str, asset: str, version: int, config: AssetConfig 
     """
     config = config or AssetConfig()
     version = _check_version(version)
-    rows, _ = read_registry(lake_dir)
-    row = resolve(rows, asset, version)
-    if row["status"] != A.CANDIDATE:
-        raise AssetError(f"version: {asset} v{version} is {row['status']}; only a candidate can be promoted")
-    summary = run_gate(spark, lake_dir, rows, row, config, build_docs=build_docs)
-    gate = json.dumps({"success": summary["success"], "figures": summary["figures"], "data_docs": summary["data_docs"],
-                       "failed": [f for s in summary["suites"].values() for f in s["failed"]]}, sort_keys=True,
-                      default=str)
+    rows, row = _candidate(lake_dir, asset, version)
+    summary = _recorded_gate(rows, row) if reuse_gate else None
+    if summary is None:
+        summary = run_gate(spark, lake_dir, rows, row, config, build_docs=build_docs)
+    gate_json = row["gate"] if summary.get("reused") else _gate_json(summary)
 
     def change(current):
         target = _find(current, asset, version)
         if target["status"] != A.CANDIDATE:
             raise AssetError(f"version: {asset} v{version} became {target['status']} meanwhile; not promoted")
-        target.update(gate=gate, updated_at=now())
+        target.update(gate=gate_json, updated_at=now())
         if not summary["success"]:
             target["note"] = "gate failed"
             return current
         old = production(current, asset)
+        if summary.get("reused") and (old["version"] if old else None) != (json.loads(gate_json)["figures"]
+                                                                           .get("production_version")):
+            raise AssetError(f"version: production of {asset} moved while v{version} was promoted; gate it again")
         if old is not None:
             old.update(status=A.CANDIDATE, note=f"superseded by v{version}", updated_at=now())
         target.update(status=A.PRODUCTION, promoted_at=now(), note="promoted" + (

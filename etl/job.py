@@ -125,7 +125,8 @@ def run_etl(spark, raw_dir: str, lake_dir: str, dates=None, rules: X.EtlRules | 
                                                  tables.table_path(lake_dir, tables.CLEAN_USERS),
                                                  tables.table_path(lake_dir, tables.QUARANTINE_ITEMS),
                                                  tables.table_path(lake_dir, tables.QUARANTINE_USERS))}
-    report = {"run_id": run_id, "dates": dates, "raw": os.path.abspath(raw_dir), "lake": os.path.abspath(lake_dir)}
+    report = {"run_id": run_id, "dates": dates, "raw": os.path.abspath(raw_dir), "lake": os.path.abspath(lake_dir),
+              "before": before}
 
     parsed = X.mark_bots(X.parse_events(_events_input(spark, raw_dir, dates), rules), rules)
     parsed = parsed.persist(StorageLevel.MEMORY_AND_DISK)
@@ -189,13 +190,41 @@ def run_etl(spark, raw_dir: str, lake_dir: str, dates=None, rules: X.EtlRules | 
 
     report["seconds"] = round((datetime.now(timezone.utc) - started).total_seconds(), 2)
     if validate:
-        try:
-            report["validation"] = validate_run(spark, lake_dir, report, rules)
-        except QualityError as exc:
-            restored = _restore(before)
-            raise EtlError(f"{exc}\nETL run {run_id} rolled back: restored {restored}") from exc
+        report["validation"] = _gate(spark, lake_dir, report, rules)
     _record_run(spark, lake_dir, report)
     return report
+
+
+def _gate(spark, lake_dir: str, report: dict, rules: X.EtlRules | None) -> dict:
+    try:
+        return validate_run(spark, lake_dir, report, rules)
+    except QualityError as exc:
+        restored = _restore(report["before"])
+        raise EtlError(f"{exc}\nETL run {report['run_id']} rolled back: restored {restored}") from exc
+
+
+def gate_run(spark, lake_dir: str, run_id: str, rules: X.EtlRules | None = None) -> dict:
+    """Validate an ETL run that ran with ``validate=False`` (the orchestrated "ETL → validate"
+    order); a failure restores the tables to their versions before that run.
+
+    Args:
+        run_id: the run's id (``meta/etl_runs``).
+        rules: the rules the run used.
+
+    Returns:
+        The GE summary (``meta/etl_runs`` keeps one row per run: the run's own report).
+
+    Raises:
+        EtlError: a suite failed (tables restored), or a later write touched the run's tables (not
+            restored automatically: the message names the versions).
+    """
+    report = get_run(spark, lake_dir, run_id)
+    events_path = tables.table_path(lake_dir, tables.CLEAN_EVENTS)
+    now = lake.table_version(events_path)
+    if now != report["events"]["table_version"]:
+        raise EtlError(f"run_id: {tables.CLEAN_EVENTS} is at version {now}, not the version "
+                       f"{report['events']['table_version']} ETL run {run_id} committed; validate the newer run")
+    return _gate(spark, lake_dir, report, rules)
 
 
 def _run_catalog(spark, raw_dir, lake_dir, name, key, parser, clean_schema, clean_table, q_table, rules, started, run_id):
@@ -264,6 +293,20 @@ RUNS_SCHEMA = "run_id string, finished_at timestamp, dates array<string>, report
 def _record_run(spark, lake_dir: str, report: dict) -> None:
     row = [(report["run_id"], datetime.now(timezone.utc), report["dates"], json.dumps(report, default=str))]
     lake.write_table(spark.createDataFrame(row, RUNS_SCHEMA), tables.table_path(lake_dir, tables.ETL_RUNS))
+
+
+def get_run(spark, lake_dir: str, run_id: str) -> dict:
+    """The report of ETL run ``run_id`` (its newest row in ``meta/etl_runs``)."""
+    if not isinstance(run_id, str) or not run_id:
+        raise ValueError(f"run_id: expected an ETL run id, got {run_id!r}")
+    path = tables.table_path(lake_dir, tables.ETL_RUNS)
+    if not lake.table_exists(path):
+        raise FileNotFoundError(f"lake: no ETL run recorded under {lake_dir!r} (run `graphlake etl` first)")
+    found = [json.loads(r["report"]) for r in lake.read_table(spark, path).filter(F.col("run_id") == run_id)
+             .orderBy(F.col("finished_at").desc()).limit(1).collect()]
+    if not found:
+        raise ValueError(f"run_id: no ETL run {run_id!r} in {tables.ETL_RUNS}")
+    return found[0]
 
 
 def last_run(spark, lake_dir: str) -> dict:

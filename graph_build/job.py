@@ -21,6 +21,7 @@ import json
 import logging
 import time
 import uuid
+from datetime import date
 
 from pyspark import StorageLevel
 from pyspark.sql import functions as F
@@ -122,7 +123,7 @@ def _previous(spark, lake_dir: str) -> dict | None:
 
 
 def build_graph(spark, lake_dir: str, config: GraphConfig | None = None, validate: bool = True,
-                build_docs: bool = True) -> dict:
+                build_docs: bool = True, until_date: str | None = None) -> dict:
     """Build and commit the next graph version from the lake's clean tables.
 
     Args:
@@ -131,6 +132,8 @@ def build_graph(spark, lake_dir: str, config: GraphConfig | None = None, validat
         config: :class:`GraphConfig` (default rules when ``None``).
         validate: run the graph's GE suites before committing (a failure rolls the build back).
         build_docs: write the GE Data Docs under ``<lake>/_reports/data_docs``.
+        until_date: ``YYYY-MM-DD``: only events of ``dt <= until_date`` (an orchestrated run for a
+            logical date, also when it is a backfill after later dates were loaded); ``None``: all.
 
     Returns:
         JSON-able summary: ``graph_version``, ``config_hash``, ``reference_ts_us``, ``inputs``
@@ -146,8 +149,17 @@ def build_graph(spark, lake_dir: str, config: GraphConfig | None = None, validat
     config = GraphConfig() if config is None else config
     if not isinstance(config, GraphConfig):
         raise TypeError(f"config: expected GraphConfig, got {type(config).__name__}")
+    if until_date is not None:
+        try:
+            until_date = date.fromisoformat(until_date).isoformat() if isinstance(until_date, str) else None
+        except ValueError:
+            until_date = None
+        if until_date is None:
+            raise ValueError("until_date: expected a YYYY-MM-DD string or None")
     started, run_id = time.time(), uuid.uuid4().hex[:16]
     inputs, frames = _read_inputs(spark, lake_dir)
+    if until_date is not None:
+        frames[tables.CLEAN_EVENTS] = frames[tables.CLEAN_EVENTS].filter(F.col(S.DT) <= until_date)
     previous = _previous(spark, lake_dir)
     graph_version = 0 if previous is None else previous["graph_version"] + 1
     writes = _Writes(lake_dir, run_id, graph_version)
@@ -165,7 +177,7 @@ def build_graph(spark, lake_dir: str, config: GraphConfig | None = None, validat
             raise
         raise GraphBuildError(f"graph build {run_id} (graph version {graph_version}) failed, nothing committed: "
                               f"{exc}\nrolled back: {restored}", getattr(exc, "summary", None)) from exc
-    summary.update(graph_version=graph_version, run_id=run_id, config_hash=config_hash(config), inputs=inputs,
+    summary.update(graph_version=graph_version, run_id=run_id, until_date=until_date, config_hash=config_hash(config), inputs=inputs,
                    outputs=outputs, manifest_version=committed.version, seconds=round(time.time() - started, 2))
     log.info("graph version %d committed in %.1f s", graph_version, summary["seconds"])
     return summary

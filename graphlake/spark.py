@@ -67,9 +67,10 @@ def get_spark(
     # Executors must run the same interpreter as the driver (the project's venv).
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    builder = SparkSession.builder.appName(app_name).master(
-        master or os.environ.get("GRAPHLAKE_SPARK_MASTER", DEFAULT_MASTER)
-    )
+    builder = SparkSession.builder.appName(app_name)
+    # under spark-submit (a JVM gateway is already up) the submitted --master applies unless one is given
+    if master or os.environ.get("GRAPHLAKE_SPARK_MASTER") or not os.environ.get("PYSPARK_GATEWAY_PORT"):
+        builder = builder.master(master or os.environ.get("GRAPHLAKE_SPARK_MASTER", DEFAULT_MASTER))
     settings = {**_DEFAULT_CONF, **dict(conf or {}), **_REQUIRED_CONF}
     for key, value in settings.items():
         builder = builder.config(key, str(value))

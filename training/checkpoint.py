@@ -73,3 +73,49 @@ def load_latest(run_dir: str) -> dict | None:
     """The newest complete checkpoint of ``run_dir`` (``None`` when there is none)."""
     path = latest_path(run_dir)
     return None if path is None else torch.load(path, map_location="cpu", weights_only=False)
+
+
+def warm_start_state(current: dict, previous: dict) -> tuple[dict, dict]:
+    """Model state for a new run initialised from a previous run's model state (incremental training).
+
+    Graph ids are stable (new keys are appended to the id maps), so a table whose first dimension
+    grew between the two graph versions (an ID embedding of a node type that gained nodes) keeps the
+    previous rows for the old ids and the fresh initialisation for the new ones. Parameters with the
+    same shape are copied; parameters only in ``current`` (a new relation) keep their initialisation.
+
+    Args:
+        current: ``model.state_dict()`` of the freshly initialised model.
+        previous: the ``"model"`` entry of the previous run's checkpoint.
+
+    Returns:
+        ``(state, report)``: the state to load, and ``{"copied", "grown", "new", "dropped"}`` lists
+        of parameter names.
+
+    Raises:
+        ValueError: a parameter of both states differs other than by more rows (e.g. a changed
+            hidden dimension), or has FEWER rows now (ids are never removed).
+
+    Example:
+        >>> state, report = warm_start_state(model.state_dict(), torch.load(path)["model"])
+        >>> model.load_state_dict(state)
+    """
+    state, report = {}, {"copied": [], "grown": [], "new": [], "dropped": sorted(set(previous) - set(current))}
+    for name, fresh in current.items():
+        old = previous.get(name)
+        if old is None:
+            state[name] = fresh
+            report["new"].append(name)
+        elif tuple(old.shape) == tuple(fresh.shape):
+            state[name] = old.to(dtype=fresh.dtype)
+            report["copied"].append(name)
+        elif old.dim() == fresh.dim() >= 1 and tuple(old.shape[1:]) == tuple(fresh.shape[1:]) \
+                and old.shape[0] < fresh.shape[0]:
+            grown = fresh.clone()
+            grown[: old.shape[0]] = old.to(dtype=fresh.dtype)
+            state[name] = grown
+            report["grown"].append(name)
+        else:
+            raise ValueError(f"warm_start: parameter {name!r} has shape {tuple(fresh.shape)} in the new model but "
+                             f"{tuple(old.shape)} in the previous run; only more rows (new ids) are allowed — "
+                             "train a full run when the model config or the feature dimensions changed")
+    return state, report

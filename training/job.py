@@ -34,6 +34,7 @@ from graph_build import schema as G
 from graph_build.export import export_graph
 from graph_build.manifest import load_graph_version, read_graph_table
 from graphlake import lake, tables
+from training import checkpoint as ckpt
 from training.config import TrainConfig, config_hash, config_json
 from training.report import write_training_report
 from training.worker import DONE_FILE, RUN_FILE, embeddings_path, read_run
@@ -71,7 +72,23 @@ def _new_run_id(graph_version: int, config: TrainConfig) -> str:
     return f"g{graph_version}-{config_hash(config)[:8]}-{stamp}"
 
 
-def _prepare(spark, lake_dir, config, graph_version, run_id, resume) -> tuple[str, dict]:
+def _warm_start(spark, lake_dir: str, warm_start: str) -> dict:
+    """``{"run_id", "checkpoint", "graph_version"}`` of the finished run to start from (``"latest"``: the newest)."""
+    if not isinstance(warm_start, str) or not warm_start:
+        raise TypeError(f"warm_start: expected a run id or 'latest', got {warm_start!r}")
+    if warm_start == "latest":
+        warm_start = latest_run(spark, lake_dir)["run_id"]
+    run_dir = run_dir_of(lake_dir, warm_start)
+    if not os.path.isfile(os.path.join(run_dir, DONE_FILE)):
+        raise ValueError(f"warm_start: run {warm_start!r} has not finished under {lake_dir!r} (no {DONE_FILE} in "
+                         f"{run_dir})")
+    path = ckpt.latest_path(run_dir)
+    if path is None:
+        raise ValueError(f"warm_start: run {warm_start!r} has no checkpoint")
+    return {"run_id": warm_start, "checkpoint": path, "graph_version": read_run(run_dir)["graph_version"]}
+
+
+def _prepare(spark, lake_dir, config, graph_version, run_id, resume, warm_start=None) -> tuple[str, dict]:
     if resume:
         if not run_id:
             raise ValueError("run_id: --resume needs the id of the run to continue")
@@ -82,7 +99,11 @@ def _prepare(spark, lake_dir, config, graph_version, run_id, resume) -> tuple[st
                              "resume with the same config, or start a new run")
         return run_dir, spec
     config = config or TrainConfig()
+    start_from = _warm_start(spark, lake_dir, warm_start) if warm_start is not None else None
     exported = export_graph(spark, lake_dir, version=graph_version)
+    if start_from is not None and start_from["graph_version"] > exported["graph_version"]:
+        raise ValueError(f"warm_start: run {start_from['run_id']} trained on graph version "
+                         f"{start_from['graph_version']}, newer than the {exported['graph_version']} trained now")
     run_id = run_id or _new_run_id(exported["graph_version"], config)
     run_dir = run_dir_of(lake_dir, run_id)
     if os.path.exists(os.path.join(run_dir, RUN_FILE)):
@@ -90,6 +111,8 @@ def _prepare(spark, lake_dir, config, graph_version, run_id, resume) -> tuple[st
     os.makedirs(run_dir, exist_ok=True)
     spec = {"run_id": run_id, "graph_version": exported["graph_version"], "snapshot": exported["path"],
             "config": json.loads(config_json(config)), "config_hash": config_hash(config), "lake": os.path.abspath(lake_dir)}
+    if start_from is not None:
+        spec["warm_start"] = start_from
     with open(os.path.join(run_dir, RUN_FILE), "w") as f:
         json.dump(spec, f, indent=1, sort_keys=True)
     return run_dir, spec
@@ -146,7 +169,8 @@ def write_embeddings(spark, lake_dir: str, graph: dict, run_id: str, run_dir: st
 
 def train(spark, lake_dir: str, config: TrainConfig | None = None, backend: str = "local", workers: int = 1,
           graph_version: int | None = None, run_id: str | None = None, resume: bool = False,
-          launcher: str = "process", timeout_s: float | None = None, progress: bool = True) -> dict:
+          launcher: str = "process", timeout_s: float | None = None, progress: bool = True,
+          warm_start: str | None = None) -> dict:
     """Train on a graph version and write the embeddings (see the module docstring).
 
     Args:
@@ -161,6 +185,9 @@ def train(spark, lake_dir: str, config: TrainConfig | None = None, backend: str 
         launcher: ``process`` (horovodrun / torchrun) or ``spark`` (horovod.spark.run /
             TorchDistributor on the session's cluster).
         timeout_s: fail the run when the ranks take longer.
+        warm_start: incremental training: the id of a finished run (or ``"latest"``) whose final
+            model initialises this one (ID rows of existing nodes kept, new nodes freshly
+            initialised; :func:`training.checkpoint.warm_start_state`). ``None``: a full run.
 
     Returns:
         ``{"run_id", "run_dir", "graph_version", "config_hash", "backend", "workers", "steps",
@@ -180,7 +207,7 @@ def train(spark, lake_dir: str, config: TrainConfig | None = None, backend: str 
         raise ValueError(f"launcher: expected 'process' or 'spark', got {launcher!r}")
     if config is not None and not isinstance(config, TrainConfig):
         raise TypeError(f"config: expected TrainConfig, got {type(config).__name__}")
-    run_dir, spec = _prepare(spark, lake_dir, config, graph_version, run_id, resume)
+    run_dir, spec = _prepare(spark, lake_dir, config, graph_version, run_id, resume, warm_start)
     if os.path.exists(os.path.join(run_dir, DONE_FILE)):
         os.remove(os.path.join(run_dir, DONE_FILE))
     _run_ranks(run_dir, backend, workers, resume, launcher, timeout_s, progress, spark)
@@ -194,7 +221,8 @@ def train(spark, lake_dir: str, config: TrainConfig | None = None, backend: str 
     summary = {"run_id": spec["run_id"], "run_dir": run_dir, "graph_version": spec["graph_version"],
                "config_hash": spec["config_hash"], "backend": backend, "workers": workers,
                "steps": done["steps"], "validation": done.get("validation"), "tables": written,
-               "seconds": round(time.time() - started, 1)}
+               "seconds": round(time.time() - started, 1),
+               "warm_start": (spec.get("warm_start") or {}).get("run_id")}
     row = spark.createDataFrame([(spec["run_id"], datetime.now(timezone.utc).replace(tzinfo=None), spec["graph_version"],
                                   spec["config_hash"], json.dumps(spec["config"], sort_keys=True), backend, workers,
                                   json.dumps(summary, sort_keys=True))], RUNS_SCHEMA)

@@ -280,11 +280,24 @@ class Trainer:
         return net(batch, features, id_mask={t: m.to(self.device) for t, m in id_mask.items()}, degrees=self.degrees)
 
     # ------------------------------------------------------------------ the loop
-    def fit(self, resume: bool = False) -> list[dict]:
-        """Train ``config.epochs`` epochs (from the latest checkpoint when ``resume``); returns the history."""
+    def fit(self, resume: bool = False, warm_start: str | None = None) -> list[dict]:
+        """Train ``config.epochs`` epochs; returns the history.
+
+        Args:
+            resume: continue from this run's latest checkpoint (when it has one).
+            warm_start: path of a previous run's checkpoint: the model starts from its parameters
+                (:func:`training.checkpoint.warm_start_state`; fresh optimizer state). Ignored when
+                resuming from a checkpoint of this run, which already holds the warm-started model.
+        """
         c, b = self.config, self.backend
         epoch = step = global_step = 0
         state = ckpt.load_latest(self.run_dir) if resume else None
+        if state is None and warm_start is not None:
+            previous = torch.load(warm_start, map_location="cpu", weights_only=False)["model"]
+            loaded, report = ckpt.warm_start_state(self.model.state_dict(), previous)
+            self.model.load_state_dict(loaded)
+            log.info("rank %d warm start from %s: %d copied, %d grown, %d new, %d dropped", b.rank, warm_start,
+                     *(len(report[k]) for k in ("copied", "grown", "new", "dropped")))
         if state is not None:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])

@@ -44,7 +44,7 @@ def run(run_dir: str, backend, resume: bool = False, progress: bool = True) -> d
     spec = read_run(run_dir)
     config = load_config(TrainConfig, spec["config"])
     trainer = Trainer(open_snapshot(spec["snapshot"]), config, run_dir, backend, progress=progress)
-    history = trainer.fit(resume=resume)
+    history = trainer.fit(resume=resume, warm_start=(spec.get("warm_start") or {}).get("checkpoint"))
     parts = trainer.embed_all(rank_slice=True)
     dim = trainer.model_config.hidden_dim
     if backend.is_root:
