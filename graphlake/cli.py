@@ -18,6 +18,7 @@ Examples:
     graphlake lake history clean/events --lake lakehouse
     graphlake lake cleanup --lake lakehouse --older-than-minutes 60
     graphlake demo --lake lakehouse
+    graphlake report --lake lakehouse [--graph-version N] [--run-id RUN]
 """
 
 from __future__ import annotations
@@ -293,6 +294,18 @@ def cmd_demo(args) -> dict:
     return summary
 
 
+def cmd_report(args) -> str:
+    from graphlake.report import write_pipeline_report
+
+    asset_version = int(args.asset_version) if args.asset_version.isdigit() else args.asset_version
+    path = write_pipeline_report(_spark(args), args.lake, name=args.name, etl_dates=args.date,
+                                 graph_version=args.graph_version, train_run_id=args.run_id,
+                                 asset_version=asset_version, sample=args.sample,
+                                 seed=7 if args.seed is None else args.seed)
+    _emit(args, {"report": path}, path)
+    return path
+
+
 def _asset_command(fn):
     """Adapt an asset-layer command ``fn(args, spark, emit)`` (see :mod:`assets.cli`)."""
     def run(args):
@@ -395,6 +408,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("demo", cmd_demo, "run every stage on synthetic logs and print what it produced")
     p.add_argument("--raw", default=None, help="raw folder (default <lake>/../raw-demo)")
     p.add_argument("--events", type=int, default=300_000, help="events to generate")
+
+    p = add("report", cmd_report, "write the HTML report of a pipeline run under <lake>/_reports/pipeline/")
+    p.add_argument("--graph-version", dest="graph_version", type=int, default=None, help="default: latest")
+    p.add_argument("--run-id", dest="run_id", default=None,
+                   help="training run (default: the newest of the graph version)")
+    p.add_argument("--date", action="append", help="ETL runs touching YYYY-MM-DD; repeatable; default all")
+    p.add_argument("--asset-version", dest="asset_version", default="latest",
+                   help="latest (default), production or N")
+    p.add_argument("--name", default=None, help="report folder (default g<graph version>-<run id>)")
+    p.add_argument("--sample", type=int, default=2000, help="item embeddings in the 2-D projection")
     return parser
 
 

@@ -3,7 +3,8 @@
 Stages so far: generate -> ETL (clean tables, quarantine, GE gate) -> graph build (id maps, nodes,
 edges, features, stats, GE gate, manifest) -> training snapshot -> training (embeddings as Delta
 tables, validation Recall/NDCG, HTML report) -> publish + quality gate + promote (embedding assets)
--> three SQL queries with the gl_* functions, printed with their real output. Later stages append here.
+-> three SQL queries with the gl_* functions, printed with their real output -> the HTML pipeline
+report (graphlake/report.py). Later stages append here.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def run_demo(spark, lake_dir: str, raw_dir: str | None = None, events: int = 300
     from graph_build.export import export_graph
     from graph_build.job import build_graph
     from graph_build.manifest import table_rows
+    from graphlake.report import write_pipeline_report
     from training.job import embeddings_table, train
 
     if not isinstance(events, int) or events < 1000:
@@ -93,8 +95,11 @@ def run_demo(spark, lake_dir: str, raw_dir: str | None = None, events: int = 300
     lake.read_table(spark, tables.table_path(lake_dir, tables.CLEAN_EVENTS)).orderBy("ts", "event_id").show(5, truncate=False)
     docs = report.get("validation", {}).get("data_docs")
     print(f"==> Great Expectations Data Docs: {docs}")
+    page = write_pipeline_report(spark, lake_dir, etl_dates=report["dates"], graph_version=graph["graph_version"],
+                                 train_run_id=trained["run_id"], seed=seed)
+    print(f"==> pipeline report: {page}", flush=True)
     return {"generate": gen, "etl": report, "graph": graph, "snapshot": snapshot, "train": trained, "tables": produced,
-            "data_docs": docs, **published}
+            "data_docs": docs, **published, "report": page}
 
 
 DEMO_QUERIES = (

@@ -17,13 +17,20 @@ import json
 import os
 
 
-def _png(fig) -> str:
+def png_bytes(fig) -> bytes:
+    """The PNG file of a matplotlib figure (90 dpi, tight bounding box)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    return buf.getvalue()
 
 
-def _history(run_dir: str) -> list[dict]:
+def data_uri(fig) -> str:
+    """A matplotlib figure as a ``data:image/png;base64,...`` URI."""
+    return "data:image/png;base64," + base64.b64encode(png_bytes(fig)).decode()
+
+
+def read_history(run_dir: str) -> list[dict]:
+    """The records of ``<run_dir>/metrics.jsonl`` (``[]`` when the run wrote none)."""
     path = os.path.join(run_dir, "metrics.jsonl")
     if not os.path.isfile(path):
         return []
@@ -41,8 +48,9 @@ def _smooth(values: list[float], window: int) -> list[float]:
     return out
 
 
-def plots(history: list[dict]) -> list[tuple[str, str]]:
-    """``[(title, data URI)]``: loss per step (raw and smoothed), edges/s, validation metrics per epoch."""
+def plots(history: list[dict], encode=data_uri) -> list[tuple[str, object]]:
+    """``[(title, encode(figure))]``: loss per step (raw and smoothed), edges/s, validation metrics per
+    epoch; ``encode`` defaults to a data URI (:func:`png_bytes` gives PNG files' bytes)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -56,12 +64,12 @@ def plots(history: list[dict]) -> list[tuple[str, str]]:
         ax.plot(x, loss, alpha=0.3, label="loss")
         ax.plot(x, _smooth(loss, max(1, len(loss) // 50)), label="smoothed")
         ax.set_xlabel("step"), ax.set_ylabel("training loss"), ax.legend(), ax.grid(alpha=0.3)
-        out.append(("Training loss", _png(fig)))
+        out.append(("Training loss", encode(fig)))
         plt.close(fig)
         fig, ax = plt.subplots(figsize=(7, 2.6))
         ax.plot(x, [h["edges_per_s"] for h in steps])
         ax.set_xlabel("step"), ax.set_ylabel("seed edges / s (all ranks)"), ax.grid(alpha=0.3)
-        out.append(("Throughput", _png(fig)))
+        out.append(("Throughput", encode(fig)))
         plt.close(fig)
     vals = [h for h in history if any(k.startswith("val_") for k in h) and not h.get("final")]
     if vals:
@@ -69,14 +77,14 @@ def plots(history: list[dict]) -> list[tuple[str, str]]:
         for key in sorted({k for h in vals for k in h if k.startswith("val_") and "@" in k}):
             ax.plot([h["epoch"] for h in vals], [h.get(key) for h in vals], marker="o", label=key[4:])
         ax.set_xlabel("epoch"), ax.set_ylabel("validation"), ax.legend(fontsize=7), ax.grid(alpha=0.3)
-        out.append(("Validation metrics per epoch", _png(fig)))
+        out.append(("Validation metrics per epoch", encode(fig)))
         plt.close(fig)
     return out
 
 
 def write_training_report(run_dir: str, spec: dict, summary: dict) -> str:
     """Write ``<run_dir>/report.html`` and return its path."""
-    history = _history(run_dir)
+    history = read_history(run_dir)
     rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(json.dumps(v, default=str))}</td></tr>"
                    for k, v in sorted(summary.items()) if k != "validation")
     vals = "".join(f"<tr><th>{html.escape(k)}</th><td>{v:.4f}</td></tr>" if isinstance(v, float)
