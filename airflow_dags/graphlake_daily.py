@@ -139,7 +139,7 @@ with DAG(
         graph >> validated_graph
         trained = train(validated_graph)
         evaluated = evaluate(trained)
-        published = _spark_submit("publish", "publish", [*lake_args, "--run-id", "{{ ti.xcom_pull('train')['run_id'] }}"])
+        published = _spark_submit("publish", "publish", [*lake_args, "--run-id", "{{ ti.xcom_pull(task_ids='train')['run_id'] }}"])
         evaluated >> published
         gated = gate(None, trained)
         published >> gated

@@ -17,7 +17,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 import uuid

@@ -11,6 +11,7 @@ Examples:
     graphlake validate --stage graph --lake lakehouse
     graphlake train --lake lakehouse --config train.yaml [--backend local|ddp|horovod] [--workers N]
     graphlake train --lake lakehouse --resume --run-id RUN
+    graphlake train --lake lakehouse --warm-start latest      (incremental, after a graph rebuild)
     graphlake evaluate --lake lakehouse [--run-id RUN] [--k 20] [--test-file test.txt]
     graphlake publish --lake lakehouse [--run-id RUN] [--promote]
     graphlake assets list|show|promote|rollback|retire|vacuum|history --lake lakehouse ...
@@ -27,6 +28,7 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import sys
 import time
 
@@ -222,7 +224,9 @@ def cmd_train(args) -> dict:
             config = TrainConfig(**{**_asdict(config), "epochs": args.epochs})
     summary = train(_spark(args), args.lake, config, backend=args.backend, workers=args.workers,
                     graph_version=args.graph_version, run_id=args.run_id, resume=args.resume,
-                    launcher=args.launcher, timeout_s=args.timeout, progress=not args.json)
+                    launcher=args.launcher, timeout_s=args.timeout, progress=not args.json,
+                    warm_start=args.warm_start,
+                    launcher_args=shlex.split(args.launcher_args) if args.launcher_args else None)
     lines = [f"training run {summary['run_id']} ({summary['backend']}, {summary['workers']} worker(s)): "
              f"{summary['steps']} steps in {summary['seconds']} s on graph version {summary['graph_version']}"]
     for name, value in sorted((summary.get("validation") or {}).items()):
@@ -378,6 +382,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--graph-version", dest="graph_version", type=int, default=None, help="default: latest")
     p.add_argument("--run-id", dest="run_id", default=None)
     p.add_argument("--resume", action="store_true", help="continue --run-id from its last checkpoint")
+    p.add_argument("--warm-start", dest="warm_start", default=None, metavar="RUN|latest",
+                   help="incremental: start from a finished run's final model (new nodes get fresh rows)")
+    p.add_argument("--launcher-args", dest="launcher_args", default=None, metavar="FLAGS",
+                   help="extra horovodrun / torchrun flags, e.g. \"-H host1:4,host2:4\" for several hosts")
     p.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
     p.add_argument("--timeout", type=float, default=None, help="fail when the ranks run longer (seconds)")
 

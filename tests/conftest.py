@@ -63,3 +63,21 @@ def tiny_graph(spark, tmp_path_factory):
     lake_dir = str(tmp_path_factory.mktemp("tiny_graph") / "lake")
     build_tiny_graph(spark, lake_dir)
     return lake_dir
+
+
+@pytest.fixture(scope="session")
+def demo_run(spark, tmp_path_factory):
+    """``(lake_dir, summary, stdout)`` of ``graphlake demo --json`` on ~4000 generated events: every
+    stage once, shared by tests/test_demo.py and tests/test_report.py (it is the slowest fixture)."""
+    import contextlib
+    import io
+    import json
+
+    from graphlake import cli
+
+    root = tmp_path_factory.mktemp("demo")
+    lake_dir, out = str(root / "lake"), io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli.main(["demo", "--lake", lake_dir, "--raw", str(root / "raw"), "--events", "4000", "--json"]) == 0
+    text = out.getvalue()
+    return lake_dir, json.loads(text.strip().splitlines()[-1]), text

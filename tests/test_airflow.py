@@ -10,8 +10,10 @@ import json
 import os
 import subprocess
 import sys
+from datetime import datetime
 
 import pytest
+from pyspark.sql import functions as F
 
 from graphlake import lake, tables
 
@@ -55,6 +57,18 @@ def raw_two_days(spark, tmp_path_factory):
     raw = str(tmp_path_factory.mktemp("airflow-raw") / "raw")
     generate(spark, raw, GeneratorConfig(users=300, items=150, days=2, seed=3, target_events=6000))
     return raw
+
+
+def _last_event(spark, graph: dict) -> datetime:
+    """The latest ``last_ts`` over the graph version's user -> item behaviour edges."""
+    from graph_build.manifest import read_graph_table
+
+    latest = []
+    for edge_type in graph["edge_counts"]:
+        src, rel, dst = edge_type.split("__")
+        if (src, dst) == ("user", "item"):
+            latest.append(read_graph_table(spark, graph, tables.edges(src, rel, dst)).agg(F.max("last_ts")).first()[0])
+    return max(latest)
 
 
 def _counts_by_dt(spark, lake_dir: str, table: str = tables.CLEAN_EVENTS) -> dict:
@@ -109,7 +123,22 @@ def test_dag_runs_two_dates_then_a_backfill_of_the_first(spark, tmp_path, raw_tw
                         "--mark-success", f"2024-01-01={downstream}", "2024-01-01"], str(tmp_path / "home"))
     assert rerun["state"] == "success", rerun
     assert _counts_by_dt(spark, lake_dir) == before  # the date's partitions replaced, not appended
-    first, latest = load_graph_version(spark, lake_dir, 0), load_graph_version(spark, lake_dir)
-    assert latest["graph_version"] == 2
-    assert latest["edge_counts"] == first["edge_counts"]  # built from the events up to its logical date only
+    second_day, backfill = load_graph_version(spark, lake_dir, 1), load_graph_version(spark, lake_dir)
+    assert backfill["graph_version"] == 2
+    # built from the events up to its logical date only (late events of the 01-02 files dated 01-01 included)
+    assert _last_event(spark, backfill) < datetime(2024, 1, 2) <= _last_event(spark, second_day)
+    assert backfill["node_counts"] == second_day["node_counts"]  # ids are stable: no key disappears
     assert _counts_by_dt(spark, lake_dir, tables.QUARANTINE_EVENTS) == quarantined
+
+    # the SparkSubmitOperator's application: the same step under a real spark-submit
+    import pyspark
+
+    submit = os.path.join(os.path.dirname(pyspark.__file__), "bin", "spark-submit")
+    proc = subprocess.run([submit, "--master", "local[1]", os.path.join(ROOT, "graphlake", "pipeline.py"),
+                           "validate_graph", "--lake", lake_dir, "--ds", "2024-01-01"], cwd=str(tmp_path),
+                          env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYSPARK_PYTHON": sys.executable,
+                               "PYSPARK_DRIVER_PYTHON": sys.executable},
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["success"] is True and result["graph_version"] == 2 and result["ds"] == "2024-01-01"

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import os
 
-from graphlake import cli, tables
+from graphlake import tables
 
 
-def test_demo_runs_every_stage(spark, tmp_path, capsys):
-    lake_dir = str(tmp_path / "lake")
-    assert cli.main(["demo", "--lake", lake_dir, "--raw", str(tmp_path / "raw"), "--events", "4000", "--json"]) == 0
-    out = capsys.readouterr().out
+def test_demo_runs_every_stage(demo_run):
+    _lake_dir, summary, out = demo_run
     for stage in ("==> generate", "==> etl", "==> graph build", "==> graph export", "==> train", "==> publish",
                   "==> sql (recommendations)", "==> sql (similar items)", "==> sql (interests and why)", "==> tables"):
         assert stage in out, stage
-    summary = json.loads(out.strip().splitlines()[-1])
     assert summary["etl"]["events"]["clean"] > 0 and summary["graph"]["graph_version"] == 0
     assert summary["train"]["steps"] > 0 and os.path.isfile(summary["train"]["report"])
     assert tables.TRAIN_RUNS in summary["tables"]

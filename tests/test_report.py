@@ -4,9 +4,7 @@ chromium; skipped only when /usr/bin/chromium is missing)."""
 
 from __future__ import annotations
 
-import contextlib
 import html
-import io
 import json
 import os
 import re
@@ -54,14 +52,10 @@ class _Page(HTMLParser):
 
 
 @pytest.fixture(scope="module")
-def demo(spark, tmp_path_factory):
-    """``(lake_dir, demo summary, report page text)``: `graphlake demo` on ~4000 events (it writes the report)."""
-    root = tmp_path_factory.mktemp("report")
-    lake_dir, out = str(root / "lake"), io.StringIO()
-    with contextlib.redirect_stdout(out):
-        assert cli.main(["demo", "--lake", lake_dir, "--raw", str(root / "raw"), "--events", "4000", "--json"]) == 0
-    summary = json.loads(out.getvalue().strip().splitlines()[-1])
-    assert f"==> pipeline report: {summary['report']}\n" in out.getvalue()
+def demo(demo_run):
+    """``(lake_dir, demo summary, report page text)``: the shared `graphlake demo` run (it writes the report)."""
+    lake_dir, summary, out = demo_run
+    assert f"==> pipeline report: {summary['report']}\n" in out
     with open(summary["report"], encoding="utf-8") as f:
         return lake_dir, summary, f.read()
 

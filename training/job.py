@@ -118,7 +118,7 @@ def _prepare(spark, lake_dir, config, graph_version, run_id, resume, warm_start=
     return run_dir, spec
 
 
-def _run_ranks(run_dir, backend, workers, resume, launcher, timeout_s, progress, spark) -> None:
+def _run_ranks(run_dir, backend, workers, resume, launcher, timeout_s, progress, spark, launcher_args=None) -> None:
     if backend == "local":
         from training.distributed import get_backend
         from training.worker import run
@@ -130,7 +130,8 @@ def _run_ranks(run_dir, backend, workers, resume, launcher, timeout_s, progress,
     args = ["--run-dir", run_dir, "--backend", backend] + (["--resume"] if resume else []) + \
         ([] if progress else ["--no-progress"])
     try:
-        launch(backend, workers, "training.worker", args, mode=launcher, spark=spark, timeout_s=timeout_s)
+        launch(backend, workers, "training.worker", args, mode=launcher, spark=spark, timeout_s=timeout_s,
+               launcher_args=list(launcher_args) if launcher_args else None)
     except LaunchError as exc:
         raise TrainError(f"training run {os.path.basename(run_dir)} failed: {exc}\nthe checkpoints are kept: continue "
                          f"with `graphlake train --resume --run-id {os.path.basename(run_dir)}`") from exc
@@ -170,7 +171,7 @@ def write_embeddings(spark, lake_dir: str, graph: dict, run_id: str, run_dir: st
 def train(spark, lake_dir: str, config: TrainConfig | None = None, backend: str = "local", workers: int = 1,
           graph_version: int | None = None, run_id: str | None = None, resume: bool = False,
           launcher: str = "process", timeout_s: float | None = None, progress: bool = True,
-          warm_start: str | None = None) -> dict:
+          warm_start: str | None = None, launcher_args=None) -> dict:
     """Train on a graph version and write the embeddings (see the module docstring).
 
     Args:
@@ -188,6 +189,8 @@ def train(spark, lake_dir: str, config: TrainConfig | None = None, backend: str 
         warm_start: incremental training: the id of a finished run (or ``"latest"``) whose final
             model initialises this one (ID rows of existing nodes kept, new nodes freshly
             initialised; :func:`training.checkpoint.warm_start_state`). ``None``: a full run.
+        launcher_args: extra ``horovodrun`` / ``torchrun`` flags for several hosts, e.g.
+            ``["-H", "host1:4,host2:4"]`` (:func:`training.distributed.launch.launch`).
 
     Returns:
         ``{"run_id", "run_dir", "graph_version", "config_hash", "backend", "workers", "steps",
@@ -210,7 +213,9 @@ def train(spark, lake_dir: str, config: TrainConfig | None = None, backend: str 
     run_dir, spec = _prepare(spark, lake_dir, config, graph_version, run_id, resume, warm_start)
     if os.path.exists(os.path.join(run_dir, DONE_FILE)):
         os.remove(os.path.join(run_dir, DONE_FILE))
-    _run_ranks(run_dir, backend, workers, resume, launcher, timeout_s, progress, spark)
+    if launcher_args and backend == "local":
+        raise ValueError("launcher_args: the local backend has no launcher (use --backend ddp|horovod)")
+    _run_ranks(run_dir, backend, workers, resume, launcher, timeout_s, progress, spark, launcher_args)
     if not os.path.isfile(os.path.join(run_dir, DONE_FILE)):
         raise TrainError(f"training run {spec['run_id']}: the ranks exited without finishing (no {DONE_FILE})")
     with open(os.path.join(run_dir, DONE_FILE)) as f:
