@@ -22,7 +22,7 @@ weight 1 * 0.5 + 1 * 1 = 1.5, first_ts 2024-01-02, last_ts 2024-01-03.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -37,6 +37,30 @@ WEIGHT_SCALE = 1_000_000_000  # fixed-point unit of summed weights: 1e-9
 _EPOCH = datetime(1970, 1, 1)
 _DAY_US = 86_400_000_000
 _SRC, _DST, _W = "_gl_src", "_gl_dst", "_gl_w"
+
+
+def check_until_date(until_date) -> str | None:
+    """``until_date`` when it is ``None`` or a ``YYYY-MM-DD`` string; ``ValueError`` otherwise."""
+    if until_date is None:
+        return None
+    try:
+        day = date.fromisoformat(until_date).isoformat() if isinstance(until_date, str) else None
+    except ValueError:
+        day = None
+    if day is None or day != until_date:
+        raise ValueError(f"until_date: expected a YYYY-MM-DD string or None, got {until_date!r}")
+    return day
+
+
+def events_until(events: DataFrame, until_date: str | None) -> DataFrame:
+    """The events of ``dt <= until_date`` (``YYYY-MM-DD``; ``None``: all): the graph of a logical
+    date, also when it is built after later dates were loaded (a backfill).
+
+    Example:
+        >>> events_until(clean_events, "2024-01-01")   # late events of later files dated 01-01 stay
+    """
+    day = check_until_date(until_date)
+    return events if day is None else events.filter(F.col(S.DT) <= F.lit(day))
 
 
 def to_micros(ts: datetime) -> int:

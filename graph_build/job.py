@@ -20,7 +20,6 @@ import dataclasses
 import logging
 import time
 import uuid
-from datetime import date
 
 from pyspark import StorageLevel
 from pyspark.sql import functions as F
@@ -30,8 +29,8 @@ from graph_build import schema as G
 from graph_build.config import GraphConfig, config_hash, config_json
 from graph_build.analytics import graph_stats
 from graph_build.derived import co_purchase_edges, co_view_edges
-from graph_build.edges import (behaviour_edges, belongs_to_edges, child_of_edges, follows_edges, reference_micros,
-                               searched_edges)
+from graph_build.edges import (behaviour_edges, belongs_to_edges, check_until_date, child_of_edges, events_until,
+                               follows_edges, reference_micros, searched_edges)
 from graph_build.features import build_features, feature_spec
 from graph_build.ids import new_ids_by_type
 from graph_build.manifest import GraphNotFoundError, load_graph_version, manifest_row, read_graph_table, table_rows
@@ -148,17 +147,10 @@ def build_graph(spark, lake_dir: str, config: GraphConfig | None = None, validat
     config = GraphConfig() if config is None else config
     if not isinstance(config, GraphConfig):
         raise TypeError(f"config: expected GraphConfig, got {type(config).__name__}")
-    if until_date is not None:
-        try:
-            until_date = date.fromisoformat(until_date).isoformat() if isinstance(until_date, str) else None
-        except ValueError:
-            until_date = None
-        if until_date is None:
-            raise ValueError("until_date: expected a YYYY-MM-DD string or None")
+    check_until_date(until_date)
     started, run_id = time.time(), uuid.uuid4().hex[:16]
     inputs, frames = _read_inputs(spark, lake_dir)
-    if until_date is not None:
-        frames[tables.CLEAN_EVENTS] = frames[tables.CLEAN_EVENTS].filter(F.col(S.DT) <= until_date)
+    frames[tables.CLEAN_EVENTS] = events_until(frames[tables.CLEAN_EVENTS], until_date)
     previous = _previous(spark, lake_dir)
     graph_version = 0 if previous is None else previous["graph_version"] + 1
     writes = _Writes(lake_dir, run_id, graph_version)

@@ -185,6 +185,18 @@ def test_node_keys_and_category_hierarchy(spark):
 # ------------------------------------------------------------------------------------ edges
 
 
+def test_events_until_keeps_the_days_up_to_the_logical_date(spark):
+    events = df_of(spark, DAY1_EVENTS + DAY2_EVENTS, S.CLEAN_EVENTS_SCHEMA)
+    kept = {r[S.EVENT_ID] for r in edges.events_until(events, "2024-01-02").select(S.EVENT_ID).collect()}
+    assert kept == {"e1", "e2", "e3", "e4", "e5", "e6", "e7", "e11"}  # the 2024-01-03 events left out
+    assert edges.events_until(events, None) is events
+    for bad in ("2024-1-2", "yesterday", 20240102):
+        with pytest.raises(ValueError, match=r"until_date: expected a YYYY-MM-DD string or None, got"):
+            edges.events_until(events, bad)
+    with pytest.raises(ValueError, match="until_date: expected a YYYY-MM-DD"):
+        graph_job.build_graph(spark, "/nonexistent-lake", until_date="2024-13-01")
+
+
 def test_behaviour_edges_weights_with_decay(spark):
     events, _, _ = frames(spark)
     cfg = GraphConfig(half_life_days=1.0, behaviour_weights={"click": 1, "view": 0.5, "cart": 2, "purchase": 4})
