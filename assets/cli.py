@@ -66,17 +66,13 @@ def cmd_assets(args, spark, emit) -> dict:
         emit({"history": rows}, "\n".join(f"registry v{r['registry_version']:<4} {r['action']:<14} {r['asset']} "
                                            f"{r['version'] or ''}" for r in rows))
         return {"history": rows}
-    if action == "gate":
-        summary = lifecycle.gate(spark, args.lake, args.asset, args.version, _config(args.config))
+    if action in ("gate", "promote"):
+        run, outcome = ((lifecycle.gate, "passed the gate (still a candidate)") if action == "gate"
+                        else (lifecycle.promote, "passed the gate and is production"))
+        summary = run(spark, args.lake, args.asset, args.version, _config(args.config))
         out = {"asset": args.asset, "version": args.version, "figures": summary["figures"],
                "data_docs": summary["data_docs"]}
-        emit(out, f"{args.asset} v{args.version} passed the gate (still a candidate) {summary['figures']}")
-        return out
-    if action == "promote":
-        summary = lifecycle.promote(spark, args.lake, args.asset, args.version, _config(args.config))
-        out = {"asset": args.asset, "version": args.version, "figures": summary["figures"],
-               "data_docs": summary["data_docs"]}
-        emit(out, f"{args.asset} v{args.version} passed the gate and is production {summary['figures']}")
+        emit(out, f"{args.asset} v{args.version} {outcome} {summary['figures']}")
         return out
     if action == "rollback":
         moved = lifecycle.rollback(spark, args.lake, args.asset, args.to_version)
