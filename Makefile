@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml training/distributed/build_horovod.sh
 
 install: $(STAMP)
 
-DEMO_EVENTS ?= 300000
+DEMO_EVENTS ?= 1000000
 
 demo: install
 	$(VENV)/bin/graphlake demo --lake $(LAKE) --events $(DEMO_EVENTS)

@@ -21,7 +21,8 @@ _SHOWN_TABLES = (tables.CLEAN_EVENTS, tables.CLEAN_USERS, tables.CLEAN_ITEMS, ta
 def _demo_train_config():
     from training.config import TrainConfig
 
-    return TrainConfig(epochs=1, batch_size=1024, fanouts=(10, 5), validation_fraction=0.1, lr=0.005,
+    # sized so that ~1M events train in a few minutes on 2 cores (the demo's budget is 15 min in all)
+    return TrainConfig(epochs=1, batch_size=2048, fanouts=(5, 3), validation_fraction=0.1, lr=0.005,
                        negatives={"uniform": 0.5, "popularity": 0.5},
                        model={"hidden_dim": 32, "aggr": "weighted_mean", "combine": "attention", "fusion": "gated"})
 

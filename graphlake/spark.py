@@ -11,9 +11,12 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Mapping
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MASTER = "local[*]"
 
@@ -76,7 +79,21 @@ def get_spark(
         builder = builder.config(key, str(value))
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(log_level)
+    _quiet_listener_bus(spark)
     return spark
+
+
+def _quiet_listener_bus(spark) -> None:
+    """Silence ``ExecutionListenerBus``: a query that fails analysis and is then handled by the
+    caller (Great Expectations tries a window-function filter and falls back) makes PySpark's
+    ``Observation`` listener re-raise it in the listener thread, which logs a 250-line stack trace
+    at ERROR for an error nobody has. The query's own exception still reaches its caller."""
+    try:
+        jvm = spark.sparkContext._jvm
+        jvm.org.apache.logging.log4j.core.config.Configurator.setLevel(
+            "org.apache.spark.sql.util.ExecutionListenerBus", jvm.org.apache.logging.log4j.Level.OFF)
+    except Exception as exc:  # a cluster with another logging backend: keep its logging as it is
+        log.debug("could not quiet ExecutionListenerBus: %s", exc)
 
 
 def has_native_delta(spark) -> bool:
