@@ -2,24 +2,34 @@
 PYTHON ?= python3.11
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+HASH   := $(shell cat pyproject.toml training/distributed/build_horovod.sh | sha1sum | cut -c1-12)
+BASE   := $(VENV)/.base-$(HASH)
+STAMP  := $(VENV)/.installed-$(HASH)
 LAKE   ?= ./lakehouse
 
-.PHONY: install demo test bench clean
+.PHONY: install install-base demo test bench clean
 
-$(STAMP): pyproject.toml training/distributed/build_horovod.sh
+# what the pipeline needs (the demo): no test tools, no Airflow, no Horovod build
+$(BASE): pyproject.toml training/distributed/build_horovod.sh
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	@rm -f $(VENV)/.base-*
+	@touch $(BASE)
+
+# everything the tests exercise: test tools, the Airflow extra, Horovod (wheel cached in ~/.cache/graphlake)
+$(STAMP): $(BASE)
 	$(PY) -m pip install --quiet -e '.[test]'
 	bash training/distributed/build_horovod.sh $(PY)
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 
+install-base: $(BASE)
 install: $(STAMP)
 
 DEMO_EVENTS ?= 1000000
 
-demo: install
+demo: install-base
 	$(VENV)/bin/graphlake demo --lake $(LAKE) --events $(DEMO_EVENTS)
 
 test: install
