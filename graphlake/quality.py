@@ -81,12 +81,15 @@ def run_suites(batches, lake: str, build_docs: bool = True, raise_on_failure: bo
         ``{"success": bool, "suites": {name: {"success", "failed": [...], "results": [...]}}, "data_docs": path}``
     """
     import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
     from great_expectations.checkpoint import UpdateDataDocsAction
 
     batches = list(batches)
     if not batches:
         raise ValueError("batches: expected at least one (Suite, DataFrame) pair, got none")
     context = gx.get_context(mode="ephemeral")
+    # no tqdm bar per suite ("Calculating Metrics"): the jobs print their own progress
+    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     site_dir = docs_dir(lake)
     if build_docs:
         os.makedirs(site_dir, exist_ok=True)
