@@ -132,10 +132,9 @@ def promote(spark, lake_dir: str, asset: str, version: int, config: AssetConfig 
         if not summary["success"]:
             target["note"] = "gate failed"
             return current
-        old = production(current, asset)
-        if summary.get("reused") and (old["version"] if old else None) != (json.loads(gate_json)["figures"]
-                                                                           .get("production_version")):
+        if summary.get("reused") and _recorded_gate(current, target) is None:
             raise AssetError(f"version: production of {asset} moved while v{version} was promoted; gate it again")
+        old = production(current, asset)
         if old is not None:
             old.update(status=A.CANDIDATE, note=f"superseded by v{version}", updated_at=now())
         target.update(status=A.PRODUCTION, promoted_at=now(), note="promoted" + (

@@ -295,14 +295,19 @@ def _record_run(spark, lake_dir: str, report: dict) -> None:
     lake.write_table(spark.createDataFrame(row, RUNS_SCHEMA), tables.table_path(lake_dir, tables.ETL_RUNS))
 
 
+def _runs(spark, lake_dir: str):
+    """``meta/etl_runs`` (``FileNotFoundError`` when no ETL run was recorded)."""
+    path = tables.table_path(lake_dir, tables.ETL_RUNS)
+    if not lake.table_exists(path):
+        raise FileNotFoundError(f"lake: no ETL run recorded under {lake_dir!r} (run `graphlake etl` first)")
+    return lake.read_table(spark, path)
+
+
 def get_run(spark, lake_dir: str, run_id: str) -> dict:
     """The report of ETL run ``run_id`` (its newest row in ``meta/etl_runs``)."""
     if not isinstance(run_id, str) or not run_id:
         raise ValueError(f"run_id: expected an ETL run id, got {run_id!r}")
-    path = tables.table_path(lake_dir, tables.ETL_RUNS)
-    if not lake.table_exists(path):
-        raise FileNotFoundError(f"lake: no ETL run recorded under {lake_dir!r} (run `graphlake etl` first)")
-    found = [json.loads(r["report"]) for r in lake.read_table(spark, path).filter(F.col("run_id") == run_id)
+    found = [json.loads(r["report"]) for r in _runs(spark, lake_dir).filter(F.col("run_id") == run_id)
              .orderBy(F.col("finished_at").desc()).limit(1).collect()]
     if not found:
         raise ValueError(f"run_id: no ETL run {run_id!r} in {tables.ETL_RUNS}")
@@ -311,8 +316,5 @@ def get_run(spark, lake_dir: str, run_id: str) -> dict:
 
 def last_run(spark, lake_dir: str) -> dict:
     """The report of the latest ETL run recorded in ``meta/etl_runs``."""
-    path = tables.table_path(lake_dir, tables.ETL_RUNS)
-    if not lake.table_exists(path):
-        raise FileNotFoundError(f"lake: no ETL run recorded under {lake_dir!r} (run `graphlake etl` first)")
-    latest = lake.read_table(spark, path).orderBy(F.col("finished_at").desc()).limit(1).collect()
+    latest = _runs(spark, lake_dir).orderBy(F.col("finished_at").desc()).limit(1).collect()
     return json.loads(latest[0]["report"])

@@ -168,8 +168,8 @@ def build_graph(spark, lake_dir: str, config: GraphConfig | None = None, validat
             raise
         raise GraphBuildError(f"graph build {run_id} (graph version {graph_version}) failed, nothing committed: "
                               f"{exc}\nrolled back: {restored}", getattr(exc, "summary", None)) from exc
-    summary.update(graph_version=graph_version, run_id=run_id, until_date=until_date, config_hash=config_hash(config), inputs=inputs,
-                   outputs=outputs, manifest_version=committed.version, seconds=round(time.time() - started, 2))
+    summary.update(graph_version=graph_version, run_id=run_id, until_date=until_date, config_hash=config_hash(config),
+                   inputs=inputs, outputs=outputs, manifest_version=committed.version, seconds=round(time.time() - started, 2))
     log.info("graph version %d committed in %.1f s", graph_version, summary["seconds"])
     return summary
 

@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -108,9 +109,7 @@ def train(lake: str, graph_version: int, mode: str = "incremental", config: str 
     spark = _spark()
     train_config = _config(TrainConfig, config, "train") or TrainConfig()
     if epochs is not None:
-        from graphlake.config import to_dict
-
-        train_config = TrainConfig(**{**to_dict(train_config), "epochs": int(epochs)})
+        train_config = dataclasses.replace(train_config, epochs=int(epochs))
     warm = None
     if mode == "incremental":
         try:
@@ -174,9 +173,9 @@ def gate(lake: str, assets: dict | None = None, run_id: str | None = None, confi
         if not run_id:
             raise ValueError("assets: expected {asset: version} or a run_id whose candidates to gate")
         assets = _run_versions(lake, run_id)
-    out = {}
-    for asset, version in sorted(assets.items()):
-        out[asset] = run(_spark(), lake, asset, int(version), _config(AssetConfig, config, "assets"))["figures"]
+    spark, asset_config = _spark(), _config(AssetConfig, config, "assets")
+    out = {asset: run(spark, lake, asset, int(version), asset_config)["figures"]
+           for asset, version in sorted(assets.items())}
     return {"assets": dict(assets), "figures": out}
 
 
@@ -185,8 +184,9 @@ def promote(lake: str, assets: dict, config: str | None = None) -> dict:
     from assets.config import AssetConfig
     from assets.lifecycle import promote as run
 
+    spark, asset_config = _spark(), _config(AssetConfig, config, "assets")
     for asset, version in sorted(assets.items()):
-        run(_spark(), lake, asset, int(version), _config(AssetConfig, config, "assets"))
+        run(spark, lake, asset, int(version), asset_config)
     return {"production": dict(assets)}
 
 
