@@ -347,3 +347,19 @@ def test_embed_new_nodes_rejects_bad_arguments(lake, cold_run):
             embed_new_nodes(cold_run, nodes, edges)
     with pytest.raises(FileNotFoundError, match="run.json"):
         embed_new_nodes(os.path.join(cold_run, "nope"), one, edge)
+
+
+@pytest.mark.parametrize("mode", ["sampled", "full"])
+def test_a_type_outside_the_edge_types_is_neither_modelled_nor_embedded(lake, tmp_path, mode):
+    # the snapshot has user, item and category; the run trains on user -> item only
+    model = {"hidden_dim": 8, "use_features": False, **({"weight_free": True} if mode == "full" else {})}
+    config = TrainConfig(epochs=1, batch_size=64, mode=mode, edge_types=(TARGET,), seed=1, model=model)
+    run_dir = train_run(str(tmp_path / "lake"), f"only-{mode}", lake[1], config)
+    assert sorted(os.listdir(os.path.join(run_dir, "embeddings"))) == ["item.npy", "user.npy"]
+    assert np.load(embeddings_path(run_dir, "user")).shape == (USERS, 8)
+    trainer = Trainer(open_snapshot(lake[1]), config, run_dir, get_backend("local"), progress=False)
+    assert sorted(trainer.model.encoder.encoders) == ["item", "user"]
+    with pytest.raises(ValueError, match=r"node_types: \['category'\] are in none of the run's edge types"):
+        trainer.embed_all(["category"])
+    with pytest.raises(ValueError, match=r"new_nodes: node types \['category'\] are in none of the run's edge types"):
+        embed_new_nodes(run_dir, {"category": {"count": 1}}, {})

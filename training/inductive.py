@@ -83,7 +83,8 @@ def embed_new_nodes(run_dir: str, new_nodes: Mapping[str, Mapping], new_edges: M
     from training.config import TrainConfig
     from training.model import HeteroGraphSAGE
     from training.sampling import CSRNeighborSampler, HeteroCSRGraph
-    from training.trainer import FEATURE_NAMES, feature_specs, full_degrees, resolve_targets, training_csr
+    from training.trainer import (FEATURE_NAMES, feature_specs, full_degrees, resolve_targets, trained_node_types,
+                                  training_csr)
     from training.worker import read_run
 
     if not isinstance(run_dir, (str, bytes)) and not hasattr(run_dir, "__fspath__"):
@@ -107,7 +108,12 @@ def embed_new_nodes(run_dir: str, new_nodes: Mapping[str, Mapping], new_edges: M
         s, _, _ = name.split("__")
         if name in edges or n_all[s] != n_old[s]:
             csr[name] = _extend_csr(*csr[name], n_all[s], *edges.get(name, (None, None, None)))
-    graph = HeteroCSRGraph(n_all, csr)
+    modelled = trained_node_types(csr)
+    unmodelled = sorted(t for t in counts if t not in modelled)
+    if unmodelled:
+        raise ValueError(f"new_nodes: node types {unmodelled} are in none of the run's edge types (the run "
+                         f"modelled {modelled}), so they have no embedding")
+    graph = HeteroCSRGraph({t: n_all[t] for t in modelled}, csr)
     levels = {}
     for t in n_all:
         if n_all[t] == n_old[t] and (cold is None or cold.node_type != t):
@@ -120,7 +126,7 @@ def embed_new_nodes(run_dir: str, new_nodes: Mapping[str, Mapping], new_edges: M
     if levels:
         graph = graph.restrict_messages(levels)
 
-    model = HeteroGraphSAGE.from_config(model_config, specs, graph.relations)
+    model = HeteroGraphSAGE.from_config(model_config, {t: specs[t] for t in modelled}, graph.relations)
     model.load_state_dict(state["model"])
     model.eval()
     id_types = {t for t, enc in model.encoder.encoders.items() if enc.id_embedding is not None}
@@ -145,7 +151,7 @@ def embed_new_nodes(run_dir: str, new_nodes: Mapping[str, Mapping], new_edges: M
     with torch.no_grad():
         if config.mode == "full":
             if any(counts[t] for t in types):
-                emb = forward(graph.full_batch(num_layers=model_config.num_layers))
+                emb = forward(graph.full_batch(modelled, num_layers=model_config.num_layers))
                 out = {t: emb[t][n_old[t]:].cpu().numpy().astype(np.float32) for t in types}
             return out
         sampler = CSRNeighborSampler(graph, list(config.fanouts), weighted=config.weighted_sampling)

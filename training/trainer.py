@@ -65,11 +65,23 @@ def resolve_targets(snapshot, config: TrainConfig) -> list[str]:
     return targets
 
 
-def feature_specs(snapshot) -> dict[str, NodeFeatureSpec]:
-    """One :class:`NodeFeatureSpec` per node type from the snapshot's matrices and manifest."""
+def trained_node_types(edge_types) -> list[str]:
+    """The node types some edge type (``"src__rel__dst"`` names or relation tuples) touches: the
+    ones a run models and embeds (a snapshot type that none of the configured edge types reaches
+    gets no encoder and no embedding)."""
+    out = set()
+    for e in edge_types:
+        parts = e.split("__") if isinstance(e, str) else e
+        out.update((parts[0], parts[2]))
+    return sorted(out)
+
+
+def feature_specs(snapshot, node_types=None) -> dict[str, NodeFeatureSpec]:
+    """One :class:`NodeFeatureSpec` per node type (default: every snapshot type) from the
+    snapshot's matrices and manifest."""
     specs = {}
     spec_json = snapshot.manifest.get("feature_spec") or {}
-    for t in snapshot.node_types:
+    for t in snapshot.node_types if node_types is None else node_types:
         names = set(snapshot.feature_names(t))
         dims = {n: (snapshot.features(t, n).shape[1] if n in names else 0) for n in ("numeric", "text", "image")}
         cards: tuple = ()
@@ -101,18 +113,23 @@ def _split_csr(indptr: np.ndarray, indices: np.ndarray, weights: np.ndarray, hel
     return (new_ptr.numpy(), dst[keep].numpy(), w[keep].numpy()), (src[held], dst[held])
 
 
+def run_edge_types(snapshot, config: TrainConfig, targets: list[str]) -> list[str]:
+    """The stored edge types a run passes messages over: ``config.edge_types`` (default: all of
+    the snapshot's) plus its targets, sorted."""
+    edge_types = list(config.edge_types) or snapshot.edge_types
+    missing = [t for t in list(edge_types) + targets if t not in snapshot.edge_types]
+    if missing:
+        raise ValueError(f"edge_types: {missing} not in the snapshot (edge types: {snapshot.edge_types})")
+    return sorted(set(edge_types) | set(targets))  # targets always pass messages (minus held-out)
+
+
 def training_csr(snapshot, config: TrainConfig, targets: list[str]):
     """The stored CSRs a run trains on: ``(csr {edge_type: (indptr, indices, weights)}, validation
     {target: (src, dst)}, cold)`` with ``cold`` the :class:`training.cold_start.ColdStart` held-out
     items (None when ``cold_start_fraction`` is 0). Cold-start edges are removed first, then each
     target's validation slice. Build the graph with :class:`HeteroCSRGraph` and, when ``cold``,
     ``restrict_messages(cold.levels())``."""
-    edge_types = list(config.edge_types) or snapshot.edge_types
-    missing = [t for t in list(edge_types) + targets if t not in snapshot.edge_types]
-    if missing:
-        raise ValueError(f"edge_types: {missing} not in the snapshot (edge types: {snapshot.edge_types})")
-    edge_types = sorted(set(edge_types) | set(targets))  # targets always pass messages (minus held-out)
-    csr, validation, cold = {e: snapshot.csr(e) for e in edge_types}, {}, None
+    csr, validation, cold = {e: snapshot.csr(e) for e in run_edge_types(snapshot, config, targets)}, {}, None
     if config.cold_start_fraction > 0:
         cold = select_cold_items(snapshot, targets, config.cold_start_fraction, config.seed)
         csr = remove_cold_edges(csr, cold)
@@ -152,7 +169,8 @@ class Trainer:
         self.device = backend.device
         self.targets = resolve_targets(snapshot, config)
         csr, self.validation, self.cold = training_csr(snapshot, config, self.targets)
-        self.graph = HeteroCSRGraph({t: snapshot.num_nodes(t) for t in snapshot.node_types}, csr)
+        self.node_types = trained_node_types(csr)
+        self.graph = HeteroCSRGraph({t: snapshot.num_nodes(t) for t in self.node_types}, csr)
         if self.cold is not None:  # held-out items receive messages (attribute edges) but send none
             self.graph = self.graph.restrict_messages(self.cold.levels())
             if backend.is_root:
@@ -161,13 +179,18 @@ class Trainer:
                          for t in snapshot.node_types}
         torch.manual_seed(ckpt.step_seed(config.seed, 1))  # same initial parameters on every rank
         self.model_config = config.model_config()
-        self.model = HeteroGraphSAGE.from_config(self.model_config, feature_specs(snapshot), self.graph.relations)
+        skipped = sorted(set(snapshot.node_types) - set(self.node_types))
+        if skipped and backend.is_root:
+            log.info("node types %s are in none of the configured edge types: not modelled, not embedded", skipped)
+        self.model = HeteroGraphSAGE.from_config(self.model_config, feature_specs(snapshot, self.node_types),
+                                                 self.graph.relations)
         self.model.to(self.device)
         self.id_types = {t for t, enc in self.model.encoder.encoders.items() if enc.id_embedding is not None}
         self.net = backend.wrap_model(self.model)  # DDP: gradient averaging hooks; the others: the model
         self.degrees = full_degrees(self.graph) if self.model_config.weight_free else None
         # full mode: one batch for the whole run (its edge tensors, and so their sorted layouts, are reused)
-        self.full = self.graph.full_batch(num_layers=self.model_config.num_layers) if config.mode == "full" else None
+        self.full = (self.graph.full_batch(self.node_types, num_layers=self.model_config.num_layers)
+                     if config.mode == "full" else None)
         self.sampler = CSRNeighborSampler(self.graph, list(config.fanouts), weighted=config.weighted_sampling)
         self.negatives = {}
         for e in self.targets:
@@ -345,14 +368,19 @@ class Trainer:
     # ------------------------------------------------------------------ inference and validation
     @torch.no_grad()
     def embed_all(self, node_types=None, rank_slice: bool = False) -> dict[str, np.ndarray]:
-        """Embeddings of every node of ``node_types`` (default: all), mini-batched over sampled
+        """Embeddings of every node of ``node_types`` (default: every modelled type,
+        :func:`trained_node_types`), mini-batched over sampled
         neighbourhoods (fixed seeds: deterministic) or one full propagation (``mode: full``).
 
         With ``rank_slice`` each rank computes only its contiguous slice of every type and the
         result holds ``(lo, hi, rows)`` per type instead of the full matrix.
         """
         self.model.eval()
-        types = list(node_types or self.snapshot.node_types)
+        types = list(node_types or self.node_types)
+        unknown = sorted(set(types) - set(self.node_types))
+        if unknown:
+            raise ValueError(f"node_types: {unknown} are in none of the run's edge types, so they have no "
+                             f"embedding; expected a subset of {self.node_types}")
         if self.config.mode == "full":
             out = self._forward(self.full)
             return {t: out[t].cpu().numpy().astype(np.float32) for t in types}
