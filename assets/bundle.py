@@ -12,7 +12,9 @@ Layout of ``<lake>/assets/files/<asset>/v<N>/``::
 The vectors are the trained embeddings as they are (the Delta table holds the same values);
 scores are computed with the run's decoder. The index is one file by nature: building it reads
 the vectors in blocks of 65 536 rows in one process (the publisher), never through the Spark
-driver; ``flat`` costs rows × dim × 4 bytes, ``hnsw`` about 1.3× that plus the graph.
+driver; ``flat`` costs rows × dim × 4 bytes, ``ivf`` the same plus the list ids (8 B a row) and
+its centroids, ``hnsw`` about 1.3× that plus the graph. ``meta.json`` records the index's
+parameters (``index_params``: IVF lists, ``nprobe`` and the recall measured when it was calibrated).
 
 :func:`open_bundle` is what the SQL functions call on the executors: it memory-maps the vectors,
 loads the keys once, and caches the result per process (keyed by folder), so a Python worker
@@ -47,9 +49,10 @@ def bundle_dir(lake_dir: str, asset: str, version: int) -> str:
 
 
 def index_kind(rows: int, config: AssetConfig) -> str:
+    """``config.index``, or for ``auto``: ``flat`` (exact) up to ``flat_max_items`` rows, else ``ivf``."""
     if config.index != "auto":
         return config.index
-    return "flat" if rows <= config.flat_max_items else "hnsw"
+    return "flat" if rows <= config.flat_max_items else "ivf"
 
 
 def _normalised(block: np.ndarray) -> np.ndarray:
@@ -57,21 +60,114 @@ def _normalised(block: np.ndarray) -> np.ndarray:
     return (block / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
-def build_index(vectors: np.ndarray, score: str, kind: str, config: AssetConfig):
-    """A FAISS inner-product index over ``vectors`` (normalised when ``score == "cosine"``)."""
+def ivf_nlist(rows: int, config: AssetConfig) -> int:
+    """IVF list count: ``config.ivf_nlist`` or ``round(4 * sqrt(rows))``, at most ``rows // 39``."""
+    want = config.ivf_nlist or int(round(4 * np.sqrt(rows)))
+    return max(1, min(want, rows // 39))
+
+
+def calibration_rows(rows: int, config: AssetConfig) -> np.ndarray:
+    """The item rows (sorted) whose vectors are the calibration queries of an IVF index over
+    ``rows`` vectors (seeded by ``config.seed``); a benchmark that reports recall as unseen
+    leaves them out."""
+    m = min(rows, max(1, config.ivf_calibration_queries // 2))
+    return np.sort(np.random.default_rng([config.seed, 1]).choice(rows, m, replace=False))
+
+
+def _calibration_queries(vectors: np.ndarray, score: str, config: AssetConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Item-vector queries and user-like queries (the mean of two random item vectors)."""
+    n = vectors.shape[0]
+    own = _read_rows(vectors, calibration_rows(n, config), score)
+    rng = np.random.default_rng([config.seed, 2])
+    m = len(own)
+    pairs = rng.integers(0, n, (m, 2))
+    order = np.argsort(pairs.reshape(-1), kind="stable")
+    flat = np.empty((2 * m, vectors.shape[1]), np.float32)
+    flat[order] = _read_rows(vectors, pairs.reshape(-1)[order], score)
+    mixed = flat.reshape(m, 2, -1).mean(axis=1)
+    return own, np.ascontiguousarray(mixed, dtype=np.float32)
+
+
+def _read_rows(vectors: np.ndarray, rows: np.ndarray, score: str) -> np.ndarray:
+    block = np.ascontiguousarray(vectors[rows], dtype=np.float32)
+    return _normalised(block) if score == "cosine" else block
+
+
+def recall_at(found: np.ndarray, exact: np.ndarray, k: int) -> float:
+    """Mean over queries of ``|found[:k] ∩ exact[:k]| / k`` (ids; -1 = none counts as a miss)."""
+    hits = [len(set(f[:k][f[:k] >= 0]) & set(e[:k][e[:k] >= 0])) / max(1, min(k, int((e[:k] >= 0).sum())))
+            for f, e in zip(found, exact)]
+    return float(np.mean(hits)) if hits else 1.0
+
+
+def calibrate_nprobe(index, vectors: np.ndarray, score: str, config: AssetConfig) -> dict:
+    """Set ``index.nprobe`` to the smallest of 1, 2, 3, 4, 6, 8, 12, ... (then ``nlist``) whose recall@k against
+    an exact search reaches ``config.ivf_target_recall`` on both query kinds (see
+    :class:`assets.config.AssetConfig`); returns the figures measured."""
+    import faiss
+
+    k = min(config.ivf_calibration_k, vectors.shape[0])
+    queries = _calibration_queries(vectors, score, config)
+    exact = faiss.IndexFlatIP(vectors.shape[1])
+    for lo in range(0, vectors.shape[0], _BLOCK):
+        exact.add(_read_rows(vectors, np.arange(lo, min(lo + _BLOCK, vectors.shape[0])), score))
+    truth = [exact.search(q, k)[1] for q in queries]
+    del exact
+    steps = [int(b * 2 ** i) for i in range(int(np.log2(max(1, index.nlist))) + 1) for b in (2, 3)]
+    ladder = sorted({max(1, s // 2) for s in steps if s // 2 <= index.nlist} | {index.nlist})  # 1, 2, 3, 4, 6, 8, 12, ...
+    tried = {}
+    for nprobe in ladder:
+        index.nprobe = nprobe
+        got = [recall_at(index.search(q, k)[1], t, k) for q, t in zip(queries, truth)]
+        tried[nprobe] = [round(g, 4) for g in got]
+        if min(got) >= config.ivf_target_recall:
+            break
+    return {"nprobe": int(index.nprobe), "k": int(k), "queries": int(sum(len(q) for q in queries)),
+            "target_recall": config.ivf_target_recall, "recall_items": tried[index.nprobe][0],
+            "recall_mixtures": tried[index.nprobe][1], "ladder": {str(p): r for p, r in tried.items()}}
+
+
+def build_index(vectors: np.ndarray, score: str, kind: str, config: AssetConfig, report: dict | None = None):
+    """A FAISS inner-product index over ``vectors`` (normalised when ``score == "cosine"``).
+
+    ``ivf``: ``IndexIVFFlat`` (inner-product quantizer) with :func:`ivf_nlist` lists, k-means
+    trained on at most ``ivf_train_max`` seeded rows, ``nprobe`` = ``config.ivf_nprobe`` or
+    :func:`calibrate_nprobe`. ``report`` (a dict), when given, receives the index parameters
+    (and the calibration figures) for ``meta.json``.
+    """
     import faiss
 
     n, dim = vectors.shape
+    info: dict = {"kind": kind}
     if kind == "flat":
         index = faiss.IndexFlatIP(dim)
     elif kind == "hnsw":
         index = faiss.IndexHNSWFlat(dim, config.hnsw_m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efSearch = config.hnsw_ef_search
+        info.update(m=config.hnsw_m, ef_search=config.hnsw_ef_search)
+    elif kind == "ivf":
+        if n < 1:
+            raise ValueError("vectors: an ivf index needs at least one vector")
+        nlist = ivf_nlist(n, config)
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.cp.seed = config.seed
+        sample = np.sort(np.random.default_rng([config.seed, 0]).choice(n, min(n, config.ivf_train_max),
+                                                                          replace=False))
+        index.train(_read_rows(vectors, sample, score))
+        info.update(nlist=nlist, train_rows=len(sample))
     else:
-        raise ValueError(f"kind: expected 'flat' or 'hnsw', got {kind!r}")
+        raise ValueError(f"kind: expected 'flat', 'ivf' or 'hnsw', got {kind!r}")
     for lo in range(0, n, _BLOCK):
         block = np.ascontiguousarray(vectors[lo:lo + _BLOCK], dtype=np.float32)
         index.add(_normalised(block) if score == "cosine" else block)
+    if kind == "ivf":
+        if config.ivf_nprobe:
+            index.nprobe = min(config.ivf_nprobe, index.nlist)
+        else:
+            info["calibration"] = calibrate_nprobe(index, vectors, score, config)
+        info["nprobe"] = int(index.nprobe)
+    if report is not None:
+        report.update(info)
     return index
 
 
@@ -113,9 +209,12 @@ def write_bundle(out_dir: str, vectors_src: str, keys_df, meta: dict, with_index
             import faiss
 
             kind = index_kind(n, config)
-            faiss.write_index(build_index(out, meta["score"], kind, config), os.path.join(tmp, A.INDEX_FILE))
+            params: dict = {}
+            faiss.write_index(build_index(out, meta["score"], kind, config, params), os.path.join(tmp, A.INDEX_FILE))
         del out
         full = {**meta, "rows": int(n), "dim": int(src.shape[1]), "index": kind}
+        if with_index:
+            full["index_params"] = params
         with open(os.path.join(tmp, A.META_FILE), "w") as f:
             json.dump(full, f, indent=1, sort_keys=True)
         os.makedirs(os.path.dirname(out_dir), exist_ok=True)

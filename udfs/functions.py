@@ -88,15 +88,38 @@ def list_array(counts: np.ndarray, values: pa.Array, valid: np.ndarray) -> pa.Ar
     return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values, mask=pa.array(~valid))
 
 
-def scored_lists(rows: np.ndarray, scores: np.ndarray, valid: np.ndarray, keys: np.ndarray,
+def scored_lists(rows: np.ndarray, scores: np.ndarray, valid: np.ndarray, keys,
                  field: str = "score", struct=SCORED) -> pa.Array:
-    """``(B, K)`` row ids (-1 = none) and scores -> ``array<struct<item_key, <field>>>``."""
+    """``(B, K)`` row ids (-1 = none) and scores -> ``array<struct<item_key, <field>>>``; ``keys``
+    maps row ids to keys (an object array, or an Arrow string array)."""
     present = (rows >= 0) & valid[:, None]
     flat_rows = rows[present]
+    names = keys.take(pa.array(flat_rows, pa.int64())) if isinstance(keys, pa.Array) else \
+        pa.array(keys[flat_rows], pa.string())
     values = pa.StructArray.from_arrays(
-        [pa.array(keys[flat_rows], pa.string()), pa.array(scores[present].astype(np.float32), pa.float32())],
-        fields=list(struct))
+        [names, pa.array(scores[present].astype(np.float32), pa.float32())], fields=list(struct))
     return list_array(present.sum(axis=1), values, valid)
+
+
+_ARROW_KEYS: dict[str, pa.Array] = {}
+
+
+def arrow_keys(bundle) -> pa.Array:
+    """The bundle's keys as an Arrow string array (built once per process and version): output
+    lists take from it instead of converting Python strings per row."""
+    got = _ARROW_KEYS.get(bundle.path)
+    if got is None:
+        got = _ARROW_KEYS[bundle.path] = pa.array(bundle.keys, pa.string())
+    return got
+
+
+def _spread(top: np.ndarray, scores: np.ndarray, ok: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Results of the known rows (``ok``) back to one row per input row (-1 = none elsewhere)."""
+    width = int(k.max()) if len(k) else 0
+    rows = np.full((len(ok), width), -1, np.int64)
+    vals = np.zeros((len(ok), width), np.float32)
+    rows[ok, :top.shape[1]], vals[ok, :top.shape[1]] = top, scores
+    return rows, vals
 
 
 # ------------------------------------------------------------------------------ the functions
@@ -158,10 +181,10 @@ def make_functions(spec: dict) -> dict:
         rows = ib.rows_of(keys_of(item_key, "gl_similar_items", "item_key"))
         ok = rows >= 0
         vecs = ib.scoring_vectors()
-        q = vecs[np.where(ok, rows, 0)]
-        exclude = [np.array([r], np.int64) if r >= 0 else None for r in rows]  # never the item itself
-        top, scores = R.top_k(ib.index(), vecs, q, kk, exclude)
-        return scored_lists(top, scores, ok, ib.keys)
+        known = rows[ok]
+        exclude = (np.arange(len(known) + 1, dtype=np.int64), known)  # never the item itself
+        top, scores = R.top_k(ib.index(), vecs, vecs[known], kk[ok], exclude)
+        return scored_lists(*_spread(top, scores, ok, kk), ok, arrow_keys(ib))
 
     @arrow_udf(SCORED_DDL)
     def gl_recommend(user_key: pa.Array, k: pa.Array, exclude_seen: pa.Array = None) -> pa.Array:
@@ -170,11 +193,10 @@ def make_functions(spec: dict) -> dict:
         ub, urows = users_rows(user_key, "gl_recommend")
         ib = items()
         ok = urows >= 0
-        q = ub.scoring_vectors()[np.where(ok, urows, 0)]
-        h = history()
-        exclude = [h.of(int(u))[0] if (o and s) else None for u, o, s in zip(urows, ok, skip)]
-        top, scores = R.top_k(ib.index(), ib.scoring_vectors(), q, kk, exclude)
-        return scored_lists(top, scores, ok, ib.keys)
+        known = urows[ok]
+        exclude = history().items_of(np.where(skip[ok], known, -1))
+        top, scores = R.top_k(ib.index(), ib.scoring_vectors(), ub.scoring_vectors()[known], kk[ok], exclude)
+        return scored_lists(*_spread(top, scores, ok, kk), ok, arrow_keys(ib))
 
     @arrow_udf(INTEREST_DDL)
     def gl_interests(user_key: pa.Array, n: pa.Array) -> pa.Array:

@@ -9,7 +9,7 @@ cosine decoder the vectors are L2-normalised first), so ``gl_score(u, i)`` is th
 ``gl_recommend(u, k)`` ranks.
 
 Example:
-    >>> rows, scores = top_k(items, queries, k=np.array([5, 5]), exclude=[np.array([3]), None])
+    >>> rows, scores = top_k(index, items, queries, k=np.array([5, 5]), exclude=[np.array([3]), None])
     >>> interests(item_vectors, weights, n=3)       # [(weight, members sorted by closeness), ...]
 """
 
@@ -59,6 +59,32 @@ class History:
         uniq, inv = np.unique(all_items, return_inverse=True)
         return uniq, np.bincount(inv, weights=all_w, minlength=len(uniq)).astype(np.float32)
 
+    def items_of(self, user_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The histories of a batch of user rows at once, as CSR: ``(offsets (B + 1,) int64, item
+        rows int64)``; row b's items are ``items[offsets[b]:offsets[b + 1]]`` (sorted per edge type,
+        an item in several edge types repeated). Rows outside the graph (or -1) have none."""
+        user_rows = np.asarray(user_rows, np.int64)
+        b = len(user_rows)
+        owners, found = [], []
+        for indptr, indices, _ in self.csrs:
+            inside = (user_rows >= 0) & (user_rows < len(indptr) - 1)
+            r = np.where(inside, user_rows, 0)
+            lo = np.where(inside, np.asarray(indptr)[r], 0)
+            lens = np.where(inside, np.asarray(indptr)[r + 1] - lo, 0)
+            total = int(lens.sum())
+            starts = np.cumsum(lens) - lens
+            pos = np.arange(total, dtype=np.int64) - np.repeat(starts - lo, lens)
+            owners.append(np.repeat(np.arange(b, dtype=np.int64), lens))
+            found.append(np.asarray(indices[pos], dtype=np.int64) if total else np.zeros(0, np.int64))
+        owner = np.concatenate(owners) if owners else np.zeros(0, np.int64)
+        items = np.concatenate(found) if found else np.zeros(0, np.int64)
+        if len(self.csrs) > 1:
+            order = np.argsort(owner, kind="stable")
+            owner, items = owner[order], items[order]
+        offsets = np.zeros(b + 1, np.int64)
+        np.cumsum(np.bincount(owner, minlength=b), out=offsets[1:])
+        return offsets, items
+
 
 def open_history(snapshot_dir: str, edge_types) -> History:
     key = (os.path.abspath(snapshot_dir), tuple(edge_types))
@@ -69,45 +95,100 @@ def open_history(snapshot_dir: str, edge_types) -> History:
         return h
 
 
+def as_csr(exclude, b: int) -> tuple[np.ndarray, np.ndarray]:
+    """``exclude`` (``None``, a list of B arrays / ``None``s, or ``(offsets, rows)``) as CSR."""
+    if exclude is None:
+        return np.zeros(b + 1, np.int64), np.zeros(0, np.int64)
+    if isinstance(exclude, tuple):
+        offsets, rows = (np.asarray(x, np.int64) for x in exclude)
+        if offsets.shape != (b + 1,) or offsets[0] != 0 or offsets[-1] != len(rows):
+            raise ValueError(f"exclude: expected offsets of shape ({b + 1},) from 0 to {len(rows)}")
+        return offsets, rows
+    if len(exclude) != b:
+        raise ValueError(f"exclude: expected {b} entries (one per query), got {len(exclude)}")
+    parts = [np.zeros(0, np.int64) if e is None else np.asarray(e, np.int64).reshape(-1) for e in exclude]
+    offsets = np.zeros(b + 1, np.int64)
+    np.cumsum([len(x) for x in parts], out=offsets[1:])
+    return offsets, (np.concatenate(parts) if parts else np.zeros(0, np.int64))
+
+
+def _exact_row(items: np.ndarray, q: np.ndarray, k: int, excluded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Brute-force top-``k`` of one query (ties by the smaller row), ``excluded`` rows left out."""
+    s = items @ q
+    s[excluded] = -np.inf
+    take = min(int(k), len(s) - len(np.unique(excluded)))
+    if take <= 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
+    best = np.argpartition(-s, take - 1)[:take]
+    best = best[np.lexsort((best, -s[best]))]
+    return best, s[best].astype(np.float32)
+
+
+def _depth_buckets(need: np.ndarray) -> list[np.ndarray]:
+    """Query positions grouped by ``ceil(log2(need))`` (each group is searched to its own depth)."""
+    level = np.ceil(np.log2(np.maximum(need, 1))).astype(np.int64)
+    order = np.argsort(level, kind="stable")
+    cuts = np.flatnonzero(np.diff(level[order])) + 1
+    return np.split(order, cuts)
+
+
 def top_k(index, items: np.ndarray, queries: np.ndarray, k: np.ndarray, exclude=None) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k[b]`` best item rows for each query, skipping ``exclude[b]`` (sorted int64 rows).
+    """The ``k[b]`` best item rows for each query, skipping the rows ``exclude`` lists for it.
+
+    Queries are grouped by how deep they must search (``k[b]`` + their number of excluded rows,
+    rounded up to a power of two) and each group is ONE index search to its own depth; excluded
+    rows are removed for the whole group at once. A query left with fewer results than it can
+    have (an approximate index returned too few), or with more than ``_EXACT_SEEN`` excluded
+    rows, is answered by brute force instead, so each row always has its full count.
 
     Args:
         index: FAISS inner-product index over ``items``.
-        items: ``(n, d)`` scoring vectors (for the exact path of long exclusion lists).
+        items: ``(n, d)`` scoring vectors (for the brute-force path).
         queries: ``(B, d)`` float32.
         k: ``(B,)`` ints in 1..MAX_K.
-        exclude: ``None`` or a list of B arrays (or ``None``s) of rows to leave out.
+        exclude: ``None``, a list of B arrays (or ``None``s) of rows to leave out, or the same as
+            CSR ``(offsets (B + 1,), rows)``.
 
     Returns:
         ``rows (B, K) int64`` padded with -1 and ``scores (B, K) float32``, K = max(k); row b has
         ``min(k[b], n - excluded)`` results, best first.
     """
     b, n = len(queries), items.shape[0]
+    k = np.asarray(k, np.int64)
     kmax = int(k.max()) if b else 0
     out_rows = np.full((b, kmax), -1, np.int64)
     out_scores = np.zeros((b, kmax), np.float32)
     if b == 0 or n == 0:
         return out_rows, out_scores
-    sizes = np.array([0 if exclude is None or exclude[i] is None else len(exclude[i]) for i in range(b)])
-    short = np.flatnonzero(sizes <= _EXACT_SEEN)
-    if len(short):
-        depth = min(n, kmax + int(sizes[short].max()))
-        scores, rows = index.search(np.ascontiguousarray(queries[short], dtype=np.float32), depth)
-        for j, i in enumerate(short):
-            r, s = rows[j], scores[j]
-            keep = r >= 0
-            if sizes[i]:
-                keep &= ~np.isin(r, exclude[i])
-            r, s = r[keep][: k[i]], s[keep][: k[i]]
-            out_rows[i, : len(r)], out_scores[i, : len(r)] = r, s
-    for i in np.flatnonzero(sizes > _EXACT_SEEN):
-        s = items @ queries[i]
-        s[exclude[i]] = -np.inf
-        take = min(int(k[i]), n - len(exclude[i]))
-        best = np.argpartition(-s, take - 1)[:take] if take > 0 else np.zeros(0, np.int64)
-        best = best[np.lexsort((best, -s[best]))]
-        out_rows[i, :take], out_scores[i, :take] = best, s[best]
+    offsets, ex_rows = as_csr(exclude, b)
+    sizes = np.diff(offsets)
+    owner = np.repeat(np.arange(b, dtype=np.int64), sizes)
+    ex_keys = np.unique(owner * n + ex_rows)  # (query, row) pairs, duplicates merged
+    distinct = np.bincount(ex_keys // n, minlength=b)
+    possible = np.minimum(k, n - distinct)  # results each row must get
+    slow = sizes > _EXACT_SEEN
+    fast = np.flatnonzero(~slow)
+    count = np.zeros(b, np.int64)
+    for group in _depth_buckets(k[fast] + sizes[fast]) if len(fast) else []:
+        rows_b = fast[group]
+        depth = int(min(n, (k[rows_b] + sizes[rows_b]).max()))
+        scores, found = index.search(np.ascontiguousarray(queries[rows_b], dtype=np.float32), depth)
+        keep = found >= 0
+        if len(ex_keys):
+            keys = rows_b[:, None] * n + np.where(keep, found, 0)
+            pos = np.minimum(np.searchsorted(ex_keys, keys), len(ex_keys) - 1)
+            keep &= ex_keys[pos] != keys
+        rank = np.cumsum(keep, axis=1)
+        keep &= rank <= k[rows_b][:, None]
+        ii, jj = np.nonzero(keep)
+        out_rows[rows_b[ii], rank[ii, jj] - 1] = found[ii, jj]
+        out_scores[rows_b[ii], rank[ii, jj] - 1] = scores[ii, jj]
+        count[rows_b] = np.minimum(rank[:, -1], k[rows_b])
+    redo = np.flatnonzero(slow | (count < possible))
+    for i in redo:
+        r, s = _exact_row(items, queries[i], int(k[i]), ex_rows[offsets[i]:offsets[i + 1]])
+        out_rows[i], out_scores[i] = -1, 0
+        out_rows[i, :len(r)], out_scores[i, :len(r)] = r, s
     return out_rows, out_scores
 
 
