@@ -166,3 +166,99 @@ def test_sql_cli_prints_rows_and_one_line_errors(sql_lake, capsys):
 def test_row_objects_are_plain_structs(spark, sql_lake):
     got = one(spark, "SELECT gl_recommend('u1', 1)")
     assert got == [Row(item_key="i3", score=pytest.approx(0.8))]
+
+
+def _brute(items, q, k, excluded):
+    s = items @ q
+    s[list(excluded)] = -np.inf
+    take = min(k, len(items) - len(set(excluded)))
+    order = np.lexsort((np.arange(len(s)), -s))[:take]
+    return order, s[order]
+
+
+def test_top_k_batches_exclusions_exactly_with_a_flat_index():
+    import faiss
+
+    from udfs import runtime as R
+
+    rng = np.random.default_rng(3)
+    items = rng.standard_normal((400, 8)).astype(np.float32)
+    q = rng.standard_normal((60, 8)).astype(np.float32)
+    k = rng.integers(1, 30, 60)
+    k[0] = 1000  # more than there are items
+    ex = [None if i % 5 == 0 else rng.integers(0, 400, rng.integers(0, 40)) for i in range(60)]
+    ex[1] = np.arange(400)  # everything excluded: no result
+    ex[2] = rng.integers(0, 400, R._EXACT_SEEN + 5)  # the brute-force path
+    index = faiss.IndexFlatIP(8)
+    index.add(items)
+    rows, scores = R.top_k(index, items, q, k, ex)
+    as_list = R.top_k(index, items, q, k, R.as_csr(ex, 60))  # the CSR form gives the same
+    assert np.array_equal(rows, as_list[0])
+    for i in range(60):
+        want, want_s = _brute(items, q[i], int(k[i]), [] if ex[i] is None else ex[i])
+        got = rows[i][rows[i] >= 0]
+        assert len(got) == len(want), i
+        assert np.allclose(scores[i][:len(got)], want_s, atol=1e-4), i
+        assert ex[i] is None or not np.isin(got, ex[i]).any()
+    assert (rows[1] == -1).all() and (rows[0] >= 0).sum() == 400
+    with pytest.raises(ValueError, match="exclude: expected 60 entries"):
+        R.top_k(index, items, q, k, ex[:3])
+
+
+def test_top_k_fills_rows_an_approximate_index_left_short():
+    import faiss
+
+    from udfs import runtime as R
+
+    rng = np.random.default_rng(4)
+    items = rng.standard_normal((300, 8)).astype(np.float32)
+    q = rng.standard_normal((20, 8)).astype(np.float32)
+    ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(8), 8, 30, faiss.METRIC_INNER_PRODUCT)
+    ivf.train(items)
+    ivf.add(items)
+    ivf.nprobe = 1  # ~10 items per list: a search for 50 comes back short
+    rows, _ = R.top_k(ivf, items, q, np.full(20, 50), None)
+    assert ((rows >= 0).sum(axis=1) == 50).all()
+    assert all(len(set(r)) == 50 for r in rows)
+
+
+def test_history_items_of_matches_the_per_user_history():
+    from udfs.runtime import History
+
+    h = History.__new__(History)
+    indptr = np.array([0, 2, 2, 5])
+    h.csrs = [(indptr, np.array([1, 4, 0, 2, 3]), np.ones(5, np.float32)),
+              (np.array([0, 1, 1]), np.array([4]), np.ones(1, np.float32))]  # 2 users only
+    offsets, items = h.items_of(np.array([2, -1, 0, 1, 7]))
+    got = [sorted(items[offsets[b]:offsets[b + 1]].tolist()) for b in range(5)]
+    assert got == [[0, 2, 3], [], [1, 4, 4], [], []]
+    assert [sorted(set(g)) for g in got] == [h.of(u)[0].tolist() for u in (2, -1, 0, 1, 7)]
+
+
+def test_ivf_index_calibrates_nprobe_to_the_target_recall():
+    from assets.bundle import build_index, calibration_rows, index_kind, ivf_nlist
+
+    rng = np.random.default_rng(5)
+    centres = rng.standard_normal((20, 16)).astype(np.float32)
+    vectors = centres[np.arange(4000) % 20] + 0.5 * rng.standard_normal((4000, 16)).astype(np.float32)
+    config = AssetConfig(index="ivf", ivf_target_recall=0.9, ivf_calibration_queries=400)
+    report: dict = {}
+    index = build_index(vectors, "dot", "ivf", config, report)
+    assert report["nlist"] == ivf_nlist(4000, config) == index.nlist == 4000 // 39
+    cal = report["calibration"]
+    assert index.nprobe == report["nprobe"] == cal["nprobe"]
+    assert min(cal["recall_items"], cal["recall_mixtures"]) >= 0.9 or index.nprobe == index.nlist
+    if index.nprobe > 1:  # the step below the chosen one missed the target
+        below = max(int(p) for p in cal["ladder"] if int(p) < index.nprobe)
+        assert min(cal["ladder"][str(below)]) < 0.9
+    again: dict = {}
+    build_index(vectors, "dot", "ivf", config, again)
+    assert again == report  # seeded: the same index and figures
+    assert len(calibration_rows(4000, config)) == 200
+    fixed = build_index(vectors, "dot", "ivf", AssetConfig(index="ivf", ivf_nprobe=3))
+    assert fixed.nprobe == 3
+    assert index_kind(50_000, AssetConfig()) == "flat" and index_kind(50_001, AssetConfig()) == "ivf"
+    with pytest.raises(ValueError, match="ivf_target_recall"):
+        AssetConfig(ivf_target_recall=1.5)
+    with pytest.raises(ValueError, match="ivf_nprobe"):
+        AssetConfig(ivf_nprobe=-1)
