@@ -284,8 +284,12 @@ def _node_frames(inputs: dict, id_maps: Mapping, opts: FeatureOptions) -> dict[s
 # ------------------------------------------------------------------------------------ encoders
 
 
-def _numeric(frame: DataFrame, specs: list[_Num]) -> tuple[list[Column], list[Column], dict]:
-    """Value and missing-flag columns plus the stats used (one small aggregate)."""
+def _numeric(frame: DataFrame, specs: list[_Num], fitted: Mapping | None = None
+             ) -> tuple[list[Column], list[Column], dict]:
+    """Value and missing-flag columns plus the stats used (one small aggregate), or, with
+    ``fitted`` (a spec's ``numeric.stats``), the stats of an earlier build (no aggregate)."""
+    if fitted is not None:
+        return _numeric_fitted(specs, fitted)
     observed, aggs = {}, []
     for s in specs:
         raw = F.col(s.name).cast("double")
@@ -327,6 +331,26 @@ def _numeric(frame: DataFrame, specs: list[_Num]) -> tuple[list[Column], list[Co
     return values, flags, stats
 
 
+def _numeric_fitted(specs: list[_Num], fitted: Mapping) -> tuple[list[Column], list[Column], dict]:
+    values, flags, stats = [], [], {}
+    for s in specs:
+        st = fitted.get(s.name)
+        if not isinstance(st, Mapping) or st.get("transform") != s.transform or st.get("impute") != s.impute:
+            raise ValueError(f"fitted: numeric feature {s.name!r} expected stats with transform {s.transform!r} and "
+                             f"impute {s.impute!r}, got {st!r} (the graph was built by another graphlake version)")
+        raw = F.col(s.name).cast("double")
+        if not st.get("standardised"):
+            values.append(F.coalesce(raw, F.lit(0.0)).cast("float"))
+            flags.append(F.lit(False))
+        else:
+            x = F.coalesce(raw, F.lit(float(st.get("median", 0.0))))
+            x = F.log1p(x) if s.transform == "log1p" else x
+            values.append(((x - F.lit(float(st["mean"]))) / F.lit(float(st["std"]))).cast("float"))
+            flags.append(raw.isNull() if s.impute == "median" else F.lit(False))
+        stats[s.name] = dict(st)
+    return values, flags, stats
+
+
 def _vocabularies(frame: DataFrame, names: list[str], cap: int) -> dict[str, list[str]]:
     """Per column the ``cap`` most frequent non-NULL values (count desc, value asc), one small job."""
     if not names:
@@ -342,10 +366,21 @@ def _vocabularies(frame: DataFrame, names: list[str], cap: int) -> dict[str, lis
     return out
 
 
-def _categorical(spark, frame: DataFrame, names: list[str], cap: int) -> tuple[DataFrame, list[Column], dict]:
-    """Index columns (0 missing, 1..K vocabulary, K+1 other) and their spec."""
+def _categorical(spark, frame: DataFrame, names: list[str], cap: int, fitted: Mapping | None = None
+                 ) -> tuple[DataFrame, list[Column], dict]:
+    """Index columns (0 missing, 1..K vocabulary, K+1 other) and their spec; with ``fitted`` (a
+    spec's ``categorical.columns``) the vocabularies of an earlier build."""
     cols, spec = [], {}
-    vocabularies = _vocabularies(frame, names, cap)
+    if fitted is None:
+        vocabularies = _vocabularies(frame, names, cap)
+    else:
+        vocabularies = {}
+        for name in names:
+            vocab = (fitted.get(name) or {}).get("vocabulary")
+            if not isinstance(vocab, list):
+                raise ValueError(f"fitted: categorical feature {name!r} has no recorded vocabulary (the graph was "
+                                 "built before vocabularies were recorded in its feature spec): rebuild the graph")
+            vocabularies[name] = vocab
     for name in names:
         vocab = vocabularies[name]
         v, i = f"_v_{name}", f"_i_{name}"
@@ -357,7 +392,7 @@ def _categorical(spark, frame: DataFrame, names: list[str], cap: int) -> tuple[D
             index = F.when(F.col(name).isNull(), 0).otherwise(1)
         cols.append(index.cast("int"))
         spec[name] = {"cardinality": len(vocab) + 2, "vocabulary_size": len(vocab), "missing_index": 0,
-                      "other_index": len(vocab) + 1}
+                      "other_index": len(vocab) + 1, "vocabulary": list(vocab)}
     return frame, cols, spec
 
 
@@ -392,7 +427,8 @@ def _options_and_backend(spark, config) -> tuple[FeatureOptions, TextBackend, in
     return opts, backend, partitions, threads
 
 
-def build_features(spark, tables: Mapping, id_maps: Mapping, config=None) -> dict[str, DataFrame]:
+def build_features(spark, tables: Mapping, id_maps: Mapping, config=None, fitted: Mapping | None = None
+                   ) -> dict[str, DataFrame]:
     """Feature tables of every node type of ``id_maps`` (see the module docstring for the features).
 
     Args:
@@ -405,6 +441,11 @@ def build_features(spark, tables: Mapping, id_maps: Mapping, config=None) -> dic
             fallback), ``text_dim`` (384), ``text_batch_size`` (256), ``image_dim`` (None: inferred),
             ``categorical_vocab_size`` (1000), ``category_levels`` (3), ``text_partitions``,
             ``text_threads``, ``text_device`` ("cpu") with these defaults.
+        fitted: the feature spec of an earlier build (``{node_type: spec}``, e.g. a graph
+            version's ``feature_spec``): numeric stats, vocabularies and image width are taken
+            from it instead of computed, so nodes that arrived later (``graphlake embed-new``)
+            are encoded exactly as that build encoded its nodes. Every type of ``id_maps`` must
+            be in it, and the text backend must be the one it recorded.
 
     Returns:
         ``{node_type: DataFrame}`` with exactly ``FEATURES_SCHEMA``'s columns, one row per id-map
@@ -429,6 +470,8 @@ def build_features(spark, tables: Mapping, id_maps: Mapping, config=None) -> dic
             raise ValueError(f"id_maps[{node_type!r}]: expected columns key, node_id, got {df.columns}")
     inputs = _inputs(spark, tables)
     opts, backend, partitions, threads = _options_and_backend(spark, config)
+    if fitted is not None:
+        _check_fitted(fitted, id_maps, backend)
     frames = _node_frames(inputs, id_maps, opts)
     text_types = [t for t in frames if t in _TEXT_SOURCE]
     embeddings = None
@@ -438,15 +481,34 @@ def build_features(spark, tables: Mapping, id_maps: Mapping, config=None) -> dic
             part = frames[t].select(F.col(_SRC).alias(TEXT_COL))
             texts = part if texts is None else texts.unionByName(part)
         embeddings = _checkpoint(embed_texts(texts, backend, opts.text_batch_size, partitions, threads), eager=True)
-    image_dim = _image_dim(inputs["items"], opts.image_dim) if G.ITEM in frames else None
-    return {t: _assemble(spark, t, frame, opts, backend, embeddings, image_dim) for t, frame in frames.items()}
+    if fitted is not None:
+        image_dim = (fitted[G.ITEM].get("image") or {}).get("dim") or None if G.ITEM in frames else None
+    else:
+        image_dim = _image_dim(inputs["items"], opts.image_dim) if G.ITEM in frames else None
+    return {t: _assemble(spark, t, frame, opts, backend, embeddings, image_dim, (fitted or {}).get(t))
+            for t, frame in frames.items()}
 
 
-def _assemble(spark, node_type, frame, opts, backend, embeddings, image_dim) -> DataFrame:
+def _check_fitted(fitted, id_maps: Mapping, backend: TextBackend) -> None:
+    if not isinstance(fitted, Mapping):
+        raise TypeError(f"fitted: expected a mapping node type -> feature spec, got {type(fitted).__name__}")
+    missing = sorted(set(id_maps) - set(fitted))
+    if missing:
+        raise ValueError(f"fitted: no feature spec for node types {missing} (it has {sorted(fitted)})")
+    for t in id_maps:
+        text = fitted[t].get("text") or {}
+        if text.get("dim") and (text.get("backend"), text.get("model")) != (backend.kind, backend.model):
+            raise ValueError(f"fitted: {t} text features were made by {text.get('backend')}/{text.get('model')}, "
+                             f"this environment resolves {backend.kind}/{backend.model}: install the same text "
+                             "model package (or set text_model to match) so new nodes are encoded alike")
+
+
+def _assemble(spark, node_type, frame, opts, backend, embeddings, image_dim, fitted=None) -> DataFrame:
     specs = _NUMERIC.get(node_type, [])
-    values, flags, stats = _numeric(frame, specs)
+    values, flags, stats = _numeric(frame, specs, None if fitted is None else fitted["numeric"]["stats"])
     frame, cat_cols, cat_spec = _categorical(spark, frame, _categorical_names(node_type, opts),
-                                             opts.categorical_vocab_size)
+                                             opts.categorical_vocab_size,
+                                             None if fitted is None else fitted["categorical"]["columns"])
     text, text_dim = F.lit(None).cast("array<float>"), 0
     if node_type in _TEXT_SOURCE:
         emb = embeddings.select(F.col(TEXT_COL).alias("_emb_text"), F.col(EMBEDDING_COL).alias("_emb"))
