@@ -200,7 +200,8 @@ def write_bundle(out_dir: str, vectors_src: str, keys_df, meta: dict, with_index
         out = np.lib.format.open_memmap(os.path.join(tmp, A.VECTORS_FILE), mode="w+", dtype=np.float32,
                                         shape=(n, src.shape[1]))
         for lo in range(0, src.shape[0], _BLOCK):
-            out[lo:lo + _BLOCK] = src[lo:lo + _BLOCK]
+            hi = min(lo + _BLOCK, src.shape[0])  # out has the extra rows after src's
+            out[lo:hi] = src[lo:hi]
         out[src.shape[0]:] = extra
         out.flush()
         keys_df.select(A.KEY, A.NODE_ID).write.mode("error").parquet(os.path.join(tmp, A.KEYS_FILE))
