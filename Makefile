@@ -7,7 +7,7 @@ BASE   := $(VENV)/.base-$(HASH)
 STAMP  := $(VENV)/.installed-$(HASH)
 LAKE   ?= ./lakehouse
 
-.PHONY: install install-base demo test bench clean
+.PHONY: install install-base demo test cluster-test bench clean
 
 # what the pipeline needs (the demo): no test tools, no Airflow, no Horovod build
 $(BASE): pyproject.toml training/distributed/build_horovod.sh
@@ -34,6 +34,11 @@ demo: install-base
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# the full cluster checks (graphlake.cluster: a standalone master + 2 workers on 127.0.0.1): a worker
+# SIGKILLed during graph build, training through horovod.spark.run / TorchDistributor, a killed rank
+cluster-test: install
+	OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest -m cluster_full tests/test_cluster_full.py $(PYTEST_ARGS)
 
 bench: install
 	$(PY) bench/etl.py

@@ -81,3 +81,19 @@ def demo_run(spark, tmp_path_factory):
         assert cli.main(["demo", "--lake", lake_dir, "--raw", str(root / "raw"), "--events", "4000", "--json"]) == 0
     text = out.getvalue()
     return lake_dir, json.loads(text.strip().splitlines()[-1]), text
+
+
+@pytest.fixture(scope="session")
+def local_cluster(tmp_path_factory):
+    """A Spark standalone master + 2 one-core workers on 127.0.0.1 (:mod:`graphlake.cluster`),
+    stopped by PID at the end of the session, also when a test fails."""
+    from graphlake.cluster import LocalCluster
+
+    cluster = LocalCluster(str(tmp_path_factory.mktemp("cluster")), workers=2, cores=1, memory="1g")
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        left = cluster.process_group_pids()
+        assert not left, f"cluster processes left running after stop(): {left}"
