@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from graphlake import lake
-from graphlake.cluster import LocalCluster, free_port, running_tasks
+from graphlake.cluster import LocalCluster, free_port, log_tail, running_tasks
 from tests.test_cluster import (GRAPH_CONFIG, assert_same_lakes, assert_same_summaries, assert_same_tables,
                                 json_lines, lake_tables, pipeline_steps, run_driver, run_in_process)
 from tests.test_distributed import require_horovod
@@ -79,7 +79,7 @@ def _assert_no_partial_versions(actual_dir: str, expected_dir: str, names: list[
         assert lake.cleanup(a, older_than_s=0, dry_run=True) == [], f"{name}: uncommitted files left"
 
 
-@pytest.mark.timeout(1500)
+@pytest.mark.timeout(3000)
 def test_worker_killed_during_graph_build(spark, local_lake, tmp_path):
     """One of the two workers (with its executor and Python workers) is SIGKILLed while a stage of
     ``graph build`` runs: Spark reruns the lost tasks on the other worker, the build commits, and
@@ -98,7 +98,13 @@ def test_worker_killed_during_graph_build(spark, local_lake, tmp_path):
         try:
             worker, state = _kill_when_busy(cluster, proc, f"http://127.0.0.1:{ui_port}", min_jobs=3,
                                             timeout_s=600)
-            out = proc.communicate(timeout=1200)[0]
+            try:
+                out = proc.communicate(timeout=1800)[0]
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                pytest.fail(f"graph build did not finish within 1800 s after worker {worker} was killed "
+                            f"({state}); output:\n{proc.communicate()[0][-3000:]}\nmaster log "
+                            f"{cluster.log_path('master')}:\n{log_tail(cluster.log_path('master'))}")
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -192,3 +198,16 @@ def test_killed_rank_on_cluster_fails_clearly_and_resume_completes(planted, loca
     summary = json_lines(resumed.stdout)[-1]
     assert summary["workers"] == 2 and summary["steps"] > 0
     assert len(local_cluster.alive_workers()) == 2
+
+
+@pytest.mark.timeout(300)
+def test_worker_that_cannot_start_names_master_and_log(tmp_path):
+    """A worker that exits at start (an invalid --memory): ClusterError with the master URL, the
+    worker's log file and its last lines; the master that did start is stopped."""
+    from graphlake.cluster import ClusterError
+
+    cluster = LocalCluster(str(tmp_path), workers=1, memory="lots", register_timeout_s=120)
+    with pytest.raises(ClusterError, match=r"worker-0 of spark://127\.0\.0\.1:\d+ exited with code") as info:
+        cluster.start()
+    assert os.path.join(str(tmp_path), "logs", "worker-0.log") in str(info.value)
+    assert cluster.process_group_pids() == []
