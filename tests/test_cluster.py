@@ -31,6 +31,11 @@ GRAPH_CONFIG = {"graph": {"text_model": "hashing", "text_dim": 16}}
 RUN_TABLES = ("meta/etl_runs", "graph/manifest")
 # columns that hold the wall-clock time of the run that wrote the row (etl.schema.INGESTED_AT)
 RUN_COLUMNS = ("ingested_at",)
+# columns naming the raw file a row came from: compared relative to the raw folder
+PATH_COLUMNS = ("source_file",)
+# float aggregates (PageRank, weights) are sums whose order depends on how tasks ran: equal to
+# this many decimals (bench/cluster.py measured last-bit differences in graph/node_stats_*)
+FLOAT_DECIMALS = 9
 
 # runs several CLI commands in ONE driver process (one Spark application, one JVM start): argv is
 # a JSON list of argument lists; every command prints its --json summary line
@@ -105,9 +110,27 @@ def assert_same_tables(spark, actual_dir: str, expected_dir: str, names) -> None
             assert a.count() == b.count(), name
             continue
         try:
-            assert_same_rows(a.drop(*RUN_COLUMNS), b.drop(*RUN_COLUMNS))
+            assert_same_rows(comparable(a), comparable(b))
         except AssertionError as exc:
             raise AssertionError(f"table {name} differs: {exc}") from None
+
+
+def comparable(df):
+    """``df`` without run metadata: no RUN_COLUMNS, raw paths relative to the raw folder, floats
+    rounded to FLOAT_DECIMALS."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import DoubleType, FloatType
+
+    df = df.drop(*RUN_COLUMNS)
+    cols = []
+    for field in df.schema.fields:
+        col = F.col(field.name)
+        if field.name in PATH_COLUMNS:
+            col = F.regexp_replace(col, r"^.*/raw/", "")
+        elif isinstance(field.dataType, (DoubleType, FloatType)):
+            col = F.round(col, FLOAT_DECIMALS)
+        cols.append(col.alias(field.name))
+    return df.select(cols)
 
 
 def assert_same_lakes(spark, actual_dir: str, expected_dir: str) -> list[str]:
