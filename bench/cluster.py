@@ -139,10 +139,9 @@ def main(argv=None) -> dict:
     local = build("local", {"GRAPHLAKE_SPARK_MASTER": "local[2]"})
     result = {"bench": "cluster", "cores": os.cpu_count(), "events": local["events"], "generated": args.events,
               "text_model": args.text_model, "prepare_s": prep["prepare_s"], "edges": local["edges"]}
+    t0 = time.time()
     with LocalCluster(os.path.join(args.work, "daemons"), workers=2, cores=1, memory=args.worker_memory) as cluster:
-        t0 = time.time()
-        cluster.wait_for_workers(2, 60)
-        result["cluster_start_s"] = round(time.time() - t0, 1)
+        result["cluster_start_s"] = round(time.time() - t0, 1)  # until both workers are registered
         clustered = build("cluster", _cluster_env(cluster))
         if not args.no_horovod:
             result["horovodrun_s"] = _child(["--horovod", ""])["seconds"]
