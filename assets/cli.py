@@ -1,8 +1,9 @@
-"""CLI verbs of the asset layer: ``publish``, ``assets list|show|gate|promote|rollback|retire|vacuum|history``
-and ``sql`` (added to ``graphlake``'s parser by :func:`add_commands`).
+"""CLI verbs of the asset layer: ``publish``, ``embed-new``,
+``assets list|show|gate|promote|rollback|retire|vacuum|history`` and ``sql`` (added to ``graphlake``'s parser by :func:`add_commands`).
 
 Examples:
     graphlake publish --lake lakehouse [--run-id RUN] [--node-types user,item,shop] [--promote]
+    graphlake embed-new --lake lakehouse [--version production|latest|N] [--node-types user,item] [--promote]
     graphlake assets list --lake lakehouse
     graphlake assets gate --lake lakehouse --asset item_embeddings --version 2 [--config assets.yaml]
     graphlake assets promote --lake lakehouse --asset item_embeddings --version 2 [--config assets.yaml]
@@ -29,20 +30,43 @@ def _asset_line(r: dict) -> str:
             f"rows={r['row_count']} dim={r['dim']} {metrics}  {when}  {r['note'] or ''}")
 
 
-def cmd_publish(args, spark, emit) -> dict:
-    from assets.publish import publish
+def _node_types(arg: str | None) -> list[str] | None:
+    return [t.strip() for t in arg.split(",") if t.strip()] if arg else None
 
-    types = [t.strip() for t in args.node_types.split(",") if t.strip()] if args.node_types else None
-    summary = publish(spark, args.lake, run_id=args.run_id, node_types=types, config=_config(args.config),
-                      promote=args.promote)
-    lines = [f"published run {summary['run_id']} (graph version {summary['graph_version']}) in {summary['seconds']} s"]
+
+def _emit_versions(emit, summary: dict, head: str, line) -> dict:
+    lines = [head]
     for asset, r in summary["assets"].items():
-        lines.append(f"  {asset:<18} v{r['version']}: {r['rows']:,} rows x {r['dim']}  status {r['status']}"
-                     f"  index {r['index'] or '-'}  files {r['files']}")
+        lines.append(line(asset, r))
         if r.get("gate"):
             lines.append("    " + r["gate"].replace("\n", "\n    "))
     emit(summary, "\n".join(lines))
     return summary
+
+
+def cmd_publish(args, spark, emit) -> dict:
+    from assets.publish import publish
+
+    summary = publish(spark, args.lake, run_id=args.run_id, node_types=_node_types(args.node_types),
+                      config=_config(args.config), promote=args.promote)
+    return _emit_versions(
+        emit, summary, f"published run {summary['run_id']} (graph version {summary['graph_version']}) in "
+                       f"{summary['seconds']} s",
+        lambda asset, r: f"  {asset:<18} v{r['version']}: {r['rows']:,} rows x {r['dim']}  status {r['status']}"
+                         f"  index {r['index'] or '-'}  files {r['files']}")
+
+
+def cmd_embed_new(args, spark, emit) -> dict:
+    from assets.embed_new import embed_new
+
+    summary = embed_new(spark, args.lake, version=_version_arg(args.version), node_types=_node_types(args.node_types),
+                        config=_config(args.config), max_new_nodes=args.max_new_nodes, promote=args.promote)
+    return _emit_versions(
+        emit, summary, f"embedded {summary['new_nodes']} new nodes after graph version {summary['graph_version']} "
+                       f"with run {summary['run_id']} ({sum(summary['new_edges'].values()):,} new edges) in "
+                       f"{summary['seconds']} s",
+        lambda asset, r: f"  {asset:<18} v{r['version']} (from v{r['base_version']}): {r['rows']:,} rows, "
+                         f"{r['new_rows']:,} inductive  status {r['status']}  files {r['files']}")
 
 
 def cmd_assets(args, spark, emit) -> dict:
@@ -117,6 +141,16 @@ def add_commands(sub, common, wrap) -> None:
     p.set_defaults(func=wrap(cmd_publish))
     p.add_argument("--run-id", dest="run_id", default=None, help="default: the newest finished run")
     p.add_argument("--node-types", dest="node_types", default=None, help="comma list (default: the run's)")
+    p.add_argument("--promote", action="store_true", help="gate and promote the new versions")
+    p.add_argument("--config", help="YAML with gate / index options (top-level or under `assets:`)")
+
+    p = sub.add_parser("embed-new", help="embed users/items that arrived after the graph version (no retraining) "
+                       "into new asset versions", parents=[common])
+    p.set_defaults(func=wrap(cmd_embed_new))
+    p.add_argument("--version", default="production", help="source asset versions: production (default), latest or N")
+    p.add_argument("--node-types", dest="node_types", default=None, help="comma list (default: user,item)")
+    p.add_argument("--max-new-nodes", dest="max_new_nodes", type=int, default=1_000_000,
+                   help="refuse when more nodes than this arrived (rebuild and retrain instead)")
     p.add_argument("--promote", action="store_true", help="gate and promote the new versions")
     p.add_argument("--config", help="YAML with gate / index options (top-level or under `assets:`)")
 

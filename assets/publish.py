@@ -151,19 +151,27 @@ def publish(spark, lake_dir: str, run_id: str | None = None, node_types=None, co
     _register(spark, lake_dir, results)
     summary = {"run_id": run_id, "graph_version": spec["graph_version"], "assets": results}
     if promote:
-        from assets.lifecycle import GateFailedError, promote as promote_version
-
-        for asset, res in results.items():
-            try:
-                promote_version(spark, lake_dir, asset, res["version"], config, build_docs=build_docs)
-                res["status"] = A.PRODUCTION
-            except GateFailedError as exc:
-                res["gate"] = str(exc)
+        promote_results(spark, lake_dir, results, config, build_docs)
     summary["seconds"] = round(time.time() - started, 1)
     return summary
 
 
-def _claim(spark, lake_dir, run_id, spec, node_types, metrics) -> dict:
+def promote_results(spark, lake_dir: str, results: dict, config: AssetConfig, build_docs: bool = True) -> None:
+    """Gate and promote each new version of ``results`` ({asset: {"version", ...}}, updated in place:
+    ``status`` production, or ``gate`` = why the gate failed; production then stays as it was)."""
+    from assets.lifecycle import GateFailedError, promote as promote_version
+
+    for asset, res in results.items():
+        try:
+            promote_version(spark, lake_dir, asset, res["version"], config, build_docs=build_docs)
+            res["status"] = A.PRODUCTION
+        except GateFailedError as exc:
+            res["gate"] = str(exc)
+
+
+def _claim(spark, lake_dir, run_id, spec, node_types, metrics, base_versions: dict | None = None) -> dict:
+    """One registry commit of a ``pending`` row per node type's asset (``base_versions``: {asset:
+    the version it extends}, for embed-new); :class:`PublishConflictError` when another change won."""
     rows, read_version = read_registry(lake_dir)
     claimed, stamp, code = {}, now(), code_version()
     new_rows = list(rows)
@@ -174,7 +182,8 @@ def _claim(spark, lake_dir, run_id, spec, node_types, metrics) -> dict:
         new_rows.append({"asset": asset, "version": version, "node_type": t, "graph_version": spec["graph_version"],
                          "run_id": run_id, "config_hash": spec["config_hash"], "code_version": code, "metrics": metrics,
                          "status": A.PENDING, "note": f"publish of run {run_id} in progress", "created_at": stamp,
-                         "updated_at": stamp, "vacuumed": False})
+                         "updated_at": stamp, "vacuumed": False,
+                         **({"base_version": base_versions[asset]} if base_versions and asset in base_versions else {})})
     label = ",".join(f"{a} v{v}" for a, v in claimed.values())
     try:
         commit_registry(spark, lake_dir, new_rows, read_version, "publish-claim", label, None)
@@ -212,13 +221,13 @@ def _publish_one(spark, lake_dir, run_id, node_type, asset, version, vectors_pat
             "files": out, "index": meta["index"], "status": A.CANDIDATE}
 
 
-def _register(spark, lake_dir, results: dict) -> None:
+def _register(spark, lake_dir, results: dict, notes: dict | None = None) -> None:
     def change(rows):
         for r in rows:
             res = results.get(r["asset"])
             if res and r["version"] == res["version"]:
                 r.update(status=A.CANDIDATE, row_count=res["rows"], dim=res["dim"], table_version=res["table_version"],
-                         files=res["files"], note="published", updated_at=now())
+                         files=res["files"], note=(notes or {}).get(r["asset"], "published"), updated_at=now())
         return rows
 
     label = ",".join(f"{a} v{r['version']}" for a, r in results.items())

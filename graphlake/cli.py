@@ -14,6 +14,7 @@ Examples:
     graphlake train --lake lakehouse --warm-start latest      (incremental, after a graph rebuild)
     graphlake evaluate --lake lakehouse [--run-id RUN] [--k 20] [--test-file test.txt]
     graphlake publish --lake lakehouse [--run-id RUN] [--promote]
+    graphlake embed-new --lake lakehouse [--version production] [--promote]   (cold start, no retraining)
     graphlake assets list|show|promote|rollback|retire|vacuum|history --lake lakehouse ...
     graphlake sql --lake lakehouse "SELECT gl_recommend('u1', 10)"
     graphlake lake history clean/events --lake lakehouse

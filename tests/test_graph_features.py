@@ -266,3 +266,23 @@ def test_real_model_text(model_feats):
     assert knife @ v[3] > knife @ v[0] + 0.2
     spec = feature_spec(model_feats)[G.ITEM]["text"]
     assert (spec["backend"], spec["dim"], spec["fallback"]) == ("sentence_transformers", 384, False)
+
+
+def test_fitted_spec_encodes_later_nodes_like_the_build(spark, tables, id_maps, feats):
+    spec = feature_spec(feats)
+    assert spec[G.USER]["categorical"]["columns"]["gender"]["vocabulary"] == ["F", "M"]
+    # u2 again (its data unchanged) and u5, who has no data at all, in a frame of their own
+    later = spark.createDataFrame([("u2", 0, 1), ("u5", 1, 1)], G.ID_MAP_SCHEMA)
+    got = _rows(build_features(spark, tables, {G.USER: later}, HASHING, fitted=spec)[G.USER])
+    u2 = _rows(feats[G.USER])[1]
+    for col in (G.NUMERIC, G.NUMERIC_MISSING, G.CATEGORICAL):
+        assert got[0][col] == u2[col], col  # the build's stats, not this frame's
+    # u5: age imputed with the build's median (30 -> 0.0 after (x - 30) / 10), zero counts, all missing
+    assert got[1][G.NUMERIC][0] == pytest.approx(0.0, abs=1e-6) and got[1][G.NUMERIC_MISSING][0] is True
+    assert got[1][G.CATEGORICAL] == [0, 0]
+    with pytest.raises(ValueError, match=r"fitted: no feature spec for node types \['user'\]"):
+        build_features(spark, tables, {G.USER: later}, HASHING, fitted={G.ITEM: spec[G.ITEM]})
+    old = {**spec[G.USER], "categorical": {**spec[G.USER]["categorical"], "columns": {
+        n: {k: v for k, v in c.items() if k != "vocabulary"} for n, c in spec[G.USER]["categorical"]["columns"].items()}}}
+    with pytest.raises(ValueError, match=r"fitted: categorical feature 'gender' has no recorded vocabulary"):
+        build_features(spark, tables, {G.USER: later}, HASHING, fitted={G.USER: old})

@@ -1,0 +1,367 @@
+"""``graphlake embed-new``: embeddings of users and items that appeared after the graph version of
+a published asset, without retraining, appended to a new asset version.
+
+Steps (a thin job over the lake; every transform is the graph build's own):
+
+1. **source**: the asset versions to extend (``production`` by default) -> their training run,
+   its graph version (manifest: id maps, feature spec, config, decay reference time) and the
+   node / edge types the run modelled.
+2. **new nodes** (Spark): the keys of the current clean tables
+   (:func:`graph_build.nodes.node_keys`) that the graph version's id maps lack get provisional
+   ids after the graph's (:func:`graph_build.ids.new_ids_by_type`, ascending key order; nothing
+   is written to the id maps: the next graph build assigns the real ids). New shops, brands and
+   categories are new nodes too when the run modelled their type, so a new item can hang off a
+   new shop.
+3. **features** (Spark): :func:`graph_build.features.build_features` with ``fitted`` = the graph
+   version's feature spec, so new nodes are standardised with the build's means/stds/medians
+   and indexed with its vocabularies (a value outside them is "other"), text embedded by the
+   same model.
+4. **edges** (Spark): the build's edge transforms (behaviour edges with the graph's weights and
+   decay reference, ``belongs_to``, ``child_of``, ``follows``, ``searched``) over the events and
+   catalogue rows that involve a new node, kept when an endpoint is new and the run trains on
+   the edge type. Derived item-item edges (co-view, co-purchase) are not made for new items:
+   their per-item top-k needs the whole graph; the next build adds them.
+5. **embed**: :func:`training.inductive.embed_new_nodes` on the run's checkpoint (messages flow
+   from the existing graph into new nodes, never back, so every existing embedding stays valid).
+   The new nodes' features and edges are brought to this process for it: a bounded set
+   (``max_new_nodes``, default 1M, is checked with a Spark count before anything is collected;
+   above it, rebuild the graph and retrain instead).
+6. **publish**: per asset a new version = the source version's trained rows + one
+   ``origin = inductive`` row per new node (``node_id`` = the provisional id), its files (the
+   item index rebuilt over all rows) and a registry row ``candidate`` with ``base_version`` =
+   the source version, the run's metrics and a note; claimed, written and registered exactly as
+   :func:`assets.publish.publish` does (a concurrent publish gets a conflict, a failure marks the
+   row failed). Gate and promote it like any version.
+
+Re-running embed-new on a version it made recomputes every post-graph node from the current
+clean tables (their histories grew), so versions never stack stale inductive rows.
+
+Example:
+    >>> summary = embed_new(spark, "lakehouse")                 # extend the production versions
+    >>> summary["new_nodes"], summary["assets"]["item_embeddings"]["version"]
+    ({'item': 12, 'user': 40}, 3)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from datetime import datetime
+from functools import reduce
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from assets import schema as A
+from assets.bundle import bundle_dir, write_bundle
+from assets.config import AssetConfig
+from assets.registry import AssetError, read_registry, resolve
+from graph_build import schema as G
+from graphlake import lake, tables
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_NEW_NODES = 1_000_000
+_NEW = "_gl_new"
+_EDGE_TYPE = "_gl_edge_type"
+
+
+def embed_new(spark, lake_dir: str, version="production", node_types=None, config: AssetConfig | None = None,
+              max_new_nodes: int = DEFAULT_MAX_NEW_NODES, promote: bool = False, build_docs: bool = True) -> dict:
+    """Embed the nodes that arrived after the graph version of ``version`` and publish them.
+
+    Args:
+        spark: SparkSession.
+        lake_dir: lake root.
+        version: the source asset versions: ``"production"`` (default), ``"latest"`` or an int
+            (the same number for every asset; they must all come from one training run).
+        node_types: the assets to extend, by node type (default: the published ``user`` and
+            ``item`` assets).
+        config: :class:`AssetConfig` (index options of the new item index).
+        max_new_nodes: refuse (before collecting anything) when more new nodes than this arrived.
+        promote: run the quality gate on the new versions and promote those that pass.
+        build_docs: write the gate's Great Expectations Data Docs.
+
+    Returns:
+        ``{"run_id", "graph_version", "source_versions" {asset: N}, "new_nodes" {type: n},
+        "new_edges" {edge type: n}, "assets": {asset: {"version", "rows", "new_rows",
+        "base_version", "dim", "table_version", "files", "index", "status"[, "gate"]}}, "seconds"}``.
+
+    Raises:
+        AssetError: nothing new arrived, too many new nodes, the sources come from different
+            runs, or the graph version lacks what re-encoding needs (its recorded vocabularies).
+        PublishConflictError: another publish changed the registry first; nothing was written.
+    """
+    from assets.publish import _run
+
+    started = time.time()
+    config = config or AssetConfig()
+    if not isinstance(config, AssetConfig):
+        raise TypeError(f"config: expected AssetConfig, got {type(config).__name__}")
+    if isinstance(max_new_nodes, bool) or not isinstance(max_new_nodes, int) or max_new_nodes < 1:
+        raise ValueError(f"max_new_nodes: expected an int >= 1, got {max_new_nodes!r}")
+    sources = _sources(lake_dir, version, node_types)
+    run_ids = sorted({r["run_id"] for r in sources.values()})
+    if len(run_ids) != 1:
+        raise AssetError(f"version: the assets {sorted(sources)} at {version!r} come from different training runs "
+                         f"{run_ids}; pass node_types of one run or an explicit version")
+    run_id, run_dir, spec = _run(spark, lake_dir, run_ids[0])
+    ctx = _context(spark, lake_dir, spec)
+    fresh, counts = _new_ids(spark, lake_dir, ctx, max_new_nodes)
+    wanted = {r["node_type"] for r in sources.values()}
+    if not any(counts.get(t) for t in wanted):
+        raise AssetError(f"lake: no new {sorted(wanted)} keys in the clean tables since graph version "
+                         f"{ctx['graph']['graph_version']} (run {run_id}); nothing to embed")
+    log.info("embed-new: new nodes %s (%.1f s)", {t: n for t, n in counts.items() if n}, time.time() - started)
+    new_nodes = _features(spark, ctx, fresh, counts)
+    log.info("embed-new: features (%.1f s)", time.time() - started)
+    new_edges = _edges(spark, ctx, fresh, counts)
+    log.info("embed-new: edges (%.1f s)", time.time() - started)
+    from training.inductive import embed_new_nodes
+
+    emb = embed_new_nodes(run_dir, new_nodes, {e: v for e, v in new_edges.items() if len(v[0])})
+    log.info("embed-new: embedded (%.1f s)", time.time() - started)
+    summary = {"run_id": run_id, "graph_version": spec["graph_version"],
+               "source_versions": {a: int(r["version"]) for a, r in sorted(sources.items())},
+               "new_nodes": {t: int(n) for t, n in sorted(counts.items()) if n},
+               "new_edges": {e: int(len(v[0])) for e, v in sorted(new_edges.items())}}
+    bases = {t: int(ctx["graph"]["node_counts"][t]) for t in fresh}
+    summary["assets"] = _publish(spark, lake_dir, run_id, run_dir, spec, sources, fresh, bases, emb, config)
+    if promote:
+        from assets.publish import promote_results
+
+        promote_results(spark, lake_dir, summary["assets"], config, build_docs)
+    summary["seconds"] = round(time.time() - started, 1)
+    return summary
+
+
+# ---------------------------------------------------------------- 1. source
+def _sources(lake_dir: str, version, node_types) -> dict[str, dict]:
+    rows, _ = read_registry(lake_dir)
+    published = sorted({r["node_type"] for r in rows})
+    if node_types is None:
+        node_types = [t for t in (G.USER, G.ITEM) if t in published]
+        if not node_types:
+            raise AssetError(f"lake: no user or item embeddings are published under {lake_dir!r} "
+                             "(run `graphlake publish` first)")
+    if isinstance(node_types, str) or not node_types:
+        raise ValueError(f"node_types: expected a non-empty list of node types, got {node_types!r}")
+    return {A.asset_name(t): resolve(rows, A.asset_name(t), version) for t in node_types}
+
+
+def _context(spark, lake_dir: str, spec: dict) -> dict:
+    from graph_build.config import GraphConfig
+    from graph_build.edges import to_micros
+    from graph_build.job import _read_inputs
+    from graph_build.manifest import load_graph_version
+    from graph_build.snapshot import open_snapshot
+    from graphlake.config import load_config
+    from training.config import TrainConfig
+    from training.trainer import resolve_targets, run_edge_types, trained_node_types
+
+    graph = load_graph_version(spark, lake_dir, spec["graph_version"])
+    snapshot = open_snapshot(spec["snapshot"])
+    train_config = load_config(TrainConfig, spec["config"])
+    edge_types = run_edge_types(snapshot, train_config, resolve_targets(snapshot, train_config))
+    reference = graph["reference_ts"]
+    _, frames = _read_inputs(spark, lake_dir)
+    return {"graph": graph, "snapshot": snapshot, "config": load_config(GraphConfig, graph["config"]),
+            "edge_types": edge_types, "node_types": trained_node_types(edge_types), "frames": frames,
+            "reference_us": None if reference is None else to_micros(
+                datetime.strptime(reference, "%Y-%m-%dT%H:%M:%S.%fZ"))}
+
+
+# ---------------------------------------------------------------- 2. new nodes
+def _new_ids(spark, lake_dir: str, ctx: dict, max_new_nodes: int) -> tuple[dict, dict]:
+    from graph_build.ids import new_ids_by_type
+    from graph_build.manifest import read_graph_table
+    from graph_build.nodes import node_keys
+
+    graph, frames = ctx["graph"], ctx["frames"]
+    keys = node_keys(frames[tables.CLEAN_EVENTS], frames[tables.CLEAN_ITEMS], frames[tables.CLEAN_USERS],
+                     ctx["config"])
+    types = [t for t in ctx["node_types"] if t in keys]
+    existing = {t: read_graph_table(spark, graph, tables.id_map(t)) for t in types}
+    bases = {t: int(graph["node_counts"][t]) for t in types}
+    fresh, counts = new_ids_by_type(existing, {t: keys[t] for t in types}, graph["graph_version"] + 1, bases=bases)
+    total = sum(counts.values())
+    if total > max_new_nodes:
+        raise AssetError(f"max_new_nodes: {total} nodes arrived after graph version {graph['graph_version']} "
+                         f"({ {t: n for t, n in counts.items() if n} }), more than {max_new_nodes}: build a new "
+                         "graph version and retrain (or raise max_new_nodes)")
+    return fresh, counts
+
+
+def _full_map(spark, ctx: dict, fresh: dict, node_type: str) -> DataFrame | None:
+    from graph_build.manifest import read_graph_table
+
+    if node_type not in fresh:
+        return None
+    old = read_graph_table(spark, ctx["graph"], tables.id_map(node_type)).select(G.KEY, G.NODE_ID)
+    return old.unionByName(fresh[node_type].select(G.KEY, G.NODE_ID))
+
+
+# ---------------------------------------------------------------- 3. features
+def _features(spark, ctx: dict, fresh: dict, counts: dict) -> dict:
+    from graph_build.features import build_features
+
+    types = [t for t in sorted(fresh) if counts.get(t)]
+    snapshot, frames = ctx["snapshot"], ctx["frames"]
+    inputs = {"events": frames[tables.CLEAN_EVENTS], "items": frames[tables.CLEAN_ITEMS],
+              "users": frames[tables.CLEAN_USERS]}
+    try:
+        built = build_features(spark, inputs, {t: fresh[t] for t in types}, ctx["config"],
+                               fitted=ctx["graph"]["feature_spec"])
+    except ValueError as exc:
+        raise AssetError(f"graph version {ctx['graph']['graph_version']}: new nodes cannot be encoded like its "
+                         f"nodes: {exc}") from exc
+    out = {}
+    for t in types:
+        names = [n for n in snapshot.feature_names(t) if n in built[t].columns]
+        pdf = built[t].select(G.NODE_ID, *names).orderBy(G.NODE_ID).toPandas()  # bounded: max_new_nodes
+        base = int(ctx["graph"]["node_counts"][t])
+        if not np.array_equal(pdf[G.NODE_ID].to_numpy(), np.arange(base, base + counts[t])):
+            raise AssetError(f"{t}: new node ids are not contiguous from {base} (id assignment changed?)")
+        feats = {}
+        for n in names:
+            like = snapshot.features(t, n)
+            width = like.shape[1] if like.ndim == 2 else 1
+            if width == 0:  # e.g. no image vectors in the catalogue: the column is NULL
+                mat = np.zeros((len(pdf), 0), like.dtype)
+            elif isinstance(built[t].schema[n].dataType, T.ArrayType):
+                mat = np.stack([np.asarray(v, like.dtype) for v in pdf[n]])
+            else:
+                mat = pdf[n].to_numpy().astype(like.dtype).reshape(-1, 1)
+            feats[n] = mat.reshape(len(pdf), width)
+        out[t] = {"count": int(counts[t]), "features": feats}
+    return out
+
+
+# ---------------------------------------------------------------- 4. edges
+def _touching(df: DataFrame, column: str, fresh: DataFrame | None) -> DataFrame:
+    """``df`` rows whose ``column`` is a new key (a column flag, for an OR across columns)."""
+    if fresh is None:
+        return df.withColumn(f"{_NEW}_{column}", F.lit(False))
+    keys = fresh.select(F.col(G.KEY).alias(f"{_NEW}_k_{column}"), F.lit(True).alias(f"{_NEW}_{column}"))
+    joined = df.join(keys, F.trim(F.col(column)) == F.col(f"{_NEW}_k_{column}"), "left").drop(f"{_NEW}_k_{column}")
+    return joined.withColumn(f"{_NEW}_{column}", F.coalesce(F.col(f"{_NEW}_{column}"), F.lit(False)))
+
+
+def _edges(spark, ctx: dict, fresh: dict, counts: dict) -> dict:
+    from etl import schema as S
+    from graph_build.edges import (behaviour_edges, belongs_to_edges, child_of_edges, follows_edges,
+                                   searched_edges)
+    from graph_build.nodes import normalise_query
+
+    frames, config, ref = ctx["frames"], ctx["config"], ctx["reference_us"]
+    events, items, users = frames[tables.CLEAN_EVENTS], frames[tables.CLEAN_ITEMS], frames[tables.CLEAN_USERS]
+    maps = {t: _full_map(spark, ctx, fresh, t) for t in fresh}
+    bases = {t: int(ctx["graph"]["node_counts"][t]) for t in fresh}
+    wanted = set(ctx["edge_types"])
+    made: dict[str, DataFrame] = {}
+
+    def new_rows(df: DataFrame, *columns: str) -> DataFrame:
+        for c in columns:
+            df = _touching(df, c, fresh.get({S.USER_ID: G.USER, S.ITEM_ID: G.ITEM}.get(c, c)))
+        cond = F.lit(False)
+        for c in columns:
+            cond = cond | F.col(f"{_NEW}_{c}")
+        return df.filter(cond).drop(*[f"{_NEW}_{c}" for c in columns])
+
+    if G.USER in maps and G.ITEM in maps:
+        ev = new_rows(events, S.USER_ID, S.ITEM_ID)
+        behaviour = behaviour_edges(ev, maps[G.USER], maps[G.ITEM], config, ref)
+        for rel in config.behaviour_weights:
+            name = G.edge_type_name(G.USER, rel, G.ITEM)
+            if name in wanted:
+                made[name] = behaviour.filter(F.col(G.RELATION) == rel).drop(G.RELATION)
+    for target in (G.SHOP, G.BRAND, G.CATEGORY):
+        name = G.edge_type_name(G.ITEM, G.BELONGS_TO, target)
+        if name in wanted and G.ITEM in maps and target in maps:
+            made[name] = belongs_to_edges(items, maps[G.ITEM], maps[target], target)
+    name = G.edge_type_name(G.CATEGORY, G.CHILD_OF, G.CATEGORY)
+    if name in wanted and G.CATEGORY in maps:
+        made[name] = child_of_edges(items, maps[G.CATEGORY])
+    name = G.edge_type_name(G.USER, G.FOLLOWS, G.USER)
+    if name in wanted and G.USER in maps:
+        made[name] = follows_edges(users, maps[G.USER])
+    name = G.edge_type_name(G.QUERY, G.SEARCHED, G.ITEM)
+    if name in wanted and G.QUERY in maps and G.ITEM in maps:
+        ev = events.withColumn(S.QUERY, normalise_query(F.col(S.QUERY)))
+        made[name] = searched_edges(new_rows(ev, S.QUERY, S.ITEM_ID), maps[G.QUERY], maps[G.ITEM], config, ref)
+    parts = []
+    for name, df in sorted(made.items()):
+        src, _, dst = name.split("__")
+        keep = df.filter((F.col(G.SRC_ID) >= bases[src]) | (F.col(G.DST_ID) >= bases[dst]))
+        parts.append(keep.select(F.lit(name).alias(_EDGE_TYPE), G.SRC_ID, G.DST_ID, G.WEIGHT))
+    out = {name: (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)) for name in made}
+    if parts:  # one job for every edge type; new edges only: bounded by the new nodes' degrees
+        pdf = reduce(DataFrame.unionByName, parts).orderBy(_EDGE_TYPE, G.SRC_ID, G.DST_ID).toPandas()
+        for name, grp in pdf.groupby(_EDGE_TYPE, sort=True):
+            out[name] = (grp[G.SRC_ID].to_numpy(np.int64), grp[G.DST_ID].to_numpy(np.int64),
+                         grp[G.WEIGHT].to_numpy(np.float32))
+    return out
+
+
+# ---------------------------------------------------------------- 6. publish
+def _publish(spark, lake_dir, run_id, run_dir, spec, sources, fresh, bases, emb, config) -> dict:
+    from assets.publish import _claim, _item_like, _mark_failed, _register, _score_and_history, asset_table, run_metrics
+    from training.worker import embeddings_path
+
+    score, history = _score_and_history(spec)
+
+    notes = {a: f"embed-new from v{r['version']}: {len(emb.get(r['node_type'], ()))} new nodes of run {run_id}"
+             for a, r in sources.items()}
+    types = [r["node_type"] for r in sources.values()]
+    claimed = _claim(spark, lake_dir, run_id, spec, types, json.dumps(run_metrics(run_dir), sort_keys=True),
+                     base_versions={a: int(r["version"]) for a, r in sources.items()})
+    results = {}
+    try:
+        for node_type, (asset, version) in claimed.items():
+            src = sources[asset]
+            new_keys = fresh.get(node_type)
+            vectors = emb.get(node_type, np.zeros((0, int(src["dim"])), np.float32))
+            source = lake.read_table(spark, asset_table(lake_dir, asset), version=src["table_version"]).filter(
+                (F.col(A.ASSET_VERSION) == src["version"]) & (F.col(A.ORIGIN) == A.ORIGIN_TRAINED))
+            trained = source.select(A.KEY, A.NODE_ID, A.EMBEDDING, A.ORIGIN)
+            parts = [trained]
+            if len(vectors):
+                base = bases[node_type]
+                pdf = pd.DataFrame({A.NODE_ID: np.arange(base, base + len(vectors), dtype=np.int64),
+                                    A.EMBEDDING: list(vectors.astype(np.float32))})
+                new_vecs = spark.createDataFrame(pdf, f"{A.NODE_ID} long, {A.EMBEDDING} array<float>")
+                parts.append(new_keys.select(G.KEY, G.NODE_ID).join(new_vecs, G.NODE_ID)
+                             .select(A.KEY, A.NODE_ID, A.EMBEDDING, F.lit(A.ORIGIN_INDUCTIVE).alias(A.ORIGIN)))
+            df = parts[0] if len(parts) == 1 else parts[0].unionByName(parts[1])
+            df = df.withColumn(A.ASSET_VERSION, F.lit(version).cast("long"))
+            res = lake.write_table(df, asset_table(lake_dir, asset), mode="overwrite", partition_by=[A.ASSET_VERSION],
+                                   replace_partitions={A.ASSET_VERSION: [version]},
+                                   metadata={"graphlake.job": "embed-new", "graphlake.run_id": run_id,
+                                             "graphlake.asset_version": str(version),
+                                             "graphlake.base_version": str(src["version"])})
+            out = bundle_dir(lake_dir, asset, version)
+            if os.path.exists(out):  # left by a killed run of the same (failed) version number
+                shutil.rmtree(out)
+            meta = write_bundle(out, embeddings_path(run_dir, node_type), df.select(A.KEY, A.NODE_ID),
+                                {"graph_version": spec["graph_version"], "run_id": run_id, "snapshot": spec["snapshot"],
+                                 "score": score, "history_edge_types": history,
+                                 "config_hash": spec["config_hash"], "asset": asset, "version": version,
+                                 "node_type": node_type, "base_version": int(src["version"]),
+                                 "inductive_rows": int(len(vectors))},
+                                with_index=node_type in _item_like(spec), config=config, extra_vectors=vectors)
+            if meta["rows"] != res.rows_added:
+                raise AssetError(f"{asset} v{version}: {res.rows_added} table rows but {meta['rows']} vectors")
+            results[asset] = {"version": version, "rows": meta["rows"], "new_rows": int(len(vectors)),
+                              "base_version": int(src["version"]), "dim": meta["dim"], "table_version": res.version,
+                              "files": out, "index": meta["index"], "status": A.CANDIDATE}
+    except BaseException as exc:
+        _mark_failed(spark, lake_dir, claimed, f"embed-new failed: {type(exc).__name__}: {exc}")
+        raise
+    _register(spark, lake_dir, results, notes)
+    return results
