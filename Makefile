@@ -32,8 +32,12 @@ DEMO_EVENTS ?= 1000000
 demo: install-base
 	$(VENV)/bin/graphlake demo --lake $(LAKE) --events $(DEMO_EVENTS)
 
+# 2 pytest-xdist workers (the suite is mostly Spark/JVM latency, not CPU); a file's tests stay on one
+# worker (tests/conftest.py groups them); TEST_WORKERS=0 runs them in this process
+TEST_WORKERS ?= 2
+
 test: install
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup) $(PYTEST_ARGS)
 
 # the full cluster checks (graphlake.cluster: a standalone master + 2 workers on 127.0.0.1): a worker
 # SIGKILLed during graph build, training through horovod.spark.run / TorchDistributor, a killed rank
