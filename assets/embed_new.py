@@ -49,7 +49,6 @@ import logging
 import os
 import shutil
 import time
-from datetime import datetime
 from functools import reduce
 
 import numpy as np
@@ -131,8 +130,7 @@ def embed_new(spark, lake_dir: str, version="production", node_types=None, confi
                "source_versions": {a: int(r["version"]) for a, r in sorted(sources.items())},
                "new_nodes": {t: int(n) for t, n in sorted(counts.items()) if n},
                "new_edges": {e: int(len(v[0])) for e, v in sorted(new_edges.items())}}
-    bases = {t: int(ctx["graph"]["node_counts"][t]) for t in fresh}
-    summary["assets"] = _publish(spark, lake_dir, run_id, run_dir, spec, sources, fresh, bases, emb, config)
+    summary["assets"] = _publish(spark, lake_dir, run_id, run_dir, spec, sources, fresh, ctx["bases"], emb, config)
     if promote:
         from assets.publish import promote_results
 
@@ -157,7 +155,6 @@ def _sources(lake_dir: str, version, node_types) -> dict[str, dict]:
 
 def _context(spark, lake_dir: str, spec: dict) -> dict:
     from graph_build.config import GraphConfig
-    from graph_build.edges import to_micros
     from graph_build.job import _read_inputs
     from graph_build.manifest import load_graph_version
     from graph_build.snapshot import open_snapshot
@@ -169,12 +166,11 @@ def _context(spark, lake_dir: str, spec: dict) -> dict:
     snapshot = open_snapshot(spec["snapshot"])
     train_config = load_config(TrainConfig, spec["config"])
     edge_types = run_edge_types(snapshot, train_config, resolve_targets(snapshot, train_config))
-    reference = graph["reference_ts"]
     _, frames = _read_inputs(spark, lake_dir)
     return {"graph": graph, "snapshot": snapshot, "config": load_config(GraphConfig, graph["config"]),
             "edge_types": edge_types, "node_types": trained_node_types(edge_types), "frames": frames,
-            "reference_us": None if reference is None else to_micros(
-                datetime.strptime(reference, "%Y-%m-%dT%H:%M:%S.%fZ"))}
+            "reference_us": graph["reference_ts_us"],
+            "bases": {t: int(n) for t, n in graph["node_counts"].items()}}  # first provisional id per type
 
 
 # ---------------------------------------------------------------- 2. new nodes
@@ -188,8 +184,8 @@ def _new_ids(spark, lake_dir: str, ctx: dict, max_new_nodes: int) -> tuple[dict,
                      ctx["config"])
     types = [t for t in ctx["node_types"] if t in keys]
     existing = {t: read_graph_table(spark, graph, tables.id_map(t)) for t in types}
-    bases = {t: int(graph["node_counts"][t]) for t in types}
-    fresh, counts = new_ids_by_type(existing, {t: keys[t] for t in types}, graph["graph_version"] + 1, bases=bases)
+    fresh, counts = new_ids_by_type(existing, {t: keys[t] for t in types}, graph["graph_version"] + 1,
+                                    bases={t: ctx["bases"][t] for t in types})
     total = sum(counts.values())
     if total > max_new_nodes:
         raise AssetError(f"max_new_nodes: {total} nodes arrived after graph version {graph['graph_version']} "
@@ -225,7 +221,7 @@ def _features(spark, ctx: dict, fresh: dict, counts: dict) -> dict:
     for t in types:
         names = [n for n in snapshot.feature_names(t) if n in built[t].columns]
         pdf = built[t].select(G.NODE_ID, *names).orderBy(G.NODE_ID).toPandas()  # bounded: max_new_nodes
-        base = int(ctx["graph"]["node_counts"][t])
+        base = ctx["bases"][t]
         if not np.array_equal(pdf[G.NODE_ID].to_numpy(), np.arange(base, base + counts[t])):
             raise AssetError(f"{t}: new node ids are not contiguous from {base} (id assignment changed?)")
         feats = {}
@@ -262,7 +258,7 @@ def _edges(spark, ctx: dict, fresh: dict, counts: dict) -> dict:
     frames, config, ref = ctx["frames"], ctx["config"], ctx["reference_us"]
     events, items, users = frames[tables.CLEAN_EVENTS], frames[tables.CLEAN_ITEMS], frames[tables.CLEAN_USERS]
     maps = {t: _full_map(spark, ctx, fresh, t) for t in fresh}
-    bases = {t: int(ctx["graph"]["node_counts"][t]) for t in fresh}
+    bases = ctx["bases"]
     wanted = set(ctx["edge_types"])
     made: dict[str, DataFrame] = {}
 

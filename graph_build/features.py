@@ -288,8 +288,22 @@ def _numeric(frame: DataFrame, specs: list[_Num], fitted: Mapping | None = None
              ) -> tuple[list[Column], list[Column], dict]:
     """Value and missing-flag columns plus the stats used (one small aggregate), or, with
     ``fitted`` (a spec's ``numeric.stats``), the stats of an earlier build (no aggregate)."""
-    if fitted is not None:
-        return _numeric_fitted(specs, fitted)
+    stats = _numeric_stats(frame, specs) if fitted is None else _checked_stats(specs, fitted)
+    values, flags = [], []
+    for s in specs:
+        raw, st = F.col(s.name).cast("double"), stats[s.name]
+        if not st["standardised"]:
+            values.append(F.coalesce(raw, F.lit(0.0)).cast("float"))
+            flags.append(F.lit(False))
+            continue
+        x = F.coalesce(raw, F.lit(float(st.get("median", 0.0))))  # only median-imputed stats have a median
+        x = F.log1p(x) if s.transform == "log1p" else x
+        values.append(((x - F.lit(float(st["mean"]))) / F.lit(float(st["std"]))).cast("float"))
+        flags.append(raw.isNull() if s.impute == "median" else F.lit(False))
+    return values, flags, stats
+
+
+def _numeric_stats(frame: DataFrame, specs: list[_Num]) -> dict:
     observed, aggs = {}, []
     for s in specs:
         raw = F.col(s.name).cast("double")
@@ -301,17 +315,13 @@ def _numeric(frame: DataFrame, specs: list[_Num], fitted: Mapping | None = None
             aggs += [F.count(t).alias(f"n_{s.name}"), F.sum(t.cast(_DEC)).alias(f"s_{s.name}"),
                      F.sum((t * t).cast(_DEC)).alias(f"ss_{s.name}")]
     row = frame.agg(*aggs).first().asDict() if aggs else {}
-    values, flags, stats = [], [], {}
+    stats = {}
     for s in specs:
-        raw = F.col(s.name).cast("double")
         if s.impute == "none":
-            values.append(F.coalesce(raw, F.lit(0.0)).cast("float"))
-            flags.append(F.lit(False))
             stats[s.name] = {"transform": s.transform, "impute": "none", "standardised": False}
             continue
         median = row.get(f"median_{s.name}")
         median = 0.0 if median is None else float(median)
-        fill = median if s.impute == "median" else 0.0
         n, total, total_sq = row[f"n_{s.name}"], row[f"s_{s.name}"], row[f"ss_{s.name}"]
         mean, std = 0.0, 1.0
         if n:
@@ -322,33 +332,20 @@ def _numeric(frame: DataFrame, specs: list[_Num], fitted: Mapping | None = None
                 # the decimal sums round each row to 1e-12: a smaller variance is a constant column
                 constant = var <= Decimal("1e-9") * (1 + m * m)
                 mean, std = float(m), 1.0 if constant else float(var.sqrt())
-        x = F.coalesce(raw, F.lit(fill))
-        x = F.log1p(x) if s.transform == "log1p" else x
-        values.append(((x - F.lit(mean)) / F.lit(std)).cast("float"))
-        flags.append(raw.isNull() if s.impute == "median" else F.lit(False))
         stats[s.name] = {"transform": s.transform, "impute": s.impute, "standardised": True, "mean": mean,
                          "std": std, **({"median": median} if s.impute == "median" else {})}
-    return values, flags, stats
+    return stats
 
 
-def _numeric_fitted(specs: list[_Num], fitted: Mapping) -> tuple[list[Column], list[Column], dict]:
-    values, flags, stats = [], [], {}
+def _checked_stats(specs: list[_Num], fitted: Mapping) -> dict:
+    stats = {}
     for s in specs:
         st = fitted.get(s.name)
         if not isinstance(st, Mapping) or st.get("transform") != s.transform or st.get("impute") != s.impute:
             raise ValueError(f"fitted: numeric feature {s.name!r} expected stats with transform {s.transform!r} and "
                              f"impute {s.impute!r}, got {st!r} (the graph was built by another graphlake version)")
-        raw = F.col(s.name).cast("double")
-        if not st.get("standardised"):
-            values.append(F.coalesce(raw, F.lit(0.0)).cast("float"))
-            flags.append(F.lit(False))
-        else:
-            x = F.coalesce(raw, F.lit(float(st.get("median", 0.0))))
-            x = F.log1p(x) if s.transform == "log1p" else x
-            values.append(((x - F.lit(float(st["mean"]))) / F.lit(float(st["std"]))).cast("float"))
-            flags.append(raw.isNull() if s.impute == "median" else F.lit(False))
-        stats[s.name] = dict(st)
-    return values, flags, stats
+        stats[s.name] = {**st, "standardised": bool(st.get("standardised"))}
+    return stats
 
 
 def _vocabularies(frame: DataFrame, names: list[str], cap: int) -> dict[str, list[str]]:

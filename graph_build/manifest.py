@@ -65,6 +65,7 @@ def _entry(row, lake_dir: str, manifest_version: int) -> dict:
         "graph_version": int(row[G.GRAPH_VERSION]),
         "created_at": row["_created"],
         "reference_ts": row["_ref"],
+        "reference_ts_us": row["_ref_us"],
         "config_hash": row[G.CONFIG_HASH],
         "config": json.loads(row[G.CONFIG_JSON]),
         "inputs": json.loads(row[G.INPUT_VERSIONS]),
@@ -89,7 +90,8 @@ def load_graph_version(spark, lake_dir: str, version: int | None = None) -> dict
         version: graph version; ``None`` takes the latest.
 
     Returns:
-        ``{"graph_version", "created_at", "reference_ts" (ISO strings), "config_hash", "config",
+        ``{"graph_version", "created_at", "reference_ts" (ISO strings), "reference_ts_us" (the decay
+        reference in epoch micros, as the build used it), "config_hash", "config",
         "inputs" {clean table: Delta version}, "tables" {graph table name: {"path", "version"}},
         "node_counts", "edge_counts", "feature_spec" (see ``graph_build.features.feature_spec``),
         "node_types", "edge_types" [(src, rel, dst)],
@@ -109,7 +111,7 @@ def load_graph_version(spark, lake_dir: str, version: int | None = None) -> dict
         df = df.filter(F.col(G.GRAPH_VERSION) == version)
     df = df.orderBy(F.col(G.GRAPH_VERSION).desc()).limit(1).select(
         "*", F.date_format(G.CREATED_AT, _TS_FORMAT).alias("_created"),
-        F.date_format(G.REFERENCE_TS, _TS_FORMAT).alias("_ref"))
+        F.date_format(G.REFERENCE_TS, _TS_FORMAT).alias("_ref"), F.unix_micros(G.REFERENCE_TS).alias("_ref_us"))
     rows = df.collect()
     if not rows:
         raise GraphNotFoundError(f"version: graph version {version} is not in {path!r}")
