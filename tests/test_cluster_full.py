@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 
-import psutil
 import pytest
 import yaml
 
@@ -22,7 +21,7 @@ from graphlake.cluster import LocalCluster, free_port, log_tail, running_tasks
 from tests.test_cluster import (GRAPH_CONFIG, assert_same_lakes, assert_same_summaries, assert_same_tables,
                                 json_lines, lake_tables, pipeline_steps, run_driver, run_in_process)
 from tests.test_distributed import require_horovod
-from tests.test_training_distributed import CONFIG, _last_epoch_loss, local_run  # noqa: F401 - fixture
+from tests.test_training_distributed import CONFIG, _last_epoch_loss, local_run, rank_process  # noqa: F401 - fixture
 from training.config import TrainConfig, config_json
 from training.job import run_dir_of
 from tests.test_training import BASE
@@ -159,19 +158,6 @@ def test_training_on_cluster_learns_like_one_process(planted, local_run, local_c
     assert "graphlake-train" in app_names, app_names
 
 
-def _rank_on_cluster(cluster: LocalCluster, rank: str):
-    """The process of training rank ``rank`` among the cluster's processes (executor children)."""
-    for pid in cluster.process_group_pids():
-        try:
-            proc = psutil.Process(pid)
-            env = proc.environ()
-            if env.get("HOROVOD_RANK", env.get("RANK")) == rank and "python" in proc.name():
-                return proc
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return None
-
-
 @pytest.mark.timeout(1200)
 def test_killed_rank_on_cluster_fails_clearly_and_resume_completes(planted, local_cluster, tmp_path):
     require_horovod()
@@ -180,11 +166,12 @@ def test_killed_rank_on_cluster_fails_clearly_and_resume_completes(planted, loca
     yaml_path = _write_config(tmp_path / "t.yaml", config)
     cmd = _train_cmd(local_cluster, lake_dir, yaml_path, "horovod", "cluster-killed", "--timeout", "600")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    latest = os.path.join(run_dir_of(lake_dir, "cluster-killed"), "checkpoints", "LATEST")
+    run_dir = run_dir_of(lake_dir, "cluster-killed")
+    latest = os.path.join(run_dir, "checkpoints", "LATEST")
     deadline, victim = time.time() + 600, None
     while time.time() < deadline and proc.poll() is None:
         if os.path.exists(latest):
-            victim = _rank_on_cluster(local_cluster, "1")
+            victim = rank_process(run_dir, 1, set(local_cluster.process_group_pids()))
             if victim is not None:
                 victim.send_signal(signal.SIGKILL)
                 break

@@ -19,7 +19,7 @@ import yaml
 from training.config import TrainConfig, config_json
 from training.evaluate import evaluate
 from training.job import run_dir_of, train
-from training.worker import embeddings_path
+from training.worker import embeddings_path, rank_file
 from tests.test_distributed import require_horovod
 from tests.test_training import BASE
 
@@ -41,14 +41,20 @@ def local_run(spark, planted):
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("backend", ["ddp", "horovod"])
-def test_two_ranks_learn_like_one_process(spark, planted, local_run, backend):
+@pytest.mark.parametrize("backend,launcher", [("ddp", "process"), ("horovod", "process"), ("horovod", "spark"),
+                                              ("ddp", "spark")])
+def test_two_ranks_learn_like_one_process(spark, planted, local_run, backend, launcher):
+    """torchrun / horovodrun subprocesses, and horovod.spark.run / TorchDistributor with the ranks as
+    tasks of the local[2] session (the cluster form is in test_cluster_full)."""
     if backend == "horovod":
         require_horovod()
     lake_dir, _ = planted
     local, local_eval = local_run
-    summary = train(spark, lake_dir, CONFIG, backend=backend, workers=2, progress=False, timeout_s=240)
+    summary = train(spark, lake_dir, CONFIG, backend=backend, workers=2, launcher=launcher, progress=False,
+                    timeout_s=240)
     assert summary["workers"] == 2 and summary["steps"] == local["steps"]
+    ranks = [json.load(open(rank_file(summary["run_dir"], r))) for r in range(2)]
+    assert [r["rank"] for r in ranks] == [0, 1] and ranks[0]["pid"] != ranks[1]["pid"], ranks
     result = evaluate(spark, lake_dir, run_id=summary["run_id"], k=10)
     assert result["recall@10"] >= 0.55 and abs(result["recall@10"] - local_eval["recall@10"]) <= 0.15, \
         (result, local_eval)
@@ -56,14 +62,22 @@ def test_two_ranks_learn_like_one_process(spark, planted, local_run, backend):
     assert _last_epoch_loss(summary) < 0.3 and abs(_last_epoch_loss(summary) - _last_epoch_loss(local)) <= 0.1
 
 
-def _rank_process(root_pid: int, rank: str):
-    for proc in psutil.Process(root_pid).children(recursive=True):
-        try:
-            if "training.worker" in " ".join(proc.cmdline()) and proc.environ().get("RANK") == rank:
-                return proc
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return None
+def rank_process(run_dir: str, rank: int, among: set[int]):
+    """The process of training rank ``rank``, from the run's ``ranks/rank-<r>.json``, if its pid is
+    one of ``among`` (the launcher's descendants, the cluster's processes); else None."""
+    try:
+        with open(rank_file(run_dir, rank)) as f:
+            pid = json.load(f)["pid"]
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return psutil.Process(pid) if pid in among else None
+
+
+def _descendants(pid: int) -> set[int]:
+    try:
+        return {p.pid for p in psutil.Process(pid).children(recursive=True)}
+    except psutil.NoSuchProcess:
+        return set()
 
 
 @pytest.mark.timeout(600)
@@ -77,11 +91,12 @@ def test_killed_rank_fails_clearly_and_resume_matches_an_undisturbed_run(spark, 
     cmd = [sys.executable, "-m", "graphlake.cli", "train", "--lake", lake_dir, "--config", str(yaml_path),
            "--backend", "ddp", "--workers", "2", "--run-id", "killed", "--timeout", "300"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    latest = os.path.join(run_dir_of(lake_dir, "killed"), "checkpoints", "LATEST")
+    run_dir = run_dir_of(lake_dir, "killed")
+    latest = os.path.join(run_dir, "checkpoints", "LATEST")
     deadline, victim = time.time() + 240, None
     while time.time() < deadline and proc.poll() is None:
         if os.path.exists(latest):
-            victim = _rank_process(proc.pid, "1")
+            victim = rank_process(run_dir, 1, _descendants(proc.pid))
             if victim is not None:
                 victim.send_signal(signal.SIGKILL)
                 break

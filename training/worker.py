@@ -20,10 +20,31 @@ import numpy as np
 
 RUN_FILE = "run.json"
 DONE_FILE = "DONE"
+RANKS_DIR = "ranks"
 
 
 def embeddings_path(run_dir: str, node_type: str) -> str:
     return os.path.join(run_dir, "embeddings", f"{node_type}.npy")
+
+
+def rank_file(run_dir: str, rank: int) -> str:
+    """``ranks/rank-<r>.json`` of a run: where rank ``r`` says which process it is."""
+    return os.path.join(run_dir, RANKS_DIR, f"rank-{rank}.json")
+
+
+def write_rank_file(run_dir: str, rank: int, world_size: int) -> str:
+    """Record this process as rank ``rank`` (pid, host, world size) so an operator (or a fault
+    test) can find the process of a rank: under Spark launchers a rank is a thread of a Python
+    worker whose rank is not in its process environment. Written atomically; returns the path."""
+    import socket
+
+    path = rank_file(run_dir, rank)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        json.dump({"rank": rank, "world_size": world_size, "pid": os.getpid(), "host": socket.gethostname()}, f)
+    os.replace(tmp, path)
+    return path
 
 
 def read_run(run_dir: str) -> dict:
@@ -90,6 +111,7 @@ def main(argv=None) -> int:
     # some relations (and their weights) may get no edge in a sampled block: DDP must allow that
     backend = get_backend(args.backend, **({"find_unused_parameters": True} if args.backend == "ddp" else {}))
     try:
+        write_rank_file(args.run_dir, backend.rank, backend.world_size)
         run(args.run_dir, backend, resume=args.resume, progress=not args.no_progress)
     finally:
         backend.shutdown()
