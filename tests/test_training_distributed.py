@@ -73,7 +73,7 @@ def rank_process(run_dir: str, rank: int, among: set[int]):
     return psutil.Process(pid) if pid in among else None
 
 
-def _descendants(pid: int) -> set[int]:
+def descendants(pid: int) -> set[int]:
     try:
         return {p.pid for p in psutil.Process(pid).children(recursive=True)}
     except psutil.NoSuchProcess:
@@ -96,7 +96,7 @@ def test_killed_rank_fails_clearly_and_resume_matches_an_undisturbed_run(spark, 
     deadline, victim = time.time() + 240, None
     while time.time() < deadline and proc.poll() is None:
         if os.path.exists(latest):
-            victim = rank_process(run_dir, 1, _descendants(proc.pid))
+            victim = rank_process(run_dir, 1, descendants(proc.pid))
             if victim is not None:
                 victim.send_signal(signal.SIGKILL)
                 break
