@@ -28,7 +28,7 @@ GENERATE = ["--users", "300", "--items", "120", "--days", "2", "--events", "4000
 # the model-free title features: the check is about the engine, not the text model
 GRAPH_CONFIG = {"graph": {"text_model": "hashing", "text_dim": 16}}
 # tables whose rows name their run (run ids, wall-clock times): compared by their counts only
-RUN_TABLES = ("meta/etl_runs", "graph/manifest")
+RUN_TABLES = ("meta/etl_runs", "graph/manifest", "meta/train_runs", "assets/registry")
 # columns that hold the wall-clock time of the run that wrote the row (etl.schema.INGESTED_AT)
 RUN_COLUMNS = ("ingested_at",)
 # columns naming the raw file a row came from: compared relative to the raw folder

@@ -5,6 +5,7 @@ followed by ``--resume``."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -16,10 +17,12 @@ import time
 import pytest
 import yaml
 
-from graphlake import lake
+from assets.schema import FILES_DIR, INDEX_FILE, META_FILE
+from graphlake import lake, tables
 from graphlake.cluster import LocalCluster, free_port, log_tail, running_tasks
 from tests.test_cluster import (GRAPH_CONFIG, assert_same_lakes, assert_same_summaries, assert_same_tables,
                                 json_lines, lake_tables, pipeline_steps, run_driver, run_in_process)
+from tests.conftest import assert_same_rows
 from tests.test_distributed import require_horovod
 from tests.test_training_distributed import CONFIG, _last_epoch_loss, descendants, local_run, rank_process  # noqa: F401 - fixture
 from training.config import TrainConfig, config_json
@@ -29,23 +32,71 @@ from tests.test_training import BASE
 pytestmark = pytest.mark.cluster_full
 
 
+# training and publishing on top of the graph: one tiny epoch with the local backend in the
+# driver (the model is the same process either way; the snapshot export, the embedding tables and
+# the asset tables and files are Spark's work on the executors)
+TRAIN_CONFIG = {"train": {"epochs": 1, "batch_size": 256, "fanouts": [5, 3], "validation_fraction": 0.1,
+                          "model": {"hidden_dim": 16}}}
+RUN_ID, SEED = "cmp", "3"
+# registry columns that do not name a run's time, code or paths
+REGISTRY_COMPARED = ("asset", "version", "node_type", "graph_version", "run_id", "config_hash", "metrics", "dim",
+                     "row_count", "status", "table_version", "base_version")
+
+
+def full_pipeline_steps(root: str, lake_dir: str, extra: list[str] = ()) -> list[list[str]]:
+    """generate -> etl -> graph build -> train (run ``cmp``, seed 3) -> publish."""
+    config = os.path.join(root, "train.yaml")
+    with open(config, "w") as f:
+        yaml.safe_dump(TRAIN_CONFIG, f)
+    common = ["--lake", lake_dir, "--json", "--seed", SEED, *extra]
+    return [*pipeline_steps(root, lake_dir, extra),
+            ["train", "--config", config, "--run-id", RUN_ID, *common],
+            ["publish", "--run-id", RUN_ID, *common]]
+
+
 @pytest.fixture(scope="module")
 def local_lake(spark, tmp_path_factory):
-    """generate -> etl -> graph build in local mode (this process's session): ``(lake_dir, summaries)``."""
+    """The whole pipeline in local mode (this process's session): ``(lake_dir, summaries)``."""
     root = str(tmp_path_factory.mktemp("local_pipeline"))
     lake_dir = os.path.join(root, "lake")
-    return lake_dir, run_in_process(pipeline_steps(root, lake_dir))
+    return lake_dir, run_in_process(full_pipeline_steps(root, lake_dir))
 
 
-@pytest.mark.timeout(1200)
+def _asset_files(lake_dir: str) -> dict[str, str]:
+    """{path under assets/files: sha256} of every asset file but ``meta.json`` (it names times and paths)."""
+    found = {}
+    root = os.path.join(lake_dir, FILES_DIR)
+    for folder, _dirs, files in os.walk(root):
+        for name in files:
+            if name != META_FILE:
+                path = os.path.join(folder, name)
+                with open(path, "rb") as f:
+                    found[os.path.relpath(path, root)] = hashlib.sha256(f.read()).hexdigest()
+    return found
+
+
+@pytest.mark.timeout(1800)
 def test_pipeline_on_cluster_matches_local_mode(spark, local_cluster, local_lake, tmp_path):
+    """generate, etl, graph build, train and publish with ``--master spark://...``: the same
+    summaries, every Delta table with the same rows (embedding and asset tables exactly), the same
+    registry entries and byte-identical asset files (vectors, keys, index)."""
     lake_dir = str(tmp_path / "lake")
-    steps = pipeline_steps(str(tmp_path), lake_dir, ["--master", local_cluster.master_url,
-                                                     *local_cluster.conf_args()])
-    summaries = run_driver(steps, timeout_s=1100)
-    assert_same_summaries(summaries, local_lake[1])
+    steps = full_pipeline_steps(str(tmp_path), lake_dir, ["--master", local_cluster.master_url,
+                                                          *local_cluster.conf_args()])
+    summaries = run_driver(steps, timeout_s=1700)
+    assert_same_summaries(summaries[:3], local_lake[1][:3])
+    (train_c, publish_c), (train_l, publish_l) = summaries[3:], local_lake[1][3:]
+    assert (train_c["steps"], train_c["validation"]) == (train_l["steps"], train_l["validation"])
+    assert {k: (r["version"], r["rows"], r["index"]) for k, r in publish_c["assets"].items()} == \
+        {k: (r["version"], r["rows"], r["index"]) for k, r in publish_l["assets"].items()}
     names = assert_same_lakes(spark, lake_dir, local_lake[0])
-    assert {"clean/events", "graph/id_map_user", "graph/edges_user__click__item"} <= set(names)
+    assert {"clean/events", "graph/id_map_user", "graph/edges_user__click__item", "train/embeddings_user",
+            "emb/item_embeddings", tables.ASSETS_REGISTRY} <= set(names), names
+    registry = [lake.read_table(spark, tables.table_path(d, tables.ASSETS_REGISTRY)).select(*REGISTRY_COMPARED)
+                for d in (lake_dir, local_lake[0])]
+    assert_same_rows(*registry)
+    files = _asset_files(lake_dir)
+    assert files == _asset_files(local_lake[0]) and any(f.endswith(INDEX_FILE) for f in files), files
 
 
 def _kill_when_busy(cluster: LocalCluster, proc: subprocess.Popen, ui_url: str, min_jobs: int,
