@@ -24,8 +24,9 @@ from tests.test_cluster import (GRAPH_CONFIG, assert_same_lakes, assert_same_sum
                                 json_lines, lake_tables, pipeline_steps, run_driver, run_in_process)
 from tests.conftest import assert_same_rows
 from tests.test_distributed import require_horovod
-from tests.test_training_distributed import CONFIG, _last_epoch_loss, descendants, local_run, rank_process  # noqa: F401 - fixture
+from tests.test_training_distributed import CONFIG, _last_epoch_loss, local_run, rank_process  # noqa: F401 - fixture
 from training.config import TrainConfig, config_json
+from training.distributed.launch import _descendants
 from training.job import run_dir_of
 from tests.test_training import BASE
 
@@ -222,9 +223,10 @@ def test_killed_rank_on_cluster_fails_clearly_and_resume_completes(planted, loca
     deadline, victim = time.time() + 600, None
     while time.time() < deadline and proc.poll() is None:
         if os.path.exists(latest):
-            # horovod's task service starts the rank in a new session (setsid): a descendant of an executor
-            cluster_pids = set(local_cluster.process_group_pids())
-            victim = rank_process(run_dir, 1, cluster_pids.union(*map(descendants, cluster_pids)))
+            # horovod's task service starts the rank in a new session (setsid), outside the workers'
+            # process groups: it is a descendant of a worker's executor
+            below_workers = {pid for worker in local_cluster.worker_pids for pid in _descendants(worker)}
+            victim = rank_process(run_dir, 1, below_workers)
             if victim is not None:
                 victim.send_signal(signal.SIGKILL)
                 break

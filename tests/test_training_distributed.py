@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from training.config import TrainConfig, config_json
+from training.distributed.launch import _descendants
 from training.evaluate import evaluate
 from training.job import run_dir_of, train
 from training.worker import embeddings_path, rank_file
@@ -53,7 +54,10 @@ def test_two_ranks_learn_like_one_process(spark, planted, local_run, backend, la
     summary = train(spark, lake_dir, CONFIG, backend=backend, workers=2, launcher=launcher, progress=False,
                     timeout_s=240)
     assert summary["workers"] == 2 and summary["steps"] == local["steps"]
-    ranks = [json.load(open(rank_file(summary["run_dir"], r))) for r in range(2)]
+    ranks = []
+    for r in range(2):
+        with open(rank_file(summary["run_dir"], r)) as f:
+            ranks.append(json.load(f))
     assert [r["rank"] for r in ranks] == [0, 1] and ranks[0]["pid"] != ranks[1]["pid"], ranks
     result = evaluate(spark, lake_dir, run_id=summary["run_id"], k=10)
     assert result["recall@10"] >= 0.55 and abs(result["recall@10"] - local_eval["recall@10"]) <= 0.15, \
@@ -73,13 +77,6 @@ def rank_process(run_dir: str, rank: int, among: set[int]):
     return psutil.Process(pid) if pid in among else None
 
 
-def descendants(pid: int) -> set[int]:
-    try:
-        return {p.pid for p in psutil.Process(pid).children(recursive=True)}
-    except psutil.NoSuchProcess:
-        return set()
-
-
 @pytest.mark.timeout(600)
 def test_killed_rank_fails_clearly_and_resume_matches_an_undisturbed_run(spark, planted, tmp_path):
     lake_dir, _ = planted
@@ -96,7 +93,7 @@ def test_killed_rank_fails_clearly_and_resume_matches_an_undisturbed_run(spark, 
     deadline, victim = time.time() + 240, None
     while time.time() < deadline and proc.poll() is None:
         if os.path.exists(latest):
-            victim = rank_process(run_dir, 1, descendants(proc.pid))
+            victim = rank_process(run_dir, 1, set(_descendants(proc.pid)))
             if victim is not None:
                 victim.send_signal(signal.SIGKILL)
                 break

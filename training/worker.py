@@ -34,8 +34,9 @@ def rank_file(run_dir: str, rank: int) -> str:
 
 def write_rank_file(run_dir: str, rank: int, world_size: int) -> str:
     """Record this process as rank ``rank`` (pid, host, world size) so an operator (or a fault
-    test) can find the process of a rank: under Spark launchers a rank is a thread of a Python
-    worker whose rank is not in its process environment. Written atomically; returns the path."""
+    test) can find the process of a rank: under ``horovod.spark.run`` a rank is a process that
+    horovod's task service starts in a new session below an executor, with its rank set only
+    in-process (not in its initial environment). Written atomically; returns the path."""
     import socket
 
     path = rank_file(run_dir, rank)
