@@ -11,7 +11,8 @@ Prints one JSON line, e.g.::
 Steps, each in a fresh process (own driver JVM), as in bench/graph_build.py (whose ``prepare`` and
 ``build`` it reuses): generate + ETL once (``prepare_s``, not part of the figures); copy the clean
 tables to two lakes; ``build_graph`` with ``GRAPHLAKE_SPARK_MASTER=local[2]`` and with the
-cluster's URL; checksums (row count + sum of xxhash64 of every row) of every graph table of both.
+cluster's URL; checksums (row count + sum of xxhash64 of every row, floats rounded to 9 decimals:
+:mod:`graphlake.compare`) of every graph table of both.
 The Horovod figures are the wall time of ``launch("horovod", 2, training.distributed.selftest)``
 (5 tiny steps: the time is launch overhead) with ``horovodrun`` and with ``horovod.spark.run`` on
 the cluster (session already started).
@@ -56,10 +57,11 @@ def _child(args: list[str], env: dict | None = None) -> dict:
 
 
 def checksums(lake_dir: str) -> dict:
-    """{graph table: [rows, sum of xxhash64(row)]} of the latest version of every graph table."""
-    from pyspark.sql import functions as F
-
+    """{graph table: [rows, sum of xxhash64(row)]} of the latest version of every graph table, floats
+    rounded to :data:`graphlake.compare.FLOAT_DECIMALS` (PageRank sums differ in the last bits
+    between task orders)."""
     from graphlake import lake
+    from graphlake.compare import table_checksum
     from graphlake.spark import get_spark
 
     spark = get_spark(master="local[2]", app_name="bench-cluster-checksums", conf={"spark.ui.enabled": "false"})
@@ -68,9 +70,7 @@ def checksums(lake_dir: str) -> dict:
         path = os.path.join(graph_dir, name)
         if name == "manifest" or not lake.table_exists(path):
             continue  # the manifest row holds the build's wall-clock time
-        df = lake.read_table(spark, path)
-        row = df.agg(F.count(F.lit(1)).alias("n"), F.sum(F.xxhash64(*df.columns)).alias("h")).first()
-        found[f"graph/{name}"] = [row["n"], str(row["h"])]
+        found[f"graph/{name}"] = table_checksum(lake.read_table(spark, path))
     spark.stop()
     return found
 

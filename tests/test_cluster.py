@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from graphlake import lake
+from graphlake.compare import round_floats
 from tests.conftest import assert_same_rows
 
 pytestmark = pytest.mark.cluster
@@ -33,9 +34,6 @@ RUN_TABLES = ("meta/etl_runs", "graph/manifest", "meta/train_runs", "assets/regi
 RUN_COLUMNS = ("ingested_at",)
 # columns naming the raw file a row came from: compared relative to the raw folder
 PATH_COLUMNS = ("source_file",)
-# float aggregates (PageRank, weights) are sums whose order depends on how tasks ran: equal to
-# this many decimals (bench/cluster.py measured last-bit differences in graph/node_stats_*)
-FLOAT_DECIMALS = 9
 
 # runs several CLI commands in ONE driver process (one Spark application, one JVM start): argv is
 # a JSON list of argument lists; every command prints its --json summary line
@@ -117,20 +115,14 @@ def assert_same_tables(spark, actual_dir: str, expected_dir: str, names) -> None
 
 def comparable(df):
     """``df`` without run metadata: no RUN_COLUMNS, raw paths relative to the raw folder, floats
-    rounded to FLOAT_DECIMALS."""
+    rounded to :data:`graphlake.compare.FLOAT_DECIMALS` (float aggregates are sums whose order
+    depends on how tasks ran)."""
     from pyspark.sql import functions as F
-    from pyspark.sql.types import DoubleType, FloatType
 
     df = df.drop(*RUN_COLUMNS)
-    cols = []
-    for field in df.schema.fields:
-        col = F.col(field.name)
-        if field.name in PATH_COLUMNS:
-            col = F.regexp_replace(col, r"^.*/raw/", "")
-        elif isinstance(field.dataType, (DoubleType, FloatType)):
-            col = F.round(col, FLOAT_DECIMALS)
-        cols.append(col.alias(field.name))
-    return df.select(cols)
+    df = df.select([(F.regexp_replace(F.col(c), r"^.*/raw/", "") if c in PATH_COLUMNS else F.col(c)).alias(c)
+                    for c in df.columns])
+    return round_floats(df)
 
 
 def assert_same_lakes(spark, actual_dir: str, expected_dir: str) -> list[str]:
