@@ -17,7 +17,7 @@ import time
 import pytest
 import yaml
 
-from assets.schema import FILES_DIR, INDEX_FILE, META_FILE
+from assets.schema import FILES_DIR, INDEX_FILE, KEY, META_FILE, NODE_ID
 from graphlake import lake, tables
 from graphlake.cluster import LocalCluster, free_port, log_tail, running_tasks
 from tests.test_cluster import (GRAPH_CONFIG, assert_same_lakes, assert_same_summaries, assert_same_tables,
@@ -64,10 +64,19 @@ def local_lake(spark, tmp_path_factory):
 
 
 def _asset_files(lake_dir: str) -> dict[str, str]:
-    """{path under assets/files: sha256} of every asset file but ``meta.json`` (it names times and paths)."""
+    """{path under assets/files: sha256} of every asset file but ``meta.json`` (it names times and
+    paths); a Parquet folder written by Spark (``keys.parquet``: part-file names hold a write UUID)
+    counts as one entry, the sha256 of its rows in key order."""
+    import pyarrow.parquet as pq
+
     found = {}
     root = os.path.join(lake_dir, FILES_DIR)
-    for folder, _dirs, files in os.walk(root):
+    for folder, dirs, files in os.walk(root):
+        for name in [d for d in dirs if d.endswith(".parquet")]:
+            rows = pq.read_table(os.path.join(folder, name)).sort_by([(c, "ascending") for c in (KEY, NODE_ID)])
+            found[os.path.relpath(os.path.join(folder, name), root)] = hashlib.sha256(
+                json.dumps(rows.to_pydict(), sort_keys=True, default=str).encode()).hexdigest()
+        dirs[:] = [d for d in dirs if not d.endswith(".parquet")]
         for name in files:
             if name != META_FILE:
                 path = os.path.join(folder, name)
