@@ -10,7 +10,7 @@ import torch
 
 from training.model import (HeteroEncoder, HeteroGraphSAGE, HeteroSAGEConv, ModelConfig, NodeEncoder,
                             NodeFeatureSpec, bpr_loss, gather_features, l2_regularisation, sampled_softmax_loss,
-                            score)
+                            score, shared_negative_scores)
 from training.sampling.base import Block, SampledBatch
 
 U, I = "user", "item"
@@ -400,6 +400,39 @@ def test_sampled_softmax_loss_with_temperature_and_log_q_correction():
                                torch.tensor(math.log(2 * math.e + 2 + 4) - (1 + math.log(2))))
     with pytest.raises(ValueError, match="log_q_correction: expected shape"):
         sampled_softmax_loss(pos, neg, log_q_correction=torch.zeros(3, 3))
+
+
+@pytest.mark.parametrize("kind,temperature,fill", [("cosine", 0.1, -1e9), ("dot", 1.0, 0.0), ("dot", 0.5, -1e9)])
+def test_shared_negative_scores_match_the_masked_pairwise_reference(kind, temperature, fill):
+    g = torch.Generator().manual_seed(0)
+    u0, n0 = torch.randn(64, 8, generator=g), torch.randn(16, 8, generator=g)
+    pos_ids, neg_ids = torch.randint(0, 20, (64,), generator=g), torch.randint(0, 20, (16,), generator=g)
+    assert (pos_ids.unsqueeze(1) == neg_ids.unsqueeze(0)).any()  # the masking is exercised
+    grads = []
+    for fast in (True, False):
+        u, n = u0.clone().requires_grad_(), n0.clone().requires_grad_()
+        if fast:
+            s = shared_negative_scores(u, n, kind, temperature, pos_ids=pos_ids, neg_ids=neg_ids, fill=fill)
+        else:
+            s = score(u.unsqueeze(1).expand(-1, 16, -1), n.unsqueeze(0).expand(64, -1, -1), kind, temperature)
+            s = s.masked_fill(pos_ids.unsqueeze(1) == neg_ids.unsqueeze(0), fill)
+        loss = sampled_softmax_loss(torch.zeros(64), s) if fill < 0 else bpr_loss(torch.zeros(64), s)
+        loss.backward()
+        grads.append((s.detach(), u.grad, n.grad))
+    for fast, reference in zip(*grads):
+        torch.testing.assert_close(fast, reference)
+
+
+def test_shared_negative_scores_reject_bad_input():
+    u, n = torch.ones(3, 4), torch.ones(2, 4)
+    with pytest.raises(ValueError, match=r"n: expected \(K, 4\) negatives"):
+        shared_negative_scores(u, torch.ones(2, 5))
+    with pytest.raises(ValueError, match="pos_ids / neg_ids: give both or neither"):
+        shared_negative_scores(u, n, pos_ids=torch.arange(3))
+    with pytest.raises(ValueError, match=r"expected shapes \(3,\) / \(2,\)"):
+        shared_negative_scores(u, n, pos_ids=torch.arange(2), neg_ids=torch.arange(2))
+    with pytest.raises(ValueError, match="kind: expected one of"):
+        shared_negative_scores(u, n, "l2")
 
 
 def test_l2_regularisation_is_half_sum_of_squares_over_batch():

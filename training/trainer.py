@@ -41,7 +41,8 @@ from training.cold_start import remove_cold_edges, select_cold_items, write_cold
 from training.config import TrainConfig
 from training.metrics import ranking_metrics
 from training.model import HeteroGraphSAGE, NodeFeatureSpec, gather_features
-from training.model.decoder import bpr_loss, l2_regularisation, sampled_softmax_loss, score
+from training.model.decoder import (bpr_loss, l2_regularisation, sampled_softmax_loss, score,
+                                    shared_negative_scores)
 from training.sampling import CSRNeighborSampler, HeteroCSRGraph, NegativeSampler, csr_rows, message_relations
 from training.sampling.base import REVERSE_PREFIX
 
@@ -282,8 +283,8 @@ class Trainer:
             n = out[d_type][d_off + b:d_off + b + len(neg_ids)]
             pos_scores = score(u, v, kind=kind, temperature=temp)
             if c.shared_negatives:  # (B, K) by one matmul; a negative equal to the row's positive is masked
-                neg_scores = _pairwise(u, n, kind, temp).masked_fill(pos_dst.unsqueeze(1) == neg_ids.unsqueeze(0),
-                                                                      -1e9 if c.loss == "sampled_softmax" else 0.0)
+                neg_scores = shared_negative_scores(u, n, kind, temp, pos_ids=pos_dst, neg_ids=neg_ids,
+                                                    fill=-1e9 if c.loss == "sampled_softmax" else 0.0)
             else:
                 n = n.reshape(b, c.num_negatives, -1)
                 neg_scores = score(u, n, kind=kind, temperature=temp)
@@ -414,13 +415,6 @@ class Trainer:
             out.update({f"val_{e}_{name}": v for name, v in m.items()})
         self.model.train()
         return out
-
-
-def _pairwise(u: torch.Tensor, n: torch.Tensor, kind: str, temperature: float) -> torch.Tensor:
-    """``(B, K)`` scores of every row of ``u (B, D)`` against every row of ``n (K, D)``."""
-    if kind == "cosine":
-        u, n = torch.nn.functional.normalize(u, dim=-1), torch.nn.functional.normalize(n, dim=-1)
-    return (u @ n.t()) / temperature
 
 
 class _Composite:

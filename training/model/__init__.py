@@ -4,7 +4,7 @@ See ``hetero_sage.py`` for the model and ``ModelConfig``; the batch contract is
 ``training.sampling.base`` (Block, SampledBatch).
 """
 
-from training.model.decoder import bpr_loss, l2_regularisation, sampled_softmax_loss, score
+from training.model.decoder import bpr_loss, l2_regularisation, sampled_softmax_loss, score, shared_negative_scores
 from training.model.encoders import HeteroEncoder, NodeEncoder, NodeFeatureSpec
 from training.model.hetero_sage import HeteroGraphSAGE, ModelConfig, gather_features
 from training.model.sage_layer import HeteroSAGEConv
@@ -20,5 +20,6 @@ __all__ = [
     "gather_features",
     "l2_regularisation",
     "sampled_softmax_loss",
+    "shared_negative_scores",
     "score",
 ]

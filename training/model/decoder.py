@@ -1,6 +1,8 @@
 """Link scores and ranking losses over embeddings.
 
 * :func:`score`: dot product or cosine similarity, divided by a temperature.
+* :func:`shared_negative_scores`: every row against one shared set of K negatives (one matmul),
+  the row's own positive masked.
 * :func:`bpr_loss`: Bayesian personalised ranking, ``mean(-log sigmoid(pos - neg))`` (LightGCN).
 * :func:`sampled_softmax_loss`: softmax cross-entropy of the positive against K sampled
   negatives, with the logQ correction for negatives drawn from a non-uniform (popularity)
@@ -118,6 +120,10 @@ def sampled_softmax_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor, tem
     """
     pos, neg = _pos_neg(pos_scores, neg_scores)
     t = _temperature(temperature)
+    if log_q_correction is None:  # no (B, 1 + K) copy: logsumexp([pos, neg]) = logaddexp(pos, logsumexp(neg))
+        if t != 1.0:
+            pos, neg = pos / t, neg / t
+        return (torch.logaddexp(pos, torch.logsumexp(neg, dim=1)) - pos).mean()
     logits = torch.cat([pos.unsqueeze(1), neg], dim=1) / t
     if log_q_correction is not None:
         log_q = _tensor("log_q_correction", log_q_correction).to(logits.dtype)
@@ -130,6 +136,58 @@ def sampled_softmax_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor, tem
             raise ValueError(f"log_q_correction: expected shape ({k},), ({b}, {k}) or ({b}, {1 + k}), "
                              f"got {tuple(log_q.shape)}")
     return (torch.logsumexp(logits, dim=1) - logits[:, 0]).mean()
+
+
+def shared_negative_scores(u: torch.Tensor, n: torch.Tensor, kind: str = "dot", temperature: float = 1.0,
+                           pos_ids: torch.Tensor | None = None, neg_ids: torch.Tensor | None = None,
+                           fill: float = -1e9) -> torch.Tensor:
+    """Scores of every row of ``u`` against ONE shared set of negatives, by one matmul; a negative
+    that is the row's own positive gets ``fill`` (e.g. -1e9 for softmax, 0 for BPR).
+
+    The same values as ``score(u[:, None], n[None], kind, temperature).masked_fill(pos_ids[:, None]
+    == neg_ids[None], fill)`` with fewer passes over the ``(B, K)`` matrix (the temperature is
+    folded into ``u``; only the rows whose positive is among the negatives are compared).
+
+    Args:
+        u: ``(B, D)`` source embeddings.
+        n: ``(K, D)`` the shared negatives' embeddings.
+        kind: ``"dot"`` or ``"cosine"``.
+        temperature: > 0.
+        pos_ids / neg_ids: ``(B,)`` / ``(K,)`` node ids of each row's positive and of the
+            negatives; both or neither (None: no masking).
+        fill: the score of a masked (row, negative) pair.
+
+    Returns:
+        ``(B, K)``.
+
+    Example:
+        >>> shared_negative_scores(torch.eye(2), torch.eye(2), pos_ids=torch.tensor([5, 6]),
+        ...                        neg_ids=torch.tensor([6, 7]), fill=-9.0)
+        tensor([[1., 0.],
+                [-9., 1.]])
+    """
+    u, n = _tensor("u", u), _tensor("n", n)
+    if kind not in SCORE_KINDS:
+        raise ValueError(f"kind: expected one of {SCORE_KINDS}, got {kind!r}")
+    if u.dim() != 2 or n.dim() != 2 or u.shape[1] != n.shape[1]:
+        raise ValueError(f"n: expected (K, {u.shape[-1]}) negatives for u (B, D), got u {tuple(u.shape)}, "
+                         f"n {tuple(n.shape)}")
+    if (pos_ids is None) != (neg_ids is None):
+        raise ValueError("pos_ids / neg_ids: give both or neither")
+    t = _temperature(temperature)
+    if kind == "cosine":
+        u, n = F.normalize(u, dim=-1), F.normalize(n, dim=-1)
+    scores = (u / t if t != 1.0 else u) @ n.t()
+    if pos_ids is not None:
+        if pos_ids.shape != (u.shape[0],) or neg_ids.shape != (n.shape[0],):
+            raise ValueError(f"pos_ids / neg_ids: expected shapes ({u.shape[0]},) / ({n.shape[0]},), "
+                             f"got {tuple(pos_ids.shape)} / {tuple(neg_ids.shape)}")
+        rows = torch.isin(pos_ids, neg_ids).nonzero().squeeze(1)
+        if len(rows):
+            r, c = (pos_ids.index_select(0, rows).unsqueeze(1) == neg_ids.unsqueeze(0)).nonzero(as_tuple=True)
+            # in place: the matmul's backward needs its inputs, not this output
+            scores.index_put_((rows.index_select(0, r), c), torch.tensor(fill, dtype=scores.dtype, device=scores.device))
+    return scores
 
 
 def l2_regularisation(*tensors: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
