@@ -125,16 +125,15 @@ def sampled_softmax_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor, tem
             pos, neg = pos / t, neg / t
         return (torch.logaddexp(pos, torch.logsumexp(neg, dim=1)) - pos).mean()
     logits = torch.cat([pos.unsqueeze(1), neg], dim=1) / t
-    if log_q_correction is not None:
-        log_q = _tensor("log_q_correction", log_q_correction).to(logits.dtype)
-        b, k = neg.shape
-        if tuple(log_q.shape) in ((k,), (b, k)):
-            logits = torch.cat([logits[:, :1], logits[:, 1:] - log_q], dim=1)
-        elif tuple(log_q.shape) == (b, 1 + k):
-            logits = logits - log_q
-        else:
-            raise ValueError(f"log_q_correction: expected shape ({k},), ({b}, {k}) or ({b}, {1 + k}), "
-                             f"got {tuple(log_q.shape)}")
+    log_q = _tensor("log_q_correction", log_q_correction).to(logits.dtype)
+    b, k = neg.shape
+    if tuple(log_q.shape) in ((k,), (b, k)):
+        logits = torch.cat([logits[:, :1], logits[:, 1:] - log_q], dim=1)
+    elif tuple(log_q.shape) == (b, 1 + k):
+        logits = logits - log_q
+    else:
+        raise ValueError(f"log_q_correction: expected shape ({k},), ({b}, {k}) or ({b}, {1 + k}), "
+                         f"got {tuple(log_q.shape)}")
     return (torch.logsumexp(logits, dim=1) - logits[:, 0]).mean()
 
 
