@@ -66,6 +66,23 @@ def test_two_ranks_learn_like_one_process(spark, planted, local_run, backend, la
     assert _last_epoch_loss(summary) < 0.3 and abs(_last_epoch_loss(summary) - _last_epoch_loss(local)) <= 0.1
 
 
+
+@pytest.mark.timeout(300)
+def test_two_horovod_ranks_with_sparse_id_tables_learn_like_one_process(spark, planted, local_run):
+    """Sparse ID-embedding gradients: Horovod allgathers them (uncoalesced, rows repeated across
+    ranks) and training.optim.RowAdam sums the repeats; the run learns like the dense one-process run."""
+    require_horovod()
+    lake_dir, _ = planted
+    local, local_eval = local_run
+    config = TrainConfig(**{**BASE, "model": {**BASE["model"], "sparse_id_embedding": True}}, seed=21)
+    summary = train(spark, lake_dir, config, backend="horovod", workers=2, launcher="process", progress=False,
+                    timeout_s=240)
+    assert summary["workers"] == 2 and summary["steps"] == local["steps"]
+    result = evaluate(spark, lake_dir, run_id=summary["run_id"], k=10)
+    assert result["recall@10"] >= 0.55 and abs(result["recall@10"] - local_eval["recall@10"]) <= 0.15, \
+        (result, local_eval)
+    assert _last_epoch_loss(summary) < 0.3, _last_epoch_loss(summary)
+
 def rank_process(run_dir: str, rank: int, among: set[int]):
     """The process of training rank ``rank``, from the run's ``ranks/rank-<r>.json``, if its pid is
     one of ``among`` (the launcher's descendants, the cluster's processes); else None."""

@@ -43,6 +43,7 @@ from training.metrics import ranking_metrics
 from training.model import HeteroGraphSAGE, NodeFeatureSpec, gather_features
 from training.model.decoder import (bpr_loss, l2_regularisation, sampled_softmax_loss, score,
                                     shared_negative_scores)
+from training.optim import RowAdam, dense_adam
 from training.sampling import CSRNeighborSampler, HeteroCSRGraph, NegativeSampler, csr_rows, message_relations
 from training.sampling.base import REVERSE_PREFIX
 
@@ -211,15 +212,16 @@ class Trainer:
 
     # ------------------------------------------------------------------ set-up
     def _optimizer(self) -> _Composite:
-        """Dense parameters: Adam / Adagrad / SGD; sparse ID tables: SparseAdam with Adam (the
+        """Dense parameters: Adam (fused where torch has the kernel) / Adagrad / SGD; sparse ID
+        tables: :class:`training.optim.RowAdam` (SparseAdam's algorithm, faster) with Adam (the
         others take sparse gradients themselves). Each optimizer is wrapped by the backend on its
         own (Horovod's DistributedOptimizer wraps one torch optimizer)."""
         dense = [p for n, p in self.model.named_parameters() if not self._is_sparse(n)]
         sparse = [p for n, p in self.model.named_parameters() if self._is_sparse(n)]
         c = self.config
         if c.optimizer == "adam":
-            inner = [torch.optim.Adam(dense, lr=c.lr, weight_decay=c.weight_decay)] if dense else []
-            inner += [torch.optim.SparseAdam(sparse, lr=c.lr)] if sparse else []
+            inner = [dense_adam(dense, lr=c.lr, weight_decay=c.weight_decay)] if dense else []
+            inner += [RowAdam(sparse, lr=c.lr)] if sparse else []
         else:
             cls = torch.optim.Adagrad if c.optimizer == "adagrad" else torch.optim.SGD
             inner = [cls(dense + sparse, lr=c.lr, weight_decay=0.0 if sparse else c.weight_decay)]
@@ -418,7 +420,7 @@ class Trainer:
 
 
 class _Composite:
-    """Optimizers stepped together (e.g. dense Adam + SparseAdam for sparse embedding tables)."""
+    """Optimizers stepped together (e.g. dense Adam + RowAdam for sparse embedding tables)."""
 
     def __init__(self, *optimizers):
         self.optimizers = optimizers

@@ -1,0 +1,116 @@
+"""training.optim: RowAdam against torch.optim.SparseAdam, state compatibility, input errors; dense_adam."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from training.optim import RowAdam, dense_adam
+
+
+def _pair(rows: int, dim: int, seed: int = 0):
+    torch.manual_seed(seed)
+    weight = torch.randn(rows, dim)
+    a = torch.nn.Embedding(rows, dim, sparse=True)
+    b = torch.nn.Embedding(rows, dim, sparse=True)
+    a.weight.data.copy_(weight)
+    b.weight.data.copy_(weight)
+    return a, b
+
+
+def _run(batches, maximize=False, lr=0.01):
+    ref, ours = _pair(50, 6)
+    opt_ref = torch.optim.SparseAdam(ref.parameters(), lr=lr, maximize=maximize)
+    opt = RowAdam(ours.parameters(), lr=lr, maximize=maximize)
+    g = torch.Generator().manual_seed(1)
+    for idx in batches:
+        target = torch.randn(len(idx), 6, generator=g)
+        for emb, o in ((ref, opt_ref), (ours, opt)):
+            o.zero_grad()
+            ((emb(idx) - target) ** 2).sum().backward()
+            o.step()
+    return ref, ours, opt_ref, opt
+
+
+@pytest.mark.parametrize("maximize", [False, True])
+def test_row_adam_matches_sparse_adam_on_distinct_rows(maximize):
+    batches = [torch.tensor([4, 1, 9, 30]), torch.tensor([1, 2, 3]), torch.tensor([49, 0, 4])]
+    ref, ours, opt_ref, opt = _run(batches, maximize=maximize)
+    torch.testing.assert_close(ours.weight, ref.weight, rtol=1e-6, atol=1e-7)
+    p_ref, p = ref.weight, ours.weight
+    for key in ("exp_avg", "exp_avg_sq"):
+        torch.testing.assert_close(opt.state[p][key], opt_ref.state[p_ref][key], rtol=1e-6, atol=1e-7)
+    assert opt.state[p]["step"] == opt_ref.state[p_ref]["step"] == 3
+    untouched = torch.tensor([5, 6, 7, 8, 10, 48])
+    assert torch.equal(ours.weight[untouched], _pair(50, 6)[0].weight[untouched])
+
+
+def test_row_adam_sums_duplicate_rows_like_sparse_adam():
+    batches = [torch.tensor([3, 3, 3, 7, 1, 7]), torch.tensor([7, 2, 2]), torch.tensor([3])]
+    ref, ours, _, _ = _run(batches)
+    torch.testing.assert_close(ours.weight, ref.weight, rtol=1e-6, atol=1e-7)
+
+
+def test_row_adam_state_dict_round_trips_with_sparse_adam():
+    ref, ours, opt_ref, _ = _run([torch.tensor([0, 5, 8])])
+    fresh = RowAdam(ours.parameters(), lr=0.01)
+    # as through a checkpoint file: copies (load_state_dict may keep the given tensors)
+    fresh.load_state_dict(copy.deepcopy(opt_ref.state_dict()))  # a SparseAdam checkpoint resumes under RowAdam
+    back = torch.optim.SparseAdam(ref.parameters(), lr=0.01)
+    back.load_state_dict(copy.deepcopy(fresh.state_dict()))
+    idx, target = torch.tensor([5, 9]), torch.ones(2, 6)
+    for emb, o in ((ref, back), (ours, fresh)):
+        o.zero_grad()
+        ((emb(idx) - target) ** 2).sum().backward()
+        o.step()
+    torch.testing.assert_close(ours.weight, ref.weight, rtol=1e-6, atol=1e-7)
+    assert fresh.state[ours.weight]["step"] == 2
+
+
+def test_row_adam_skips_an_empty_gradient_but_counts_the_step():
+    emb = torch.nn.Embedding(5, 3, sparse=True)
+    before = emb.weight.detach().clone()
+    opt = RowAdam(emb.parameters())
+    emb(torch.tensor([], dtype=torch.long)).sum().backward()
+    opt.step()
+    assert torch.equal(emb.weight, before)
+    assert opt.state[emb.weight]["step"] == 1
+
+
+def test_row_adam_rejects_dense_gradients_and_bad_options():
+    lin = torch.nn.Linear(3, 2)
+    opt = RowAdam(lin.parameters())
+    lin(torch.ones(1, 3)).sum().backward()
+    with pytest.raises(ValueError, match="expected sparse gradients"):
+        opt.step()
+    params = torch.nn.Embedding(3, 2, sparse=True).parameters
+    with pytest.raises(ValueError, match=r"lr: expected a number > 0, got -1"):
+        RowAdam(params(), lr=-1)
+    with pytest.raises(ValueError, match=r"betas: expected two numbers in \[0, 1\), got \(0.9, 1.0\)"):
+        RowAdam(params(), betas=(0.9, 1.0))
+    with pytest.raises(ValueError, match="eps: expected a number > 0, got 0"):
+        RowAdam(params(), eps=0)
+    with pytest.raises(TypeError, match="maximize: expected a bool, got str"):
+        RowAdam(params(), maximize="yes")
+    with pytest.raises(ValueError, match="params: expected dense real floating-point tensors, got one of dtype "
+                                         "torch.int64"):
+        RowAdam([torch.zeros(3, dtype=torch.long)])
+
+
+def test_dense_adam_is_fused_on_cpu_and_matches_plain_adam():
+    torch.manual_seed(0)
+    a, b = torch.nn.Linear(8, 4), torch.nn.Linear(8, 4)
+    b.load_state_dict(a.state_dict())
+    fused, plain = dense_adam(a.parameters(), lr=0.01, weight_decay=1e-3), torch.optim.Adam(
+        b.parameters(), lr=0.01, weight_decay=1e-3)
+    assert fused.param_groups[0]["fused"] is True
+    x = torch.randn(16, 8)
+    for _ in range(5):
+        for m, o in ((a, fused), (b, plain)):
+            o.zero_grad()
+            m(x).pow(2).mean().backward()
+            o.step()
+    torch.testing.assert_close(a.weight, b.weight, rtol=1e-5, atol=1e-6)
+    assert dense_adam([torch.zeros(2, dtype=torch.float64, requires_grad=True)], lr=0.1).param_groups[0]["fused"]

@@ -1,0 +1,145 @@
+"""Optimizers for the trainer: a faster sparse (lazy) Adam for ID-embedding tables, and the dense Adam.
+
+:class:`RowAdam` is ``torch.optim.SparseAdam``'s algorithm — Adam applied to the rows a sparse
+gradient touches, bias correction by the parameter's step count, rows without a gradient left
+alone ("lazy" Adam) — computed on the touched rows directly::
+
+    rows, g   = the gradient's distinct row ids and its rows (duplicates summed)
+    m[rows]   = m[rows] + (1 - beta1) * (g - m[rows])
+    v[rows]   = v[rows] + (1 - beta2) * (g * g - v[rows])
+    p[rows]  -= lr * sqrt(1 - beta2^t) / (1 - beta1^t) * m[rows] / (sqrt(v[rows]) + eps)
+
+``SparseAdam`` coalesces the gradient (a sort of all its entries), then goes through sparse
+tensors for every state update (``sparse_mask`` and a sparse ``add_`` per moment and for the
+parameter). ``RowAdam`` gathers the touched rows of the two moments once (``index_select``),
+updates them as dense ``(rows, dim)`` blocks and writes them back (``index_copy_``); a gradient
+whose row ids are already distinct — the trainer's case: a sampled batch holds each node once —
+needs no summing. Measured on one thread, 200k x 64 and 100k x 64 tables with ~50k / ~24k touched
+rows: about 1.5-2x faster than ``SparseAdam`` (see ``bench/train_throughput.py --profile``).
+Results equal ``SparseAdam``'s to float rounding (``tests/test_optim.py``).
+
+State per parameter uses SparseAdam's keys and types (``step`` an int, ``exp_avg``,
+``exp_avg_sq`` dense tensors like the parameter), and the param groups its options (``lr``,
+``betas``, ``eps``, ``maximize``), so checkpoints written with ``SparseAdam`` load into
+``RowAdam`` and back. Gradients must be sparse COO with one sparse dimension (what
+``nn.Embedding(sparse=True)`` and Horovod's sparse allgather produce; duplicate rows are summed).
+
+:func:`dense_adam` is ``torch.optim.Adam`` with the fused kernel where torch has one for the
+parameters (CPU and CUDA floating point): one pass per tensor instead of a chain of elementwise
+ops — measured ~3x faster on a 300k x 64 dense ID table on one thread.
+
+Example:
+    >>> emb = torch.nn.Embedding(1000, 16, sparse=True)
+    >>> opt = RowAdam(emb.parameters(), lr=0.01)
+    >>> emb(torch.tensor([3, 7, 3])).sum().backward()
+    >>> opt.step()                      # rows 3 and 7 change; the other 998 rows do not
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+class RowAdam(torch.optim.Optimizer):
+    """Lazy Adam over sparse row gradients (``torch.optim.SparseAdam``'s algorithm, faster).
+
+    Args:
+        params: parameters (dense tensors) or param-group dicts; their gradients must be sparse.
+        lr: learning rate (> 0).
+        betas: ``(beta1, beta2)``, each in ``[0, 1)``.
+        eps: term added to ``sqrt(v)`` (> 0).
+        maximize: maximise the objective instead of minimising it.
+
+    Shapes: a parameter is ``(num_rows, *row_shape)``; its gradient a sparse COO tensor of the same
+    size with ``sparse_dim() == 1``: indices ``(1, nnz)``, values ``(nnz, *row_shape)``.
+
+    Example:
+        >>> opt = RowAdam(torch.nn.Embedding(10, 4, sparse=True).parameters(), lr=1e-3)
+    """
+
+    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 maximize: bool = False):
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+            raise ValueError(f"lr: expected a number > 0, got {lr!r}")
+        if (not isinstance(betas, (tuple, list)) or len(betas) != 2
+                or not all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in betas)):
+            raise ValueError(f"betas: expected two numbers in [0, 1), got {betas!r}")
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
+            raise ValueError(f"eps: expected a number > 0, got {eps!r}")
+        if not isinstance(maximize, bool):
+            raise TypeError(f"maximize: expected a bool, got {type(maximize).__name__}")
+        super().__init__(params, {"lr": float(lr), "betas": tuple(float(b) for b in betas), "eps": float(eps),
+                                  "maximize": maximize})
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.is_sparse or p.is_complex() or not p.is_floating_point():
+                    raise ValueError(f"params: expected dense real floating-point tensors, got one of dtype "
+                                     f"{p.dtype}{' (sparse)' if p.is_sparse else ''}")
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        """One update of every parameter that has a gradient; returns ``closure()``'s loss if given."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["step"] = 0
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["step"] += 1
+                rows, g = _distinct_rows(p.grad)
+                if rows.numel() == 0:
+                    continue
+                if group["maximize"]:
+                    g = g.neg()
+                m = state["exp_avg"].index_select(0, rows)
+                m.add_(g.sub(m).mul_(1 - beta1))
+                v = state["exp_avg_sq"].index_select(0, rows)
+                v.add_(g.mul(g).sub_(v).mul_(1 - beta2))
+                state["exp_avg"].index_copy_(0, rows, m)
+                state["exp_avg_sq"].index_copy_(0, rows, v)
+                t = state["step"]
+                step_size = group["lr"] * math.sqrt(1 - beta2 ** t) / (1 - beta1 ** t)
+                p.index_add_(0, rows, m.div_(v.sqrt_().add_(group["eps"])), alpha=-step_size)
+        return loss
+
+
+def _distinct_rows(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(rows, values)`` of a sparse row gradient with distinct, sorted row ids (duplicates summed)."""
+    if not grad.is_sparse:
+        raise ValueError("RowAdam: expected sparse gradients (e.g. nn.Embedding(sparse=True)), got a dense one; "
+                         "use torch.optim.Adam for dense parameters")
+    if grad.sparse_dim() != 1:
+        raise ValueError(f"RowAdam: expected a sparse gradient with one sparse dimension (rows), "
+                         f"got sparse_dim={grad.sparse_dim()}")
+    idx, vals = grad._indices()[0], grad._values()
+    if grad.is_coalesced() or idx.numel() <= 1:
+        return idx, vals
+    rows, inverse = torch.unique(idx, sorted=True, return_inverse=True)
+    if rows.numel() == idx.numel():  # already distinct: a permutation into sorted order
+        return rows, torch.empty_like(vals).index_copy_(0, inverse, vals)
+    return rows, vals.new_zeros((rows.numel(), *vals.shape[1:])).index_add_(0, inverse, vals)
+
+
+def dense_adam(params, lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
+    """``torch.optim.Adam`` over ``params``, with ``fused=True`` when torch has a fused kernel for them.
+
+    Fused Adam exists for floating-point tensors on CPU and CUDA (same update as the default
+    implementation up to float rounding); other devices or dtypes get the default one.
+
+    Example:
+        >>> opt = dense_adam(torch.nn.Linear(4, 2).parameters(), lr=1e-3)
+    """
+    params = list(params)
+    fusable = bool(params) and all(p.is_floating_point() and not p.is_sparse and p.device.type in ("cpu", "cuda")
+                                   for p in params)
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True if fusable else None)
