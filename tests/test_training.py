@@ -31,6 +31,13 @@ def _embeddings(run_dir: str) -> dict:
 def test_config_is_checked():
     with pytest.raises(ValueError, match=r"fanouts\[1\]: expected an int >= 1 or -1, got 0"):
         TrainConfig(fanouts=(5, 0))
+    with pytest.raises(ValueError, match=r"lr_schedule: expected one of \['constant', 'cosine', 'linear'\], got 'step'"):
+        TrainConfig(lr_schedule="step")
+    with pytest.raises(ValueError, match=r"final_lr_ratio: expected a number in \[0, 1\], got 1.5"):
+        TrainConfig(final_lr_ratio=1.5)
+    cosine = TrainConfig(lr_schedule="cosine", final_lr_ratio=0.2)
+    assert [round(cosine.lr_factor(t, 4), 6) for t in range(5)] == [1.0, 0.882843, 0.6, 0.317157, 0.2]
+    assert TrainConfig(lr_schedule="linear").lr_factor(3, 4) == 0.25 and TrainConfig().lr_factor(3, 4) == 1.0
     with pytest.raises(ValueError, match="negatives: fractions must sum to 1"):
         TrainConfig(negatives={"uniform": 0.5})
     with pytest.raises(ValueError, match="negatives: unknown strategies"):
@@ -84,6 +91,45 @@ def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(planted, tmp_path)
     a, b = full.embed_all(), resumed.embed_all()
     assert all(np.array_equal(a[t], b[t]) for t in a)
 
+
+
+def test_lr_schedule_follows_the_global_step_through_a_resume(planted, tmp_path):
+    """Cosine decay: the lr of each step is recorded, ends near lr * final_lr_ratio, and a run killed
+    mid-epoch and resumed from its checkpoint takes exactly the same steps as an undisturbed one."""
+    _, snap_dir = planted
+    snap, backend = open_snapshot(snap_dir), get_backend("local")
+    config = TrainConfig(**{**BASE, "epochs": 2, "checkpoint_every": 3}, seed=5, lr_schedule="cosine",
+                         final_lr_ratio=0.1)
+    full = Trainer(snap, config, str(tmp_path / "a"), backend, progress=False)
+    full.fit()
+    lrs = [h["lr"] for h in full.history if "lr" in h]
+    total = 2 * full.steps_per_epoch
+    assert len(lrs) == total and lrs[0] == pytest.approx(BASE["lr"])
+    assert lrs[-1] == pytest.approx(BASE["lr"] * config.lr_factor(total - 1, total))
+    assert all(a > b for a, b in zip(lrs, lrs[1:])) and lrs[-1] < 0.12 * BASE["lr"]
+
+    class Killed(Exception):
+        pass
+
+    interrupted = Trainer(snap, config, str(tmp_path / "b"), backend, progress=False)
+    step_loss, calls = interrupted._step_loss, []
+
+    def dies_at_step_5(epoch, step):
+        calls.append(step)
+        if len(calls) == 5:
+            raise Killed
+        return step_loss(epoch, step)
+
+    interrupted._step_loss = dies_at_step_5
+    with pytest.raises(Killed):
+        interrupted.fit()
+    assert ckpt.load_latest(str(tmp_path / "b"))["global_step"] == 3
+    resumed = Trainer(snap, config, str(tmp_path / "b"), backend, progress=False)
+    resumed.fit(resume=True)
+    assert [(h["loss"], h["lr"]) for h in resumed.history if "lr" in h] == \
+        [(h["loss"], h["lr"]) for h in full.history if "lr" in h]
+    a, b = full.embed_all(), resumed.embed_all()
+    assert all(np.array_equal(a[t], b[t]) for t in a)
 
 def test_full_graph_lightgcn_mode(spark, planted):
     lake_dir, _ = planted

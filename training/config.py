@@ -23,12 +23,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 MODES = ("sampled", "full")
 LOSSES = ("bpr", "sampled_softmax")
 OPTIMIZERS = ("adam", "adagrad", "sgd")
+LR_SCHEDULES = ("constant", "cosine", "linear")
 NEGATIVE_STRATEGIES = ("uniform", "popularity", "in_batch", "hard")
 
 
@@ -71,6 +73,10 @@ class TrainConfig:
         batch_size: positive pairs per step over all workers (each rank takes its share).
         epochs, lr, weight_decay, optimizer: the optimisation (``weight_decay`` applies to dense
             parameters; ``l2`` is LightGCN's penalty on the batch's embeddings).
+        lr_schedule: ``constant`` (default), or the learning rate of step ``t`` of ``T`` (all
+            epochs) decays from ``lr`` to ``lr * final_lr_ratio``: ``cosine``
+            (``r + (1 - r) (1 + cos(pi t / T)) / 2``) or ``linear`` (``1 - (1 - r) t / T``). A
+            function of the global step only, so a resumed run follows the same schedule.
         num_negatives: negatives per positive; ``negatives``: mix of strategies (fractions sum to 1).
         shared_negatives: one set of ``num_negatives`` per step shared by the whole batch (scored
             with one matrix product: many negatives at little cost; a negative equal to a row's
@@ -100,6 +106,8 @@ class TrainConfig:
     weight_decay: float = 0.0
     l2: float = 1e-4
     optimizer: str = "adam"
+    lr_schedule: str = "constant"
+    final_lr_ratio: float = 0.0
     num_negatives: int = 1
     shared_negatives: bool = False
     negatives: dict = field(default_factory=lambda: {"uniform": 1.0})
@@ -145,6 +153,12 @@ class TrainConfig:
         object.__setattr__(self, "cold_start_fraction", cold)
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer: expected one of {list(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule: expected one of {list(LR_SCHEDULES)}, got {self.lr_schedule!r}")
+        ratio = _float("final_lr_ratio", self.final_lr_ratio)
+        if ratio > 1:
+            raise ValueError(f"final_lr_ratio: expected a number in [0, 1], got {ratio}")
+        object.__setattr__(self, "final_lr_ratio", ratio)
         if self.loss not in LOSSES:
             raise ValueError(f"loss: expected one of {list(LOSSES)}, got {self.loss!r}")
         if not isinstance(self.negatives, Mapping) or not self.negatives:
@@ -165,6 +179,20 @@ class TrainConfig:
     def num_layers(self) -> int:
         return len(self.fanouts) if self.mode == "sampled" else self.model_config().num_layers
 
+    def lr_factor(self, step: int, total_steps: int) -> float:
+        """Multiplier of ``lr`` for the optimizer step after ``step`` steps of ``total_steps`` (see ``lr_schedule``).
+
+        Example:
+            >>> TrainConfig(lr_schedule="linear", final_lr_ratio=0.5).lr_factor(5, 10)
+            0.75
+        """
+        if self.lr_schedule == "constant" or total_steps <= 0:
+            return 1.0
+        progress, r = min(1.0, max(0.0, step / total_steps)), self.final_lr_ratio
+        if self.lr_schedule == "cosine":
+            return r + (1 - r) * 0.5 * (1 + math.cos(math.pi * progress))
+        return 1 - (1 - r) * progress
+
     def model_config(self):
         """The :class:`training.model.ModelConfig` of ``model`` (layers = ``len(fanouts)`` when sampled)."""
         from training.model import ModelConfig
@@ -182,7 +210,7 @@ class TrainConfig:
 
 # options added after runs were recorded: left out of the JSON at their default, so the hash of
 # every config that does not use them (and the run ids and resume checks built on it) is unchanged
-_OMITTED_AT_DEFAULT = {"cold_start_fraction": 0.0}
+_OMITTED_AT_DEFAULT = {"cold_start_fraction": 0.0, "lr_schedule": "constant", "final_lr_ratio": 0.0}
 
 
 def config_json(config: TrainConfig) -> str:

@@ -331,7 +331,8 @@ class Trainer:
             log.info("rank %d resumed at epoch %d step %d", b.rank, epoch, step)
         for opt in self.optimizer.optimizers:
             b.broadcast_state(self.model, opt)
-        bar = _progress(self.progress and b.is_root, c.epochs * self.steps_per_epoch, global_step)
+        total_steps = c.epochs * self.steps_per_epoch
+        bar = _progress(self.progress and b.is_root, total_steps, global_step)
         while epoch < c.epochs:
             self.model.train()
             started, seen = time.time(), 0
@@ -339,12 +340,16 @@ class Trainer:
                 self.optimizer.zero_grad()
                 loss, n = self._step_loss(epoch, step)
                 loss.backward()
+                lr = c.lr * c.lr_factor(global_step, total_steps)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
                 self.optimizer.step()
                 step, global_step = step + 1, global_step + 1
                 seen += n
                 value = b.allreduce_mean(float(loss.detach()), "loss")
                 rate = seen * b.world_size / max(1e-9, time.time() - started)
-                self.history.append({"epoch": epoch, "step": global_step, "loss": value, "edges_per_s": rate})
+                entry = {"epoch": epoch, "step": global_step, "loss": value, "edges_per_s": rate}
+                self.history.append(entry if c.lr_schedule == "constant" else {**entry, "lr": lr})
                 if bar is not None:
                     bar.set_postfix(epoch=epoch, loss=f"{value:.4f}", edges_s=f"{rate:,.0f}")
                     bar.update(1)
@@ -424,7 +429,11 @@ class _Composite:
 
     def __init__(self, *optimizers):
         self.optimizers = optimizers
-        self.param_groups = [g for o in optimizers for g in o.param_groups]
+
+    @property
+    def param_groups(self) -> list[dict]:
+        """Every group of every optimizer, read each time (``load_state_dict`` replaces the groups)."""
+        return [g for o in self.optimizers for g in o.param_groups]
 
     def zero_grad(self):
         for o in self.optimizers:
