@@ -20,8 +20,8 @@ def _pair(rows: int, dim: int, seed: int = 0):
     return a, b
 
 
-def _run(batches, maximize=False, lr=0.01):
-    ref, ours = _pair(50, 6)
+def _run(batches, maximize=False, lr=0.01, rows=50):
+    ref, ours = _pair(rows, 6)
     opt_ref = torch.optim.SparseAdam(ref.parameters(), lr=lr, maximize=maximize)
     opt = RowAdam(ours.parameters(), lr=lr, maximize=maximize)
     g = torch.Generator().manual_seed(1)
@@ -47,9 +47,10 @@ def test_row_adam_matches_sparse_adam_on_distinct_rows(maximize):
     assert torch.equal(ours.weight[untouched], _pair(50, 6)[0].weight[untouched])
 
 
-def test_row_adam_sums_duplicate_rows_like_sparse_adam():
-    batches = [torch.tensor([3, 3, 3, 7, 1, 7]), torch.tensor([7, 2, 2]), torch.tensor([3])]
-    ref, ours, _, _ = _run(batches)
+@pytest.mark.parametrize("rows", [50, 5000])  # duplicates found by counting over the table / by a sort
+def test_row_adam_sums_duplicate_rows_like_sparse_adam(rows):
+    batches = [torch.tensor([3, 3, 3, 7, 1, 7]), torch.tensor([7, 2, 2]), torch.tensor([3]), torch.tensor([9, 4])]
+    ref, ours, _, _ = _run(batches, rows=rows)
     torch.testing.assert_close(ours.weight, ref.weight, rtol=1e-6, atol=1e-7)
 
 

@@ -11,10 +11,10 @@ alone ("lazy" Adam) — computed on the touched rows directly::
 
 ``SparseAdam`` coalesces the gradient (a sort of all its entries), then goes through sparse
 tensors for every state update (``sparse_mask`` and a sparse ``add_`` per moment and for the
-parameter). ``RowAdam`` gathers the touched rows of the two moments once (``index_select``),
-updates them as dense ``(rows, dim)`` blocks and writes them back (``index_copy_``); a gradient
-whose row ids are already distinct — the trainer's case: a sampled batch holds each node once —
-needs no summing. Measured on one thread, 200k x 64 and 100k x 64 tables with ~50k / ~24k touched
+parameter). ``RowAdam`` gathers the touched rows of the two moments and the parameter once
+(``index_select``), updates them in place as dense ``(rows, dim)`` blocks and writes them back
+(``index_copy_``); a gradient whose row ids are already distinct — the trainer's case: a sampled
+batch holds each node once — is used as it is (no sort, no summing). Measured on one thread, 200k x 64 and 100k x 64 tables with ~50k / ~24k touched
 rows: about 1.5-2x faster than ``SparseAdam`` (see ``bench/train_throughput.py --profile``).
 Results equal ``SparseAdam``'s to float rounding (``tests/test_optim.py``).
 
@@ -40,6 +40,8 @@ from __future__ import annotations
 import math
 
 import torch
+
+_COUNT_FACTOR = 64  # duplicate check by counting over the table when rows <= this x entries
 
 
 class RowAdam(torch.optim.Optimizer):
@@ -101,20 +103,24 @@ class RowAdam(torch.optim.Optimizer):
                     continue
                 if group["maximize"]:
                     g = g.neg()
-                m = state["exp_avg"].index_select(0, rows)
-                m.add_(g.sub(m).mul_(1 - beta1))
-                v = state["exp_avg_sq"].index_select(0, rows)
-                v.add_(g.mul(g).sub_(v).mul_(1 - beta2))
+                m = state["exp_avg"].index_select(0, rows).lerp_(g, 1 - beta1)
+                v = state["exp_avg_sq"].index_select(0, rows).mul_(beta2).addcmul_(g, g, value=1 - beta2)
                 state["exp_avg"].index_copy_(0, rows, m)
                 state["exp_avg_sq"].index_copy_(0, rows, v)
                 t = state["step"]
                 step_size = group["lr"] * math.sqrt(1 - beta2 ** t) / (1 - beta1 ** t)
-                p.index_add_(0, rows, m.div_(v.sqrt_().add_(group["eps"])), alpha=-step_size)
+                update = m.div_(v.sqrt_().add_(group["eps"]))
+                p.index_copy_(0, rows, p.index_select(0, rows).add_(update, alpha=-step_size))
         return loss
 
 
 def _distinct_rows(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(rows, values)`` of a sparse row gradient with distinct, sorted row ids (duplicates summed)."""
+    """``(rows, values)`` of a sparse row gradient with distinct row ids (duplicates summed).
+
+    Distinct ids (the trainer's case) are returned as they are. Whether they are distinct is
+    counted in an int32 array over the table when it is at most ``_COUNT_FACTOR`` x the entries
+    (no sort), else by ``torch.unique`` (a sort, memory independent of the table size).
+    """
     if not grad.is_sparse:
         raise ValueError("RowAdam: expected sparse gradients (e.g. nn.Embedding(sparse=True)), got a dense one; "
                          "use torch.optim.Adam for dense parameters")
@@ -124,9 +130,14 @@ def _distinct_rows(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     idx, vals = grad._indices()[0], grad._values()
     if grad.is_coalesced() or idx.numel() <= 1:
         return idx, vals
+    if grad.shape[0] <= _COUNT_FACTOR * idx.numel():
+        counts = torch.zeros(grad.shape[0], dtype=torch.int32, device=idx.device)
+        counts.index_put_((idx,), torch.ones(1, dtype=torch.int32, device=idx.device), accumulate=True)
+        if not bool((counts.index_select(0, idx) > 1).any()):
+            return idx, vals
     rows, inverse = torch.unique(idx, sorted=True, return_inverse=True)
-    if rows.numel() == idx.numel():  # already distinct: a permutation into sorted order
-        return rows, torch.empty_like(vals).index_copy_(0, inverse, vals)
+    if rows.numel() == idx.numel():
+        return idx, vals
     return rows, vals.new_zeros((rows.numel(), *vals.shape[1:])).index_add_(0, inverse, vals)
 
 
