@@ -201,3 +201,14 @@ def test_an_empty_lake_says_what_is_absent(spark, tmp_path):
 def test_bad_arguments_name_the_argument(spark, tmp_path, kwargs, error, match):
     with pytest.raises(error, match=match):
         write_pipeline_report(spark, str(tmp_path), **kwargs)
+
+
+def test_training_plots_show_the_learning_rate_only_when_a_schedule_recorded_it():
+    from training.report import plots
+
+    history = [{"epoch": 0, "step": s, "loss": 1.0 / s, "edges_per_s": 100.0, "lr": 0.01 * (1 - s / 10)}
+               for s in range(1, 10)]
+    assert [t for t, _ in plots(history, encode=lambda fig: None)] == [
+        "Training loss", "Throughput", "Learning rate (lr_schedule)"]
+    constant = [{k: v for k, v in h.items() if k != "lr"} for h in history]
+    assert [t for t, _ in plots(constant, encode=lambda fig: None)] == ["Training loss", "Throughput"]

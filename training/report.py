@@ -49,8 +49,8 @@ def _smooth(values: list[float], window: int) -> list[float]:
 
 
 def plots(history: list[dict], encode=data_uri) -> list[tuple[str, object]]:
-    """``[(title, encode(figure))]``: loss per step (raw and smoothed), edges/s, validation metrics per
-    epoch; ``encode`` defaults to a data URI (:func:`png_bytes` gives PNG files' bytes)."""
+    """``[(title, encode(figure))]``: loss per step (raw and smoothed), edges/s, the learning rate
+    when a schedule recorded it, validation metrics per epoch; ``encode`` defaults to a data URI (:func:`png_bytes` gives PNG files' bytes)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -71,6 +71,13 @@ def plots(history: list[dict], encode=data_uri) -> list[tuple[str, object]]:
         ax.set_xlabel("step"), ax.set_ylabel("seed edges / s (all ranks)"), ax.grid(alpha=0.3)
         out.append(("Throughput", encode(fig)))
         plt.close(fig)
+        scheduled = [h for h in steps if "lr" in h]
+        if scheduled:
+            fig, ax = plt.subplots(figsize=(7, 2.4))
+            ax.plot([h["step"] for h in scheduled], [h["lr"] for h in scheduled])
+            ax.set_xlabel("step"), ax.set_ylabel("learning rate"), ax.grid(alpha=0.3)
+            out.append(("Learning rate (lr_schedule)", encode(fig)))
+            plt.close(fig)
     vals = [h for h in history if any(k.startswith("val_") for k in h) and not h.get("final")]
     if vals:
         fig, ax = plt.subplots(figsize=(7, 3))
