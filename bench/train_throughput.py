@@ -15,7 +15,9 @@ as the only input features, fanouts ``[10, 5]``, ``--batch`` positive pairs per 
 
 Both sides: ``--warmup`` untimed steps, then ``--steps`` timed steps; ``torch.set_num_threads(--threads)``;
 they run one after the other, never at once. ``--sparse-id`` gives BOTH sides sparse ID-embedding
-gradients + SparseAdam (graphlake's ``model.sparse_id_embedding``). ``--profile`` adds a per-section
+gradients and lazy Adam for the ID tables (graphlake's ``model.sparse_id_embedding``: its trainer's
+``training.optim.RowAdam``; PyG: ``torch.optim.SparseAdam``, the same algorithm). Dense parameters:
+Adam on both sides (graphlake's trainer uses torch's fused kernel, PyG the default one). ``--profile`` adds a per-section
 breakdown of graphlake's step (ms per step, same library calls as ``_step_loss``).
 
 Noise: absolute times follow the machine's load (each side records its 1-minute load average before
@@ -224,7 +226,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sparse-id", action="store_true",
-                   help="both sides: sparse ID-embedding gradients + SparseAdam for the ID tables")
+                   help="both sides: sparse ID-embedding gradients + lazy Adam for the ID tables")
     p.add_argument("--profile", action="store_true", help="add a per-section breakdown of graphlake's step")
     p.add_argument("--profile-steps", type=int, default=20)
     p.add_argument("--target-ratio", type=float, default=3.0)
