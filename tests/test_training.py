@@ -92,7 +92,6 @@ def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(planted, tmp_path)
     assert all(np.array_equal(a[t], b[t]) for t in a)
 
 
-
 def test_lr_schedule_follows_the_global_step_through_a_resume(planted, tmp_path):
     """Cosine decay: the lr of each step is recorded, ends near lr * final_lr_ratio, and a run killed
     mid-epoch and resumed from its checkpoint takes exactly the same steps as an undisturbed one."""
@@ -130,6 +129,7 @@ def test_lr_schedule_follows_the_global_step_through_a_resume(planted, tmp_path)
         [(h["loss"], h["lr"]) for h in full.history if "lr" in h]
     a, b = full.embed_all(), resumed.embed_all()
     assert all(np.array_equal(a[t], b[t]) for t in a)
+
 
 def test_full_graph_lightgcn_mode(spark, planted):
     lake_dir, _ = planted

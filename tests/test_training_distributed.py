@@ -66,7 +66,6 @@ def test_two_ranks_learn_like_one_process(spark, planted, local_run, backend, la
     assert _last_epoch_loss(summary) < 0.3 and abs(_last_epoch_loss(summary) - _last_epoch_loss(local)) <= 0.1
 
 
-
 @pytest.mark.timeout(300)
 def test_two_horovod_ranks_with_sparse_id_tables_learn_like_one_process(spark, planted, local_run):
     """Sparse ID-embedding gradients: Horovod allgathers them (uncoalesced, rows repeated across
@@ -82,6 +81,7 @@ def test_two_horovod_ranks_with_sparse_id_tables_learn_like_one_process(spark, p
     assert result["recall@10"] >= 0.55 and abs(result["recall@10"] - local_eval["recall@10"]) <= 0.15, \
         (result, local_eval)
     assert _last_epoch_loss(summary) < 0.3, _last_epoch_loss(summary)
+
 
 def rank_process(run_dir: str, rank: int, among: set[int]):
     """The process of training rank ``rank``, from the run's ``ranks/rank-<r>.json``, if its pid is

@@ -14,8 +14,9 @@ tensors for every state update (``sparse_mask`` and a sparse ``add_`` per moment
 parameter). ``RowAdam`` gathers the touched rows of the two moments and the parameter once
 (``index_select``), updates them in place as dense ``(rows, dim)`` blocks and writes them back
 (``index_copy_``); a gradient whose row ids are already distinct — the trainer's case: a sampled
-batch holds each node once — is used as it is (no sort, no summing). Measured on one thread, 200k x 64 and 100k x 64 tables with ~50k / ~24k touched
-rows: about 1.5-2x faster than ``SparseAdam`` (see ``bench/train_throughput.py --profile``).
+batch holds each node once — is used as it is (no sort, no summing). Measured on one thread,
+200k x 64 and 100k x 64 tables with ~50k / ~24k touched rows: about 1.5-2x faster than
+``SparseAdam`` (see ``bench/train_throughput.py --profile``).
 Results equal ``SparseAdam``'s to float rounding (``tests/test_optim.py``).
 
 State per parameter uses SparseAdam's keys and types (``step`` an int, ``exp_avg``,

@@ -50,7 +50,8 @@ def _smooth(values: list[float], window: int) -> list[float]:
 
 def plots(history: list[dict], encode=data_uri) -> list[tuple[str, object]]:
     """``[(title, encode(figure))]``: loss per step (raw and smoothed), edges/s, the learning rate
-    when a schedule recorded it, validation metrics per epoch; ``encode`` defaults to a data URI (:func:`png_bytes` gives PNG files' bytes)."""
+    when a schedule recorded it, validation metrics per epoch; ``encode`` defaults to a data URI
+    (:func:`png_bytes` gives PNG files' bytes)."""
     import matplotlib
 
     matplotlib.use("Agg")
