@@ -43,6 +43,7 @@ from training.metrics import ranking_metrics
 from training.model import HeteroGraphSAGE, NodeFeatureSpec, gather_features
 from training.model.decoder import (bpr_loss, l2_regularisation, sampled_softmax_loss, score,
                                     shared_negative_scores)
+from training.model.shared_softmax import shared_softmax_loss
 from training.optim import RowAdam, dense_adam
 from training.sampling import CSRNeighborSampler, HeteroCSRGraph, NegativeSampler, csr_rows, message_relations
 from training.sampling.base import REVERSE_PREFIX
@@ -283,14 +284,17 @@ class Trainer:
             u = out[s_type][s_off:s_off + b]
             v = out[d_type][d_off:d_off + b]
             n = out[d_type][d_off + b:d_off + b + len(neg_ids)]
-            pos_scores = score(u, v, kind=kind, temperature=temp)
-            if c.shared_negatives:  # (B, K) by one matmul; a negative equal to the row's positive is masked
-                neg_scores = shared_negative_scores(u, n, kind, temp, pos_ids=pos_dst, neg_ids=neg_ids,
-                                                    fill=-1e9 if c.loss == "sampled_softmax" else 0.0)
+            if c.shared_negatives and c.loss == "sampled_softmax":  # one fused node over the (B, K) scores
+                loss = shared_softmax_loss(u, v, n, kind, temp, pos_ids=pos_dst, neg_ids=neg_ids)
             else:
-                n = n.reshape(b, c.num_negatives, -1)
-                neg_scores = score(u, n, kind=kind, temperature=temp)
-            loss = bpr_loss(pos_scores, neg_scores) if c.loss == "bpr" else sampled_softmax_loss(pos_scores, neg_scores)
+                pos_scores = score(u, v, kind=kind, temperature=temp)
+                if c.shared_negatives:  # (B, K) by one matmul; a negative equal to the row's positive scores 0
+                    neg_scores = shared_negative_scores(u, n, kind, temp, pos_ids=pos_dst, neg_ids=neg_ids, fill=0.0)
+                else:
+                    n = n.reshape(b, c.num_negatives, -1)
+                    neg_scores = score(u, n, kind=kind, temperature=temp)
+                loss = (bpr_loss(pos_scores, neg_scores) if c.loss == "bpr"
+                        else sampled_softmax_loss(pos_scores, neg_scores))
             losses.append(loss * b + c.l2 * l2_regularisation(u, v, n) * b)
             count += b
         if count == 0:

@@ -7,6 +7,7 @@
 * :func:`sampled_softmax_loss`: softmax cross-entropy of the positive against K sampled
   negatives, with the logQ correction for negatives drawn from a non-uniform (popularity)
   distribution (Yi et al. 2019; TF's ``sampled_softmax_loss(subtract_log_q=True)``).
+* :func:`positive_collisions`: the (row, negative) pairs where a shared negative is the row's positive.
 * :func:`l2_regularisation`: LightGCN's ``0.5 * sum of squares / batch size`` over the batch's
   ego (layer-0) embeddings.
 
@@ -181,12 +182,30 @@ def shared_negative_scores(u: torch.Tensor, n: torch.Tensor, kind: str = "dot", 
         if pos_ids.shape != (u.shape[0],) or neg_ids.shape != (n.shape[0],):
             raise ValueError(f"pos_ids / neg_ids: expected shapes ({u.shape[0]},) / ({n.shape[0]},), "
                              f"got {tuple(pos_ids.shape)} / {tuple(neg_ids.shape)}")
-        rows = torch.isin(pos_ids, neg_ids).nonzero().squeeze(1)
-        if len(rows):
-            r, c = (pos_ids.index_select(0, rows).unsqueeze(1) == neg_ids.unsqueeze(0)).nonzero(as_tuple=True)
-            # in place: the matmul's backward needs its inputs, not this output
-            scores.index_put_((rows.index_select(0, r), c), torch.tensor(fill, dtype=scores.dtype, device=scores.device))
+        rows, cols = positive_collisions(pos_ids, neg_ids)
+        if len(rows):  # in place: the matmul's backward needs its inputs, not this output
+            scores.index_put_((rows, cols), torch.tensor(fill, dtype=scores.dtype, device=scores.device))
     return scores
+
+
+def positive_collisions(pos_ids: torch.Tensor, neg_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(rows, cols)``: every pair where shared negative ``cols[i]`` is row ``rows[i]``'s own positive.
+
+    Only the rows whose positive is among the negatives are compared (no ``(B, K)`` comparison).
+
+    Args:
+        pos_ids: ``(B,)`` each row's positive id.
+        neg_ids: ``(K,)`` the shared negatives' ids.
+
+    Example:
+        >>> positive_collisions(torch.tensor([5, 6, 6]), torch.tensor([6, 7]))
+        (tensor([1, 2]), tensor([0, 0]))
+    """
+    rows = torch.isin(pos_ids, neg_ids).nonzero().squeeze(1)
+    if len(rows) == 0:
+        return rows, rows
+    r, c = (pos_ids.index_select(0, rows).unsqueeze(1) == neg_ids.unsqueeze(0)).nonzero(as_tuple=True)
+    return rows.index_select(0, r), c
 
 
 def l2_regularisation(*tensors: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
