@@ -7,7 +7,18 @@ import copy
 import pytest
 import torch
 
+from training import optim
 from training.optim import RowAdam, dense_adam
+
+
+@pytest.fixture(params=["numba", "torch"])
+def kernel(request, monkeypatch):
+    """Run a test with the numba kernel (checked present) and again with the torch-ops update."""
+    if request.param == "numba":
+        assert optim._row_adam_kernel() is not None, "numba is a dependency: the fused kernel must be there"
+    else:
+        monkeypatch.setattr(optim, "_KERNEL", [None])
+    return request.param
 
 
 def _pair(rows: int, dim: int, seed: int = 0):
@@ -35,7 +46,7 @@ def _run(batches, maximize=False, lr=0.01, rows=50):
 
 
 @pytest.mark.parametrize("maximize", [False, True])
-def test_row_adam_matches_sparse_adam_on_distinct_rows(maximize):
+def test_row_adam_matches_sparse_adam_on_distinct_rows(maximize, kernel):
     batches = [torch.tensor([4, 1, 9, 30]), torch.tensor([1, 2, 3]), torch.tensor([49, 0, 4])]
     ref, ours, opt_ref, opt = _run(batches, maximize=maximize)
     torch.testing.assert_close(ours.weight, ref.weight, rtol=1e-6, atol=1e-7)
@@ -48,13 +59,13 @@ def test_row_adam_matches_sparse_adam_on_distinct_rows(maximize):
 
 
 @pytest.mark.parametrize("rows", [50, 5000])  # duplicates found by counting over the table / by a sort
-def test_row_adam_sums_duplicate_rows_like_sparse_adam(rows):
+def test_row_adam_sums_duplicate_rows_like_sparse_adam(rows, kernel):
     batches = [torch.tensor([3, 3, 3, 7, 1, 7]), torch.tensor([7, 2, 2]), torch.tensor([3]), torch.tensor([9, 4])]
     ref, ours, _, _ = _run(batches, rows=rows)
     torch.testing.assert_close(ours.weight, ref.weight, rtol=1e-6, atol=1e-7)
 
 
-def test_row_adam_state_dict_round_trips_with_sparse_adam():
+def test_row_adam_state_dict_round_trips_with_sparse_adam(kernel):
     ref, ours, opt_ref, _ = _run([torch.tensor([0, 5, 8])])
     fresh = RowAdam(ours.parameters(), lr=0.01)
     # as through a checkpoint file: copies (load_state_dict may keep the given tensors)
@@ -70,7 +81,7 @@ def test_row_adam_state_dict_round_trips_with_sparse_adam():
     assert fresh.state[ours.weight]["step"] == 2
 
 
-def test_row_adam_skips_an_empty_gradient_but_counts_the_step():
+def test_row_adam_skips_an_empty_gradient_but_counts_the_step(kernel):
     emb = torch.nn.Embedding(5, 3, sparse=True)
     before = emb.weight.detach().clone()
     opt = RowAdam(emb.parameters())
@@ -115,3 +126,24 @@ def test_dense_adam_is_fused_on_cpu_and_matches_plain_adam():
             o.step()
     torch.testing.assert_close(a.weight, b.weight, rtol=1e-5, atol=1e-6)
     assert dense_adam([torch.zeros(2, dtype=torch.float64, requires_grad=True)], lr=0.1).param_groups[0]["fused"]
+
+
+def test_the_numba_kernel_and_the_torch_ops_agree_in_double_precision(monkeypatch):
+    torch.manual_seed(3)
+    start = torch.randn(300, 2, 4, dtype=torch.float64)  # a row shape of two dimensions
+    results = []
+    for use_kernel in (True, False):
+        monkeypatch.setattr(optim, "_KERNEL", [] if use_kernel else [None])
+        p = torch.nn.Parameter(start.clone())
+        opt = RowAdam([p], lr=0.05, betas=(0.8, 0.99))
+        for step in range(4):
+            g = torch.Generator().manual_seed(step)
+            idx = torch.randperm(300, generator=g)[:70]
+            p.grad = torch.sparse_coo_tensor(idx.unsqueeze(0), torch.randn(70, 2, 4, dtype=torch.float64, generator=g),
+                                             p.shape, check_invariants=True)
+            opt.step()
+        assert (optim._KERNEL[0] is not None) == use_kernel
+        results.append((p.detach(), opt.state[p]["exp_avg"], opt.state[p]["exp_avg_sq"]))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-14)

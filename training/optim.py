@@ -104,15 +104,70 @@ class RowAdam(torch.optim.Optimizer):
                     continue
                 if group["maximize"]:
                     g = g.neg()
-                m = state["exp_avg"].index_select(0, rows).lerp_(g, 1 - beta1)
-                v = state["exp_avg_sq"].index_select(0, rows).mul_(beta2).addcmul_(g, g, value=1 - beta2)
-                state["exp_avg"].index_copy_(0, rows, m)
-                state["exp_avg_sq"].index_copy_(0, rows, v)
                 t = state["step"]
                 step_size = group["lr"] * math.sqrt(1 - beta2 ** t) / (1 - beta1 ** t)
-                update = m.div_(v.sqrt_().add_(group["eps"]))
-                p.index_copy_(0, rows, p.index_select(0, rows).add_(update, alpha=-step_size))
+                if not _fused_row_adam(p, state["exp_avg"], state["exp_avg_sq"], rows, g, beta1, beta2,
+                                       group["eps"], step_size):
+                    _row_adam(p, state["exp_avg"], state["exp_avg_sq"], rows, g, beta1, beta2, group["eps"],
+                              step_size)
         return loss
+
+
+def _row_adam(p, exp_avg, exp_avg_sq, rows, g, beta1, beta2, eps, step_size) -> None:
+    """The update of the ``rows`` of ``p`` and its moments with torch ops (any device)."""
+    m = exp_avg.index_select(0, rows).lerp_(g, 1 - beta1)
+    v = exp_avg_sq.index_select(0, rows).mul_(beta2).addcmul_(g, g, value=1 - beta2)
+    exp_avg.index_copy_(0, rows, m)
+    exp_avg_sq.index_copy_(0, rows, v)
+    update = m.div_(v.sqrt_().add_(eps))
+    p.index_copy_(0, rows, p.index_select(0, rows).add_(update, alpha=-step_size))
+
+
+def _fused_row_adam(p, exp_avg, exp_avg_sq, rows, g, beta1, beta2, eps, step_size) -> bool:
+    """The same update in one parallel pass over the rows (numba), where it applies: CPU, float32
+    or float64, contiguous tensors. Returns False (nothing done) where it does not."""
+    kernel = _row_adam_kernel()
+    tensors = (p, exp_avg, exp_avg_sq, g)
+    if (kernel is None or any(t.device.type != "cpu" or t.dtype != p.dtype or not t.is_contiguous() for t in tensors)
+            or p.dtype not in (torch.float32, torch.float64) or rows.device.type != "cpu"):
+        return False
+    import numba
+
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    flat = [t.reshape(t.shape[0], -1).numpy() for t in tensors]
+    # constants as torch's scalar arguments are: computed in double, then in the parameters' precision
+    c = p.new_tensor([1 - beta1, beta2, 1 - beta2, eps, step_size]).numpy()
+    kernel(*flat, rows.to(torch.int64).contiguous().numpy(), *c)
+    return True
+
+
+_KERNEL: list = []
+
+
+def _row_adam_kernel():
+    """The numba kernel, compiled on first use (cached on disk by numba); None without numba."""
+    if _KERNEL:
+        return _KERNEL[0]
+    try:
+        import numba
+    except ImportError:  # the torch path does the same update
+        _KERNEL.append(None)
+        return None
+
+    @numba.njit(parallel=True, nogil=True, cache=True)
+    def row_adam(p, m, v, g, rows, one_minus_beta1, beta2, one_minus_beta2, eps, step_size):
+        for i in numba.prange(rows.shape[0]):  # rows are distinct: no two iterations write one row
+            r = rows[i]
+            for j in range(p.shape[1]):
+                gj = g[i, j]
+                mj = m[r, j] + one_minus_beta1 * (gj - m[r, j])
+                vj = v[r, j] * beta2 + one_minus_beta2 * gj * gj
+                m[r, j] = mj
+                v[r, j] = vj
+                p[r, j] -= step_size * (mj / (math.sqrt(vj) + eps))
+
+    _KERNEL.append(row_adam)
+    return row_adam
 
 
 def _distinct_rows(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
