@@ -11,7 +11,7 @@ alone ("lazy" Adam) — computed on the touched rows directly::
 
 ``SparseAdam`` coalesces the gradient (a sort of all its entries), then goes through sparse
 tensors for every state update (``sparse_mask`` and a sparse ``add_`` per moment and for the
-parameter). ``RowAdam`` updates the touched rows directly: on CPU float32/float64 in ONE parallel
+parameter). ``RowAdam`` updates the touched rows directly: on CPU float32/float64 in ONE
 numba pass (each row's parameter and moments read once, updated, written back; compiled on first
 use and cached by numba), elsewhere (CUDA, other dtypes, numba missing) with torch ops — gather
 the rows (``index_select``), update them as dense ``(rows, dim)`` blocks, write them back
@@ -126,16 +126,13 @@ def _row_adam(p, exp_avg, exp_avg_sq, rows, g, beta1, beta2, eps, step_size) -> 
 
 
 def _fused_row_adam(p, exp_avg, exp_avg_sq, rows, g, beta1, beta2, eps, step_size) -> bool:
-    """The same update in one parallel pass over the rows (numba), where it applies: CPU, float32
+    """The same update in one pass over the rows (numba), where it applies: CPU, float32
     or float64, contiguous tensors. Returns False (nothing done) where it does not."""
     kernel = _row_adam_kernel()
     tensors = (p, exp_avg, exp_avg_sq, g)
     if (kernel is None or any(t.device.type != "cpu" or t.dtype != p.dtype or not t.is_contiguous() for t in tensors)
             or p.dtype not in (torch.float32, torch.float64) or rows.device.type != "cpu"):
         return False
-    import numba
-
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
     flat = [t.reshape(t.shape[0], -1).numpy() for t in tensors]
     # constants as torch's scalar arguments are: computed in double, then in the parameters' precision
     c = p.new_tensor([1 - beta1, beta2, 1 - beta2, eps, step_size]).numpy()
@@ -156,9 +153,12 @@ def _row_adam_kernel():
         _KERNEL.append(None)
         return None
 
-    @numba.njit(parallel=True, nogil=True, cache=True)
+    # one thread on purpose: the pass is memory-bound (measured: 2 threads no faster), and numba's
+    # parallel layer brings a second OpenMP runtime whose spinning workers took the core torch's
+    # thread needed (a 1-thread step 114 -> 1040 ms with another process on the other core)
+    @numba.njit(nogil=True, cache=True)
     def row_adam(p, m, v, g, rows, one_minus_beta1, beta2, one_minus_beta2, eps, step_size):
-        for i in numba.prange(rows.shape[0]):  # rows are distinct: no two iterations write one row
+        for i in range(rows.shape[0]):
             r = rows[i]
             for j in range(p.shape[1]):
                 gj = g[i, j]
