@@ -147,3 +147,28 @@ def test_the_numba_kernel_and_the_torch_ops_agree_in_double_precision(monkeypatc
     for a, b in zip(*results):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
         torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-14)
+
+
+def test_the_kernel_split_over_threads_equals_the_torch_ops(monkeypatch):
+    rows = 3 * optim._MIN_ROWS_PER_THREAD  # enough rows for two slices
+    monkeypatch.setattr(optim, "_POOL", [])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        results = []
+        for use_kernel in (True, False):
+            monkeypatch.setattr(optim, "_KERNEL", [] if use_kernel else [None])
+            p = torch.nn.Parameter(torch.ones(rows + 100, 8))
+            opt = RowAdam([p], lr=0.1)
+            g = torch.Generator().manual_seed(5)
+            idx = torch.randperm(rows + 100, generator=g)[:rows]
+            p.grad = torch.sparse_coo_tensor(idx.unsqueeze(0), torch.randn(rows, 8, generator=g), p.shape,
+                                             check_invariants=True)
+            opt.step()
+            results.append((p.detach(), opt.state[p]["exp_avg"], opt.state[p]["exp_avg_sq"]))
+        assert optim._POOL, "two torch threads and enough rows: the update was split over a thread pool"
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-7)

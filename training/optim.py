@@ -133,11 +133,39 @@ def _fused_row_adam(p, exp_avg, exp_avg_sq, rows, g, beta1, beta2, eps, step_siz
     if (kernel is None or any(t.device.type != "cpu" or t.dtype != p.dtype or not t.is_contiguous() for t in tensors)
             or p.dtype not in (torch.float32, torch.float64) or rows.device.type != "cpu"):
         return False
-    flat = [t.reshape(t.shape[0], -1).numpy() for t in tensors]
+    pm, mm, vm, gm = (t.reshape(t.shape[0], -1).numpy() for t in tensors)
+    rows_np = rows.to(torch.int64).contiguous().numpy()
     # constants as torch's scalar arguments are: computed in double, then in the parameters' precision
     c = p.new_tensor([1 - beta1, beta2, 1 - beta2, eps, step_size]).numpy()
-    kernel(*flat, rows.to(torch.int64).contiguous().numpy(), *c)
+    parts = min(torch.get_num_threads(), len(rows_np) // _MIN_ROWS_PER_THREAD)
+    if parts <= 1:
+        kernel(pm, mm, vm, gm, rows_np, *c)
+        return True
+    # the rows are distinct, so disjoint slices of them touch disjoint rows: one slice per torch
+    # thread, run by plain threads (the kernel releases the GIL; random row reads are latency-bound,
+    # so two threads keep twice the memory reads in flight)
+    bounds = [len(rows_np) * i // parts for i in range(parts + 1)]
+    futures = [_pool(parts - 1).submit(kernel, pm, mm, vm, gm[lo:hi], rows_np[lo:hi], *c)
+               for lo, hi in zip(bounds[1:-1], bounds[2:])]
+    kernel(pm, mm, vm, gm[:bounds[1]], rows_np[:bounds[1]], *c)
+    for f in futures:
+        f.result()
     return True
+
+
+_MIN_ROWS_PER_THREAD = 8192
+_POOL: list = []
+
+
+def _pool(workers: int):
+    """A process-wide thread pool with at least ``workers`` threads (idle threads block, never spin)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if not _POOL or _POOL[0]._max_workers < workers:
+        if _POOL:
+            _POOL.pop().shutdown(wait=True)
+        _POOL.append(ThreadPoolExecutor(max_workers=workers, thread_name_prefix="row-adam"))
+    return _POOL[0]
 
 
 _KERNEL: list = []
