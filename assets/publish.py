@@ -87,13 +87,15 @@ def _item_like(spec: dict) -> set[str]:
 
 
 def _score_and_history(spec: dict) -> tuple[str, list[str]]:
-    """The run's decoder (``dot``/``cosine``) and its target edge types (the users' histories)."""
+    """The score the run's vectors rank by (its decoder, or ``dot`` with a popularity prior:
+    :func:`training.scoring.ranking_score`) and its target edge types (the users' histories)."""
     from graph_build.snapshot import open_snapshot
     from training.config import TrainConfig
+    from training.scoring import ranking_score
     from training.trainer import resolve_targets
 
     config = TrainConfig(**spec["config"])
-    return config.model_config().decoder, resolve_targets(open_snapshot(spec["snapshot"]), config)
+    return ranking_score(config.model_config()), resolve_targets(open_snapshot(spec["snapshot"]), config)
 
 
 def publish(spark, lake_dir: str, run_id: str | None = None, node_types=None, config: AssetConfig | None = None,

@@ -142,6 +142,24 @@ def test_full_graph_lightgcn_mode(spark, planted):
     assert evaluate(spark, lake_dir, run_id=summary["run_id"], k=10)["recall@10"] >= 0.5
 
 
+def test_popularity_prior_exports_dot_scoring_vectors(spark, planted):
+    """model.popularity_prior: users [h/|h|/t, 1], items [h/|h|, beta log(1 + training degree)], ranked by dot."""
+    lake_dir, snap_dir = planted
+    model = {"hidden_dim": 16, "num_layers": 2, "weight_free": True, "layer_combination": "mean",
+             "use_features": False, "decoder": "cosine", "temperature": 0.2, "popularity_prior": 0.5}
+    config = TrainConfig(**{**BASE, "epochs": 10, "batch_size": 128, "lr": 0.05, "l2": 0.0, "model": model},
+                         mode="full", loss="sampled_softmax", num_negatives=16, shared_negatives=True)
+    summary = train(spark, lake_dir, config, progress=False)
+    emb, snap = _embeddings(summary["run_dir"]), open_snapshot(snap_dir)
+    degrees = np.bincount(np.asarray(snap.csr(TARGET)[1]), minlength=snap.num_nodes("item"))
+    assert emb["user"].shape == (snap.num_nodes("user"), 17) and emb["item"].shape == (snap.num_nodes("item"), 17)
+    np.testing.assert_allclose(emb["user"][:, -1], 1.0)
+    np.testing.assert_allclose(np.linalg.norm(emb["user"][:, :-1], axis=1), 1 / 0.2, rtol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(emb["item"][:, :-1], axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(emb["item"][:, -1], 0.5 * np.log1p(degrees), rtol=1e-6)
+    assert evaluate(spark, lake_dir, run_id=summary["run_id"], k=10)["recall@10"] >= 0.5
+
+
 def test_cli_train_with_validation_and_evaluate(spark, planted, tmp_path, capsys):
     lake_dir, _ = planted
     config = tmp_path / "train.yaml"

@@ -50,6 +50,7 @@ import torch
 
 from training import checkpoint as ckpt
 from training.sampling import csr_rows
+from training.scoring import ranking_score
 
 COLD_START_FILE = "cold_start_items.json"
 KEEP_RELATIONS = ("belongs_to",)  # attribute edges a new item has from the start
@@ -280,7 +281,7 @@ def cold_start_metrics(run_dir: str, k: int = 20) -> dict:
     item_emb = np.asarray(np.load(embeddings_path(run_dir, item_type), mmap_mode="r")[items.numpy()])
     user_emb = np.load(embeddings_path(run_dir, user_type), mmap_mode="r")
     kk = min(k, len(items))
-    m = ranking_metrics(user_emb, item_emb, users, local, k=kk, score=config.model_config().decoder)
+    m = ranking_metrics(user_emb, item_emb, users, local, k=kk, score=ranking_score(config.model_config()))
     per_user = torch.bincount(users, minlength=user_emb.shape[0])
     rnd = random_ranking_metrics(per_user[per_user > 0], len(items), k)
     return {f"recall@{k}": m[f"recall@{kk}"], f"ndcg@{k}": m[f"ndcg@{kk}"], **rnd, "items": int(len(items)),

@@ -42,6 +42,7 @@ from training.cold_start import cold_start_metrics, read_cold_items
 from training.job import latest_run, run_dir_of
 from training.metrics import group_by_user, ranking_metrics
 from training.sampling import csr_rows
+from training.scoring import ranking_score
 from training.worker import embeddings_path, read_run
 
 EVALUATION_FILE = "evaluation.json"
@@ -151,7 +152,7 @@ def evaluate(spark, lake_dir: str, run_id: str | None = None, test_table: str = 
         dst.append(torch.from_numpy(np.asarray(indices).astype(np.int64)))
     train_ptr, train_items = group_by_user(torch.cat(src), torch.cat(dst), snap.num_nodes(user_type))
     metrics = ranking_metrics(np.load(embeddings_path(run_dir, user_type)), np.load(embeddings_path(run_dir, item_type)),
-                              users, items, train_ptr, train_items, k=k, score=config.model_config().decoder)
+                              users, items, train_ptr, train_items, k=k, score=ranking_score(config.model_config()))
     result = {"run_id": run_id, "graph_version": spec["graph_version"], **metrics, "unknown_pairs": unknown,
               "input_pairs": n_pairs, "users_with_test_items": total_users, "k": k, "targets": targets,
               "sampled_users": max_users is not None and total_users > max_users,

@@ -83,6 +83,7 @@ def embed_new_nodes(run_dir: str, new_nodes: Mapping[str, Mapping], new_edges: M
     from training.config import TrainConfig
     from training.model import HeteroGraphSAGE
     from training.sampling import CSRNeighborSampler, HeteroCSRGraph
+    from training.scoring import prior_roles, scoring_vectors
     from training.trainer import (FEATURE_NAMES, feature_specs, full_degrees, resolve_targets, trained_node_types,
                                   training_csr)
     from training.worker import read_run
@@ -147,12 +148,17 @@ def embed_new_nodes(run_dir: str, new_nodes: Mapping[str, Mapping], new_edges: M
 
     types = sorted(counts)
     dim = model_config.hidden_dim
-    out = {t: np.zeros((0, dim), np.float32) for t in types}
+    roles = prior_roles(targets) if model_config.popularity_prior > 0 else (set(), set())
+
+    def scoring(t, rows):  # as the run exported its vectors; new nodes have no training degree (prior 0)
+        return scoring_vectors(rows, t, model_config, roles)
+
+    out = {t: scoring(t, np.zeros((0, dim), np.float32)) for t in types}
     with torch.no_grad():
         if config.mode == "full":
             if any(counts[t] for t in types):
                 emb = forward(graph.full_batch(modelled, num_layers=model_config.num_layers))
-                out = {t: emb[t][n_old[t]:].cpu().numpy().astype(np.float32) for t in types}
+                out = {t: scoring(t, emb[t][n_old[t]:].cpu().numpy().astype(np.float32)) for t in types}
             return out
         sampler = CSRNeighborSampler(graph, list(config.fanouts), weighted=config.weighted_sampling)
         for ti, t in enumerate(types):
@@ -162,7 +168,7 @@ def embed_new_nodes(run_dir: str, new_nodes: Mapping[str, Mapping], new_edges: M
                 batch = sampler.sample({t: ids}, generator=ckpt.generator(config.seed, INFERENCE_STREAM, ti, start))
                 rows.append(forward(batch)[t].cpu())
             if rows:
-                out[t] = torch.cat(rows).numpy().astype(np.float32)
+                out[t] = scoring(t, torch.cat(rows).numpy().astype(np.float32))
     return out
 
 

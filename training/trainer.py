@@ -45,6 +45,7 @@ from training.model.decoder import (bpr_loss, l2_regularisation, sampled_softmax
                                     shared_negative_scores)
 from training.model.shared_softmax import shared_softmax_loss
 from training.optim import RowAdam, dense_adam
+from training.scoring import prior_roles, ranking_score, scoring_vectors
 from training.sampling import CSRNeighborSampler, HeteroCSRGraph, NegativeSampler, csr_rows, message_relations
 from training.sampling.base import REVERSE_PREFIX
 
@@ -191,6 +192,14 @@ class Trainer:
         self.id_types = {t for t, enc in self.model.encoder.encoders.items() if enc.id_embedding is not None}
         self.net = backend.wrap_model(self.model)  # DDP: gradient averaging hooks; the others: the model
         self.degrees = full_degrees(self.graph) if self.model_config.weight_free else None
+        self.prior_roles, self.prior_degrees = (set(), set()), {}
+        if self.model_config.popularity_prior > 0:  # destinations' training degrees over the targets
+            self.prior_roles = prior_roles(self.targets)
+            for e in self.targets:
+                d_type = e.split("__")[2]
+                indices = self.graph.csr(message_relations(e)[1])[1]  # (d, rev_r, s): indexed by s
+                deg = np.bincount(np.asarray(indices, dtype=np.int64), minlength=self.graph.num_nodes[d_type])
+                self.prior_degrees[d_type] = self.prior_degrees.get(d_type, 0) + deg
         # full mode: one batch for the whole run (its edge tensors, and so their sorted layouts, are reused)
         self.full = (self.graph.full_batch(self.node_types, num_layers=self.model_config.num_layers)
                      if config.mode == "full" else None)
@@ -395,7 +404,7 @@ class Trainer:
                              f"embedding; expected a subset of {self.node_types}")
         if self.config.mode == "full":
             out = self._forward(self.full)
-            return {t: out[t].cpu().numpy().astype(np.float32) for t in types}
+            return {t: self._scoring(t, out[t].cpu().numpy().astype(np.float32), 0) for t in types}
         result = {}
         for ti, t in enumerate(types):
             n = self.snapshot.num_nodes(t)
@@ -410,8 +419,17 @@ class Trainer:
                 rows.append(self._forward(batch)[t].cpu())
             dim = self.model_config.hidden_dim
             mat = torch.cat(rows).numpy().astype(np.float32) if rows else np.zeros((0, dim), np.float32)
+            mat = self._scoring(t, mat, lo)
             result[t] = (lo, hi, mat) if rank_slice else mat
         return result
+
+    def _scoring(self, node_type: str, rows: np.ndarray, lo: int) -> np.ndarray:
+        """The exported vectors of rows ``lo..`` of ``node_type`` (:func:`training.scoring.scoring_vectors`)."""
+        if self.model_config.popularity_prior <= 0:
+            return rows
+        degrees = self.prior_degrees.get(node_type)
+        return scoring_vectors(rows, node_type, self.model_config, self.prior_roles,
+                               None if degrees is None else degrees[lo:lo + len(rows)])
 
     def validate(self, embeddings: dict | None = None) -> dict:
         """Recall/NDCG@K on the held-out validation edges (their training edges masked)."""
@@ -422,7 +440,7 @@ class Trainer:
             s_type, _, d_type = e.split("__")
             indptr, indices, _ = self.graph.csr(message_relations(e)[1])  # (d, rev_r, s): indexed by s
             m = ranking_metrics(emb[s_type], emb[d_type], src, dst, indptr, indices,
-                                k=min(k, emb[d_type].shape[0]), score=self.model_config.decoder)
+                                k=min(k, emb[d_type].shape[0]), score=ranking_score(self.model_config))
             out.update({f"val_{e}_{name}": v for name, v in m.items()})
         self.model.train()
         return out

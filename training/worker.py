@@ -61,6 +61,7 @@ def run(run_dir: str, backend, resume: bool = False, progress: bool = True) -> d
     from graph_build.snapshot import open_snapshot
     from graphlake.config import load_config
     from training.config import TrainConfig
+    from training.scoring import exported_dim
     from training.trainer import Trainer, write_metrics
 
     spec = read_run(run_dir)
@@ -68,7 +69,7 @@ def run(run_dir: str, backend, resume: bool = False, progress: bool = True) -> d
     trainer = Trainer(open_snapshot(spec["snapshot"]), config, run_dir, backend, progress=progress)
     history = trainer.fit(resume=resume, warm_start=(spec.get("warm_start") or {}).get("checkpoint"))
     parts = trainer.embed_all(rank_slice=True)
-    dim = trainer.model_config.hidden_dim
+    dim = exported_dim(trainer.model_config)
     if backend.is_root:
         os.makedirs(os.path.join(run_dir, "embeddings"), exist_ok=True)
         for t in parts:

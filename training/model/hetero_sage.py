@@ -249,6 +249,8 @@ class ModelConfig:
         layer_combination: ``"last"`` or ``"mean"``.
         decoder: ``"dot"`` or ``"cosine"`` (:func:`training.model.decoder.score`).
         temperature: score temperature (> 0).
+        popularity_prior: β >= 0; with β > 0 a destination's score gains ``β * log(1 + its training
+            degree)`` and the run exports dot-product scoring vectors (:mod:`training.scoring`).
         attention_dim: semantic-attention width (None: hidden_dim).
 
     Example:
@@ -274,6 +276,7 @@ class ModelConfig:
     layer_combination: str = "last"
     decoder: str = "dot"
     temperature: float = 1.0
+    popularity_prior: float = 0.0
     attention_dim: int | None = None
 
     def __post_init__(self):
@@ -299,6 +302,9 @@ class ModelConfig:
         t = self.temperature
         if isinstance(t, bool) or not isinstance(t, (int, float)) or not t > 0:
             raise ValueError(f"temperature: expected a number > 0, got {t!r}")
+        b = self.popularity_prior
+        if isinstance(b, bool) or not isinstance(b, (int, float)) or not 0 <= b < float("inf"):
+            raise ValueError(f"popularity_prior: expected a finite number >= 0, got {b!r}")
         a = self.attention_dim
         if a is not None and (isinstance(a, bool) or not isinstance(a, int) or a < 1):
             raise ValueError(f"attention_dim: expected an int >= 1 or null, got {a!r}")

@@ -1,0 +1,90 @@
+"""Scoring vectors: what a run exports, so that ranking users' items is a dot product of its vectors.
+
+Without a popularity prior (``model.popularity_prior: 0``, the default) a run exports the model's
+outputs and ranks with its decoder (``dot`` or ``cosine``). With ``popularity_prior`` β > 0 the
+score of a destination node ``i`` (an item) for a source node ``u`` (a user) is::
+
+    s(u, i) = decoder(u, i) / t + β * log(1 + deg(i))
+
+``deg(i)``: ``i``'s training edges over the run's target edge types (0 for a node the run never
+trained on: held-out cold-start items, nodes embedded later). Sampled softmax with uniform
+negatives learns ``decoder / t`` on a bounded cosine scale; the prior adds the popularity a
+user's next items follow (measured on a validation slice of Gowalla: +0.008 Recall@20 at β 0.3).
+The exported vectors make ``s`` a plain dot product::
+
+    source types        [h_u / t, 1]
+    destination types   [h_i, β * log(1 + deg(i))]
+    other types         [h, 0]
+
+with ``h`` L2-normalised for the cosine decoder (raw for dot). Evaluation, validation, the asset
+index and the SQL functions then rank by the dot product of the published vectors
+(:func:`ranking_score` is ``"dot"``): one score everywhere. Similarity between two items (or two
+users) then includes the product of their extra coordinates.
+
+Example:
+    >>> roles = prior_roles(["user__purchase__item"])          # ({"user"}, {"item"})
+    >>> vectors = scoring_vectors(rows, "item", model_config, roles, degrees=item_degrees)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def ranking_score(model_config) -> str:
+    """The score the run's exported vectors are ranked by: ``"dot"`` with a popularity prior, else the decoder."""
+    return "dot" if model_config.popularity_prior > 0 else model_config.decoder
+
+
+def exported_dim(model_config) -> int:
+    """Width of the exported vectors: ``hidden_dim``, plus one with a popularity prior."""
+    return model_config.hidden_dim + (1 if model_config.popularity_prior > 0 else 0)
+
+
+def prior_roles(targets) -> tuple[set, set]:
+    """``(source types, destination types)`` of the target edge types ``"src__rel__dst"``.
+
+    Raises:
+        ValueError: a type is both a source and a destination (the prior needs one side per type).
+    """
+    sources = {e.split("__")[0] for e in targets}
+    dests = {e.split("__")[2] for e in targets}
+    both = sorted(sources & dests)
+    if both:
+        raise ValueError(f"model.popularity_prior: node types {both} are both a source and a destination of the "
+                         f"target edge types {sorted(targets)}; the prior needs each type on one side")
+    return sources, dests
+
+
+def scoring_vectors(rows: np.ndarray, node_type: str, model_config, roles: tuple[set, set],
+                    degrees: np.ndarray | None = None) -> np.ndarray:
+    """The exported vectors of ``rows`` (model outputs of ``node_type``), see the module docstring.
+
+    Args:
+        rows: ``(n, hidden_dim)`` model outputs.
+        node_type: their type.
+        model_config: the run's :class:`training.model.ModelConfig`.
+        roles: :func:`prior_roles` of the run's targets.
+        degrees: ``(n,)`` training degrees of these rows (destination types; None: all 0, e.g.
+            nodes embedded after training).
+
+    Returns:
+        ``rows`` as they are without a prior; else ``(n, hidden_dim + 1)`` float32.
+    """
+    beta = model_config.popularity_prior
+    if beta <= 0:
+        return rows
+    x = np.asarray(rows, dtype=np.float32)
+    if model_config.decoder == "cosine":
+        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    sources, dests = roles
+    extra = np.zeros((len(x), 1), np.float32)
+    if node_type in sources:
+        x = x / np.float32(model_config.temperature)
+        extra[:] = 1.0
+    elif node_type in dests and degrees is not None:
+        degrees = np.asarray(degrees)
+        if degrees.shape != (len(x),):
+            raise ValueError(f"degrees: expected shape ({len(x)},), got {degrees.shape}")
+        extra[:, 0] = beta * np.log1p(degrees.astype(np.float64))
+    return np.ascontiguousarray(np.hstack([x, extra]), dtype=np.float32)
