@@ -41,8 +41,10 @@ def build_tiny_graph(spark, lake_dir: str) -> None:
     build_graph(spark, lake_dir, FAST, build_docs=False)
 
 
-def hand_run(spark, lake_dir: str, run_id: str, vectors: dict | None = None, evaluation: dict | None = None) -> str:
-    """Write a finished run ``run_id`` with the given ``{node_type: {key: vector}}``; returns its folder."""
+def hand_run(spark, lake_dir: str, run_id: str, vectors: dict | None = None, evaluation: dict | None = None,
+             model: dict | None = None) -> str:
+    """Write a finished run ``run_id`` with the given ``{node_type: {key: vector}}`` (and ``model:``
+    section, default a dot decoder); returns its folder."""
     from graph_build.export import export_graph
     from graph_build.manifest import load_graph_version, read_graph_table
     from graphlake import lake, tables
@@ -53,7 +55,7 @@ def hand_run(spark, lake_dir: str, run_id: str, vectors: dict | None = None, eva
     vectors = vectors or {"user": USER_VECTORS, "item": ITEM_VECTORS}
     graph = load_graph_version(spark, lake_dir)
     snap = export_graph(spark, lake_dir)
-    config = TrainConfig(targets=("user__click__item", "user__purchase__item"), model={"decoder": "dot"})
+    config = TrainConfig(targets=("user__click__item", "user__purchase__item"), model=model or {"decoder": "dot"})
     run_dir = run_dir_of(lake_dir, run_id)
     os.makedirs(os.path.join(run_dir, "embeddings"))
     for node_type, by_key in vectors.items():

@@ -71,6 +71,19 @@ def test_publish_writes_tables_files_and_a_candidate_row(spark, lake_dir):
         read_asset(spark, lake_dir, "item_embeddings")
 
 
+def test_a_run_with_a_popularity_prior_is_published_with_the_dot_score(spark, lake_dir):
+    # the vectors as such a run exports them (training.scoring): users [h / t, 1], items [h, prior]
+    users = {k: [x / 0.5 for x in v] + [1.0] for k, v in USER_VECTORS.items()}
+    items = {k: v + [0.1 * n] for n, (k, v) in enumerate(ITEM_VECTORS.items())}
+    hand_run(spark, lake_dir, "r1", vectors={"user": users, "item": items}, evaluation=GOOD,
+             model={"decoder": "cosine", "temperature": 0.5, "popularity_prior": 0.3})
+    summary = publish(spark, lake_dir, config=GATE, build_docs=False)
+    for asset in ("item_embeddings", "user_embeddings"):
+        with open(os.path.join(summary["assets"][asset]["files"], "meta.json")) as f:
+            meta = json.load(f)
+        assert (meta["score"], meta["dim"]) == ("dot", 3)
+
+
 def test_publish_refuses_unfinished_runs_and_unknown_types(spark, lake_dir):
     run_dir = hand_run(spark, lake_dir, "r1")
     with pytest.raises(AssetError, match=r"run r1 has no embeddings of \['shop'\] \(it has \['item', 'user'\]\)"):

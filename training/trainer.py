@@ -394,7 +394,9 @@ class Trainer:
         neighbourhoods (fixed seeds: deterministic) or one full propagation (``mode: full``).
 
         With ``rank_slice`` each rank computes only its contiguous slice of every type and the
-        result holds ``(lo, hi, rows)`` per type instead of the full matrix.
+        result holds ``(lo, hi, rows)`` per type instead of the full matrix. With
+        ``model.popularity_prior`` the rows are the run's scoring vectors (one more column,
+        :mod:`training.scoring`).
         """
         self.model.eval()
         types = list(node_types or self.node_types)
