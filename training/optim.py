@@ -13,10 +13,11 @@ alone ("lazy" Adam) — computed on the touched rows directly::
 tensors for every state update (``sparse_mask`` and a sparse ``add_`` per moment and for the
 parameter). ``RowAdam`` updates the touched rows directly: on CPU float32/float64 in ONE
 numba pass (each row's parameter and moments read once, updated, written back; compiled on first
-use and cached by numba; the rows split over ``torch.get_num_threads()`` plain threads), elsewhere (CUDA, other dtypes, numba missing) with torch ops — gather
-the rows (``index_select``), update them as dense ``(rows, dim)`` blocks, write them back
-(``index_copy_``). A gradient whose row ids are already distinct — the trainer's case: a sampled
-batch holds each node once — is used as it is (no sort, no summing). Measured on one thread,
+use and cached by numba; the rows split over ``torch.get_num_threads()`` plain threads), elsewhere
+(CUDA, other dtypes, numba missing) with torch ops — gather the rows (``index_select``), update
+them as dense ``(rows, dim)`` blocks, write them back (``index_copy_``). A gradient whose row ids
+are already distinct — the trainer's case: a sampled batch holds each node once — is used as it is
+(no sort, no summing). Measured on one thread,
 200k x 64 table, 50k touched rows: numba pass ~15 ms, torch ops ~44 ms (loaded machine); the torch
 ops were already ~1.5-2x faster than ``SparseAdam`` (``bench/train_throughput.py --profile``).
 Results equal ``SparseAdam``'s to float rounding (``tests/test_optim.py``, both paths).

@@ -196,10 +196,9 @@ class Trainer:
         if self.model_config.popularity_prior > 0:  # destinations' training degrees over the targets
             self.prior_roles = prior_roles(self.targets)
             for e in self.targets:
-                d_type = e.split("__")[2]
-                indices = self.graph.csr(message_relations(e)[1])[1]  # (d, rev_r, s): indexed by s
-                deg = np.bincount(np.asarray(indices, dtype=np.int64), minlength=self.graph.num_nodes[d_type])
-                self.prior_degrees[d_type] = self.prior_degrees.get(d_type, 0) + deg
+                rel = message_relations(e)[0]  # (s, r, d): aggregated at d
+                deg = self.graph.degree(rel, torch.arange(self.graph.num_nodes[rel[2]])).numpy()
+                self.prior_degrees[rel[2]] = self.prior_degrees.get(rel[2], 0) + deg
         # full mode: one batch for the whole run (its edge tensors, and so their sorted layouts, are reused)
         self.full = (self.graph.full_batch(self.node_types, num_layers=self.model_config.num_layers)
                      if config.mode == "full" else None)
@@ -427,8 +426,6 @@ class Trainer:
 
     def _scoring(self, node_type: str, rows: np.ndarray, lo: int) -> np.ndarray:
         """The exported vectors of rows ``lo..`` of ``node_type`` (:func:`training.scoring.scoring_vectors`)."""
-        if self.model_config.popularity_prior <= 0:
-            return rows
         degrees = self.prior_degrees.get(node_type)
         return scoring_vectors(rows, node_type, self.model_config, self.prior_roles,
                                None if degrees is None else degrees[lo:lo + len(rows)])

@@ -7,7 +7,8 @@
 * :func:`sampled_softmax_loss`: softmax cross-entropy of the positive against K sampled
   negatives, with the logQ correction for negatives drawn from a non-uniform (popularity)
   distribution (Yi et al. 2019; TF's ``sampled_softmax_loss(subtract_log_q=True)``).
-* :func:`positive_collisions`: the (row, negative) pairs where a shared negative is the row's positive.
+* :func:`positive_collisions`: the (row, negative) pairs where a shared negative is the row's positive
+  (:func:`masked_pairs`: the same with its argument checks).
 * :func:`l2_regularisation`: LightGCN's ``0.5 * sum of squares / batch size`` over the batch's
   ego (layer-0) embeddings.
 
@@ -172,20 +173,33 @@ def shared_negative_scores(u: torch.Tensor, n: torch.Tensor, kind: str = "dot", 
     if u.dim() != 2 or n.dim() != 2 or u.shape[1] != n.shape[1]:
         raise ValueError(f"n: expected (K, {u.shape[-1]}) negatives for u (B, D), got u {tuple(u.shape)}, "
                          f"n {tuple(n.shape)}")
-    if (pos_ids is None) != (neg_ids is None):
-        raise ValueError("pos_ids / neg_ids: give both or neither")
+    masked = masked_pairs(pos_ids, neg_ids, u.shape[0], n.shape[0])
     t = _temperature(temperature)
     if kind == "cosine":
         u, n = F.normalize(u, dim=-1), F.normalize(n, dim=-1)
     scores = (u / t if t != 1.0 else u) @ n.t()
-    if pos_ids is not None:
-        if pos_ids.shape != (u.shape[0],) or neg_ids.shape != (n.shape[0],):
-            raise ValueError(f"pos_ids / neg_ids: expected shapes ({u.shape[0]},) / ({n.shape[0]},), "
-                             f"got {tuple(pos_ids.shape)} / {tuple(neg_ids.shape)}")
-        rows, cols = positive_collisions(pos_ids, neg_ids)
-        if len(rows):  # in place: the matmul's backward needs its inputs, not this output
-            scores.index_put_((rows, cols), torch.tensor(fill, dtype=scores.dtype, device=scores.device))
+    if masked is not None:  # in place: the matmul's backward needs its inputs, not this output
+        scores.index_put_(masked, torch.tensor(fill, dtype=scores.dtype, device=scores.device))
     return scores
+
+
+def masked_pairs(pos_ids: torch.Tensor | None, neg_ids: torch.Tensor | None, b: int,
+                 k: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The checked ``(rows, cols)`` of :func:`positive_collisions` for ``b`` rows and ``k`` shared
+    negatives; None when no ids are given or no negative is a row's positive.
+
+    Raises:
+        ValueError: only one of ``pos_ids`` / ``neg_ids``, or shapes other than ``(b,)`` / ``(k,)``.
+    """
+    if (pos_ids is None) != (neg_ids is None):
+        raise ValueError("pos_ids / neg_ids: give both or neither")
+    if pos_ids is None:
+        return None
+    if tuple(pos_ids.shape) != (b,) or tuple(neg_ids.shape) != (k,):
+        raise ValueError(f"pos_ids / neg_ids: expected shapes ({b},) / ({k},), "
+                         f"got {tuple(pos_ids.shape)} / {tuple(neg_ids.shape)}")
+    rows, cols = positive_collisions(pos_ids, neg_ids)
+    return (rows, cols) if len(rows) else None
 
 
 def positive_collisions(pos_ids: torch.Tensor, neg_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from training.model.decoder import SCORE_KINDS, _temperature, _tensor, positive_collisions
+from training.model.decoder import SCORE_KINDS, _temperature, _tensor, masked_pairs
 
 # a constant shift is used only when every exponent stays above -_MAX_SPAN (exp(-60) ~ 1e-26 is
 # far from float32's underflow at ~1e-38); wider spans use the per-row max
@@ -112,16 +112,7 @@ def shared_softmax_loss(u: torch.Tensor, v: torch.Tensor, n: torch.Tensor, kind:
         raise ValueError(f"v: expected the shape of u (B, D), got u {tuple(u.shape)}, v {tuple(v.shape)}")
     if n.dim() != 2 or n.shape[1] != u.shape[1] or n.shape[0] < 1:
         raise ValueError(f"n: expected (K, {u.shape[1]}) negatives with K >= 1, got {tuple(n.shape)}")
-    if (pos_ids is None) != (neg_ids is None):
-        raise ValueError("pos_ids / neg_ids: give both or neither")
-    rows = cols = None
-    if pos_ids is not None:
-        if tuple(pos_ids.shape) != (u.shape[0],) or tuple(neg_ids.shape) != (n.shape[0],):
-            raise ValueError(f"pos_ids / neg_ids: expected shapes ({u.shape[0]},) / ({n.shape[0]},), "
-                             f"got {tuple(pos_ids.shape)} / {tuple(neg_ids.shape)}")
-        rows, cols = positive_collisions(pos_ids, neg_ids)
-        if len(rows) == 0:
-            rows = cols = None
+    rows, cols = masked_pairs(pos_ids, neg_ids, u.shape[0], n.shape[0]) or (None, None)
     col = None
     if log_q is not None:
         log_q = _tensor("log_q", log_q)
