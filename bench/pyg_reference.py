@@ -19,8 +19,9 @@ building blocks:
   ID tables, Adam for the rest, as graphlake's ``sparse_id_embedding``).
 
 Timing: ``--warmup`` steps, then ``--steps`` timed steps; a step is fetching the next mini-batch
-from the loader (neighbour + negative sampling, in this process: ``num_workers=0``), forward,
-backward, optimizer step and ``loss.item()``. ``seed_edges_per_s`` = positive pairs trained / s.
+from the loader (neighbour + negative sampling; ``--num-workers`` loader processes, default 0: in
+this process, PyG's default), forward, backward, optimizer step and ``loss.item()``.
+``seed_edges_per_s`` = positive pairs trained / s.
 
 Example:
     ~/.cache/graphlake/pyg-venv/bin/python bench/pyg_reference.py --npz /tmp/graph.npz --threads 2
@@ -102,6 +103,8 @@ def main(argv=None) -> dict:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sparse-id", action="store_true", help="sparse ID-embedding gradients + SparseAdam")
+    p.add_argument("--num-workers", type=int, default=0,
+                   help="LinkNeighborLoader worker processes (>0: sampling overlaps training, persistent workers)")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -125,7 +128,8 @@ def main(argv=None) -> dict:
     data, edge_index, users, items = build_data(a.npz)
     rel = ("user", "click", "item")
     loader = LinkNeighborLoader(data, num_neighbors=list(a.fanouts), edge_label_index=(rel, edge_index),
-                                batch_size=a.batch, shuffle=True,
+                                batch_size=a.batch, shuffle=True, num_workers=a.num_workers,
+                                persistent_workers=a.num_workers > 0,
                                 neg_sampling=NegativeSampling("triplet", amount=a.num_negatives))
     model = PyGHeteroSAGE({"user": users, "item": items}, list(data.edge_types), a.dim, len(a.fanouts), a.sparse_id)
     emb_params = [p_ for m in model.emb.values() for p_ in m.parameters()]
@@ -180,7 +184,7 @@ def main(argv=None) -> dict:
         "bench": "pyg_reference", "seed_edges_per_s": round(seeds / secs, 1), "steps": a.steps,
         "seconds": round(secs, 3), "seed_edges": seeds, "threads": torch.get_num_threads(),
         **versions, "sampler_backend": "pyg_lib" if WITH_PYG_LIB else "torch_sparse",
-        "sparse_id": a.sparse_id, "setup_s": round(setup_s, 2),
+        "sparse_id": a.sparse_id, "num_workers": a.num_workers, "setup_s": round(setup_s, 2),
         "step_ms": round(1000 * secs / a.steps, 1), "median_step_ms": round(1000 * float(np.median(times)), 1),
         "loadavg_1min": [round(load, 2), round(os.getloadavg()[0], 2)],
         "sample_ms": round(1000 * stats["sample_s"] / a.steps, 1),

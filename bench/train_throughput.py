@@ -37,6 +37,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -64,6 +65,7 @@ from training.config import TrainConfig  # noqa: E402
 from training.distributed.base import LocalBackend  # noqa: E402
 from training.model import gather_features  # noqa: E402
 from training.model.decoder import bpr_loss, l2_regularisation, score  # noqa: E402
+from training.prefetch import prefetched  # noqa: E402
 from training.trainer import Trainer  # noqa: E402
 
 EDGE_TYPE = "user__click__item"
@@ -118,30 +120,34 @@ def _batch_size_stats(batch) -> tuple[int, int]:
 
 
 def run_graphlake(trainer: Trainer, warmup: int, steps: int) -> dict:
-    """Step the trainer exactly as ``Trainer.fit`` does; returns the timed figures."""
+    """Step the trainer exactly as ``Trainer.fit`` does (``train.prefetch``: the next step's
+    positives, negatives and sampling prepared in the background thread while this one trains);
+    returns the timed figures. A step's time runs from the previous step's end to its own, so it
+    holds whatever part of its preparation did not overlap the previous step."""
     opt, backend = trainer.optimizer, trainer.backend
     trainer.model.train()
-
-    def one(step: int) -> int:
-        opt.zero_grad()
-        loss, n = trainer._step_loss(0, step)
-        loss.backward()
-        opt.step()
-        backend.allreduce_mean(float(loss.detach()), "loss")
-        return n
-
-    for s in range(warmup):
-        one(s)
-    load = os.getloadavg()[0]
-    seeds, times, t0 = 0, [], time.perf_counter()
-    for s in range(warmup, warmup + steps):
-        ts = time.perf_counter()
-        seeds += one(s)
-        times.append(time.perf_counter() - ts)
-    secs = time.perf_counter() - t0
+    times, marks = [], []
+    pipeline = prefetched(lambda k: trainer._prepare_step(0, k), range(warmup + steps),
+                          enabled=trainer.config.prefetch)
+    with contextlib.closing(pipeline):
+        for step, prepared in pipeline:
+            if step == warmup:
+                load, t0 = os.getloadavg()[0], time.perf_counter()
+                marks.append(t0)
+            opt.zero_grad()
+            loss, n = trainer._step_loss(0, step, prepared)
+            loss.backward()
+            opt.step()
+            backend.allreduce_mean(float(loss.detach()), "loss")
+            if step >= warmup:
+                marks.append(time.perf_counter())
+                times.append((n, marks[-1] - marks[-2]))
+    secs = marks[-1] - marks[0]
+    seeds = sum(n for n, _ in times)
     return {"seed_edges_per_s": round(seeds / secs, 1), "seconds": round(secs, 3), "seed_edges": seeds,
-            "step_ms": round(1000 * secs / steps, 1), "median_step_ms": round(1000 * float(np.median(times)), 1),
-            "loadavg_1min": [round(load, 2), round(os.getloadavg()[0], 2)]}
+            "step_ms": round(1000 * secs / steps, 1),
+            "median_step_ms": round(1000 * float(np.median([t for _, t in times])), 1),
+            "prefetch": trainer.config.prefetch, "loadavg_1min": [round(load, 2), round(os.getloadavg()[0], 2)]}
 
 
 def profile_graphlake(trainer: Trainer, first_step: int, steps: int) -> dict:
@@ -200,7 +206,8 @@ def run_pyg(python: str, npz: str, a) -> dict:
     cmd = [python, os.path.join(ROOT, "bench", "pyg_reference.py"), "--npz", npz, "--batch", str(a.batch),
            "--fanouts", *map(str, a.fanouts), "--dim", str(a.dim), "--num-negatives", str(a.num_negatives),
            "--lr", str(a.lr), "--l2", str(a.l2), "--warmup", str(a.warmup), "--steps", str(a.steps),
-           "--threads", str(a.threads), "--seed", str(a.seed)] + (["--sparse-id"] if a.sparse_id else [])
+           "--threads", str(a.threads), "--seed", str(a.seed), "--num-workers", str(a.pyg_workers)] + \
+        (["--sparse-id"] if a.sparse_id else [])
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=a.pyg_timeout)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
@@ -227,6 +234,10 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sparse-id", action="store_true",
                    help="both sides: sparse ID-embedding gradients + lazy Adam for the ID tables")
+    p.add_argument("--no-prefetch", action="store_true",
+                   help="graphlake without train.prefetch (sampling in the training thread, as PyG's default loader)")
+    p.add_argument("--pyg-workers", type=int, default=0,
+                   help="the PyG loader's num_workers (default 0, PyG's default; 1: its sampling overlaps too)")
     p.add_argument("--profile", action="store_true", help="add a per-section breakdown of graphlake's step")
     p.add_argument("--profile-steps", type=int, default=20)
     p.add_argument("--target-ratio", type=float, default=3.0)
@@ -247,7 +258,7 @@ def main(argv=None) -> int:
     result["config"] = {"fanouts": a.fanouts, "batch": a.batch, "dim": a.dim, "layers": len(a.fanouts),
                         "num_negatives": a.num_negatives, "negatives": "uniform", "loss": "bpr", "l2": a.l2,
                         "optimizer": "adam", "lr": a.lr, "sparse_id": a.sparse_id, "warmup": a.warmup,
-                        "steps": a.steps}
+                        "steps": a.steps, "prefetch": not a.no_prefetch, "pyg_workers": a.pyg_workers}
 
     tmp = tempfile.TemporaryDirectory(prefix="graphlake-train-bench-")
     npz = a.npz or os.path.join(tmp.name, "graph.npz")
@@ -258,7 +269,7 @@ def main(argv=None) -> int:
     del graph
     config = TrainConfig(targets=(EDGE_TYPE,), fanouts=tuple(a.fanouts), batch_size=a.batch, epochs=1, lr=a.lr,
                          l2=a.l2, optimizer="adam", num_negatives=a.num_negatives, negatives={"uniform": 1.0},
-                         loss="bpr", validation_fraction=0.0, seed=a.seed,
+                         loss="bpr", validation_fraction=0.0, seed=a.seed, prefetch=not a.no_prefetch,
                          model={"hidden_dim": a.dim, "num_layers": len(a.fanouts), "use_features": False,
                                 "sparse_id_embedding": a.sparse_id})
     t0 = time.perf_counter()

@@ -13,7 +13,7 @@ from pyspark.sql import functions as F
 from graph_build.snapshot import open_snapshot
 from graphlake import cli, lake, tables
 from training import checkpoint as ckpt
-from training.config import TrainConfig
+from training.config import TrainConfig, config_hash
 from training.distributed import get_backend
 from training.evaluate import evaluate
 from training.job import embeddings_table, train
@@ -92,6 +92,23 @@ def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(planted, tmp_path)
     assert all(np.array_equal(a[t], b[t]) for t in a)
 
 
+def test_prefetching_the_next_step_changes_nothing_but_the_speed(planted, tmp_path):
+    _, snap_dir = planted
+    snap, backend = open_snapshot(snap_dir), get_backend("local")
+    config = dict(BASE, epochs=2, checkpoint_every=4, negatives={"uniform": 0.5, "popularity": 0.5})
+    runs = {}
+    for prefetch in (True, False):
+        trainer = Trainer(snap, TrainConfig(**config, seed=9, prefetch=prefetch), str(tmp_path / str(prefetch)),
+                          backend, progress=False)
+        trainer.fit()
+        runs[prefetch] = ([h["loss"] for h in trainer.history], trainer.embed_all())
+    assert runs[True][0] == runs[False][0] and len(runs[True][0]) == 2 * trainer.steps_per_epoch
+    assert all(np.array_equal(runs[True][1][t], runs[False][1][t]) for t in runs[True][1])
+    assert config_hash(TrainConfig(**config, prefetch=False)) == config_hash(TrainConfig(**config))
+    with pytest.raises(TypeError, match="prefetch: expected true or false, got 'yes'"):
+        TrainConfig(prefetch="yes")
+
+
 def test_lr_schedule_follows_the_global_step_through_a_resume(planted, tmp_path):
     """Cosine decay: the lr of each step is recorded, ends near lr * final_lr_ratio, and a run killed
     mid-epoch and resumed from its checkpoint takes exactly the same steps as an undisturbed one."""
@@ -113,11 +130,11 @@ def test_lr_schedule_follows_the_global_step_through_a_resume(planted, tmp_path)
     interrupted = Trainer(snap, config, str(tmp_path / "b"), backend, progress=False)
     step_loss, calls = interrupted._step_loss, []
 
-    def dies_at_step_5(epoch, step):
+    def dies_at_step_5(epoch, step, prepared=None):
         calls.append(step)
         if len(calls) == 5:
             raise Killed
-        return step_loss(epoch, step)
+        return step_loss(epoch, step, prepared)
 
     interrupted._step_loss = dies_at_step_5
     with pytest.raises(Killed):

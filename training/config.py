@@ -92,6 +92,9 @@ class TrainConfig:
         checkpoint_every: steps between checkpoints (one is always written at the end of an epoch).
         seed: every random choice derives from it (same inputs + seed -> same embeddings).
         inference_batch_size: nodes per chunk in layer-wise inference.
+        prefetch: prepare the next step (positives, negatives, neighbour sampling) in a background
+            thread while the current one trains (:mod:`training.prefetch`); the same steps and
+            results either way, only faster. False runs everything in the training thread.
         model: the model's settings (``training.model.ModelConfig`` fields).
     """
 
@@ -118,6 +121,7 @@ class TrainConfig:
     checkpoint_every: int = 200
     seed: int = 0
     inference_batch_size: int = 4096
+    prefetch: bool = True
     model: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -134,7 +138,7 @@ class TrainConfig:
             if isinstance(f, bool) or not isinstance(f, int) or (f < 1 and f != -1):
                 raise ValueError(f"fanouts[{i}]: expected an int >= 1 or -1, got {f!r}")
         object.__setattr__(self, "fanouts", tuple(self.fanouts))
-        for name in ("weighted_sampling", "shared_negatives"):
+        for name in ("weighted_sampling", "shared_negatives", "prefetch"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name}: expected true or false, got {getattr(self, name)!r}")
         for name in ("batch_size", "epochs", "num_negatives", "eval_k", "checkpoint_every", "inference_batch_size"):
@@ -210,7 +214,7 @@ class TrainConfig:
 
 # options added after runs were recorded: left out of the JSON at their default, so the hash of
 # every config that does not use them (and the run ids and resume checks built on it) is unchanged
-_OMITTED_AT_DEFAULT = {"cold_start_fraction": 0.0, "lr_schedule": "constant", "final_lr_ratio": 0.0}
+_OMITTED_AT_DEFAULT = {"cold_start_fraction": 0.0, "lr_schedule": "constant", "final_lr_ratio": 0.0, "prefetch": True}
 
 
 def config_json(config: TrainConfig) -> str:
@@ -222,6 +226,14 @@ def config_json(config: TrainConfig) -> str:
     return json.dumps(values, sort_keys=True, default=list)
 
 
+# settings that change how fast a run goes, never what it computes: recorded, not hashed (a run
+# resumed with another value is the same run)
+_NOT_HASHED = ("prefetch",)
+
+
 def config_hash(config: TrainConfig) -> str:
-    """First 16 hex digits of the SHA-256 of :func:`config_json`."""
-    return hashlib.sha256(config_json(config).encode()).hexdigest()[:16]
+    """First 16 hex digits of the SHA-256 of :func:`config_json` without the :data:`_NOT_HASHED` settings."""
+    values = json.loads(config_json(config))
+    for name in _NOT_HASHED:
+        values.pop(name, None)
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]

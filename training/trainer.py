@@ -27,11 +27,13 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
 import time
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -45,11 +47,23 @@ from training.model.decoder import (bpr_loss, l2_regularisation, sampled_softmax
                                     shared_negative_scores)
 from training.model.shared_softmax import shared_softmax_loss
 from training.optim import RowAdam, dense_adam
+from training.prefetch import prefetched
 from training.scoring import prior_roles, ranking_score, scoring_vectors
 from training.sampling import CSRNeighborSampler, HeteroCSRGraph, NegativeSampler, csr_rows, message_relations
-from training.sampling.base import REVERSE_PREFIX
+from training.sampling.base import REVERSE_PREFIX, SampledBatch
 
 log = logging.getLogger(__name__)
+
+
+class StepInput(NamedTuple):
+    """What :meth:`Trainer._prepare_step` hands to :meth:`Trainer._step_loss`: per target the
+    ``(edge_type, src_type, dst_type, src_offset, dst_offset, batch, pos_dst, neg_ids)`` plan,
+    the seeds per node type (``{type: int64 (S_t,)}``) and their sampled neighbourhood (None in
+    ``mode: full``)."""
+
+    plan: tuple
+    seeds: dict
+    batch: SampledBatch | None
 
 FEATURE_NAMES = ("numeric", "numeric_missing", "categorical", "text", "image", "has_image")
 BEHAVIOURS = ("click", "view", "cart", "fav", "purchase")
@@ -260,9 +274,14 @@ class Trainer:
         return src.index_select(0, idx), dst.index_select(0, idx)
 
     # ------------------------------------------------------------------ one step
-    def _step_loss(self, epoch: int, step: int) -> tuple[torch.Tensor, int]:
+    def _prepare_step(self, epoch: int, step: int) -> StepInput:
+        """Everything of step ``(epoch, step)`` that does not touch the model: this rank's positives,
+        their negatives and (``mode: sampled``) their sampled neighbourhood.
+
+        A function of ``(seed, epoch, step, rank)`` alone (its own generator; never torch's global
+        one), so :func:`training.prefetch.prefetched` can run it one step ahead in a thread.
+        """
         c, g = self.config, ckpt.generator(self.config.seed, 3, epoch, step, self.backend.rank)
-        torch.manual_seed(ckpt.step_seed(c.seed, 4, epoch, step, self.backend.rank))  # dropout
         seeds: dict[str, list] = {}
         plan, exclude = [], {}
         for e in self.targets:
@@ -279,11 +298,22 @@ class Trainer:
             plan.append((e, s_type, d_type, s_off, d_off, len(pos_src), pos_dst, neg.reshape(-1)))
             exclude[e] = (pos_src, pos_dst)
         seeds_t = {t: torch.cat(v) for t, v in seeds.items()}
+        batch = None if c.mode == "full" else self.sampler.sample(seeds_t, generator=g, exclude=exclude)
+        return StepInput(tuple(plan), seeds_t, batch)
+
+    def _step_loss(self, epoch: int, step: int, prepared: StepInput | None = None) -> tuple[torch.Tensor, int]:
+        """The loss of step ``(epoch, step)`` and its number of positives (``prepared``: that step's
+        :meth:`_prepare_step`, computed here when None)."""
+        c = self.config
+        if prepared is None:
+            prepared = self._prepare_step(epoch, step)
+        torch.manual_seed(ckpt.step_seed(c.seed, 4, epoch, step, self.backend.rank))  # dropout
+        plan = prepared.plan
         if c.mode == "full":
             out = self._forward(self.full)
-            out = {t: out[t].index_select(0, ids.to(self.device)) for t, ids in seeds_t.items()}
+            out = {t: out[t].index_select(0, ids.to(self.device)) for t, ids in prepared.seeds.items()}
         else:
-            out = self._forward(self.sampler.sample(seeds_t, generator=g, exclude=exclude))
+            out = self._forward(prepared.batch)
         losses, count = [], 0
         kind, temp = self.model_config.decoder, self.model_config.temperature
         for e, s_type, d_type, s_off, d_off, b, pos_dst, neg_ids in plan:
@@ -348,25 +378,28 @@ class Trainer:
         while epoch < c.epochs:
             self.model.train()
             started, seen = time.time(), 0
-            while step < self.steps_per_epoch:
-                self.optimizer.zero_grad()
-                loss, n = self._step_loss(epoch, step)
-                loss.backward()
-                lr = c.lr * c.lr_factor(global_step, total_steps)
-                for group in self.optimizer.param_groups:
-                    group["lr"] = lr
-                self.optimizer.step()
-                step, global_step = step + 1, global_step + 1
-                seen += n
-                value = b.allreduce_mean(float(loss.detach()), "loss")
-                rate = seen * b.world_size / max(1e-9, time.time() - started)
-                entry = {"epoch": epoch, "step": global_step, "loss": value, "edges_per_s": rate}
-                self.history.append(entry if c.lr_schedule == "constant" else {**entry, "lr": lr})
-                if bar is not None:
-                    bar.set_postfix(epoch=epoch, loss=f"{value:.4f}", edges_s=f"{rate:,.0f}")
-                    bar.update(1)
-                if global_step % c.checkpoint_every == 0 and step < self.steps_per_epoch:
-                    self._checkpoint(epoch, step, global_step)
+            steps = prefetched(lambda k, e=epoch: self._prepare_step(e, k), range(step, self.steps_per_epoch),
+                               enabled=c.prefetch)
+            with contextlib.closing(steps):  # the next step's sampling runs while this one trains
+                for _, prepared in steps:
+                    self.optimizer.zero_grad()
+                    loss, n = self._step_loss(epoch, step, prepared)
+                    loss.backward()
+                    lr = c.lr * c.lr_factor(global_step, total_steps)
+                    for group in self.optimizer.param_groups:
+                        group["lr"] = lr
+                    self.optimizer.step()
+                    step, global_step = step + 1, global_step + 1
+                    seen += n
+                    value = b.allreduce_mean(float(loss.detach()), "loss")
+                    rate = seen * b.world_size / max(1e-9, time.time() - started)
+                    entry = {"epoch": epoch, "step": global_step, "loss": value, "edges_per_s": rate}
+                    self.history.append(entry if c.lr_schedule == "constant" else {**entry, "lr": lr})
+                    if bar is not None:
+                        bar.set_postfix(epoch=epoch, loss=f"{value:.4f}", edges_s=f"{rate:,.0f}")
+                        bar.update(1)
+                    if global_step % c.checkpoint_every == 0 and step < self.steps_per_epoch:
+                        self._checkpoint(epoch, step, global_step)
             epoch, step = epoch + 1, 0
             if self.validation and b.is_root:
                 metrics = self.validate()
