@@ -7,9 +7,11 @@ as the only input features, fanouts ``[10, 5]``, ``--batch`` positive pairs per 
 ``--num-negatives`` uniform negative(s) each, BPR loss + ``l2`` (1e-4), Adam (lr 0.005).
 
 * graphlake: the real :class:`training.trainer.Trainer` (LocalBackend, an in-memory snapshot of
-  the graph, ID embeddings only), stepped exactly as ``Trainer.fit`` does: ``zero_grad``,
-  ``_step_loss`` (positives of the step, negatives, neighbour sampling with the batch's edges
-  excluded, feature gather, forward, loss), ``backward``, ``optimizer.step``, ``float(loss)``.
+  the graph, ID embeddings only), stepped exactly as ``Trainer.fit`` does: ``_prepare_step``
+  (positives of the step, negatives, neighbour sampling of the distinct seeds with the batch's
+  edges excluded) one step ahead in the prefetch thread (``train.prefetch``; ``--no-prefetch``
+  runs it in the training thread), then ``zero_grad``, ``_step_loss`` (feature gather, forward,
+  loss), ``backward``, ``optimizer.step``, ``float(loss)``.
 * PyG: ``bench/pyg_reference.py`` (HeteroConv + SAGEConv + LinkNeighborLoader with torch-sparse)
   run with the PyG venv's python (``bench/setup_pyg_venv.sh``) on the same edges (an ``.npz``).
 
@@ -17,8 +19,11 @@ Both sides: ``--warmup`` untimed steps, then ``--steps`` timed steps; ``torch.se
 they run one after the other, never at once. ``--sparse-id`` gives BOTH sides sparse ID-embedding
 gradients and lazy Adam for the ID tables (graphlake's ``model.sparse_id_embedding``: its trainer's
 ``training.optim.RowAdam``; PyG: ``torch.optim.SparseAdam``, the same algorithm). Dense parameters:
-Adam on both sides (graphlake's trainer uses torch's fused kernel, PyG the default one). ``--profile`` adds a per-section
-breakdown of graphlake's step (ms per step, same library calls as ``_step_loss``).
+Adam on both sides (graphlake's trainer uses torch's fused kernel, PyG the default one).
+``--profile`` adds a per-section breakdown of graphlake's step (ms per step, the sections run one
+after the other). Like for like: PyG's default loader samples in the training process
+(``num_workers=0``); ``--pyg-workers 1`` gives it a loader process (its sampling overlaps too) and
+``--no-prefetch`` takes graphlake's overlap away.
 
 Noise: absolute times follow the machine's load (each side records its 1-minute load average before
 and after its timed steps, and its median step time: ``ratio_of_median_steps``). The OpenMP wait
@@ -60,11 +65,8 @@ import torch  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from training import checkpoint as ckpt  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
 from training.distributed.base import LocalBackend  # noqa: E402
-from training.model import gather_features  # noqa: E402
-from training.model.decoder import bpr_loss, l2_regularisation, score  # noqa: E402
 from training.prefetch import prefetched  # noqa: E402
 from training.trainer import Trainer  # noqa: E402
 
@@ -151,14 +153,14 @@ def run_graphlake(trainer: Trainer, warmup: int, steps: int) -> dict:
 
 
 def profile_graphlake(trainer: Trainer, first_step: int, steps: int) -> dict:
-    """ms per step of each section of graphlake's step: ``_step_loss``'s calls, split with perf_counter.
-
-    Same calls and objects as ``Trainer._step_loss`` (single target, sampled mode); the steps
-    continue the timed run's sequence.
+    """ms per step of each section of graphlake's step, run one after the other (no prefetch; the
+    timed run hides most of ``prepare`` behind the previous step): ``prepare`` is
+    ``Trainer._prepare_step`` (positives, negatives, neighbour sampling of the distinct seeds),
+    ``forward`` is ``Trainer._step_loss`` on it (feature gather, model, loss). The steps continue
+    the timed run's sequence.
     """
-    c, opt = trainer.config, trainer.optimizer
-    e = trainer.targets[0]
-    names = ("zero_grad", "positives", "negatives", "sampling", "gather", "forward", "loss", "backward", "optimizer")
+    opt = trainer.optimizer
+    names = ("zero_grad", "prepare", "forward", "backward", "optimizer")
     acc = dict.fromkeys(names, 0.0)
     nodes = edges = 0
     trainer.model.train()
@@ -166,23 +168,9 @@ def profile_graphlake(trainer: Trainer, first_step: int, steps: int) -> dict:
         t = [time.perf_counter()]
         opt.zero_grad()
         t.append(time.perf_counter())
-        g = ckpt.generator(c.seed, 3, 0, step, trainer.backend.rank)
-        torch.manual_seed(ckpt.step_seed(c.seed, 4, 0, step, trainer.backend.rank))
-        pos_src, pos_dst = trainer._rank_batch(e, 0, step)
+        prepared = trainer._prepare_step(0, step)
         t.append(time.perf_counter())
-        neg = trainer.negatives[e].sample(pos_src, pos_dst, c.num_negatives, generator=g)
-        t.append(time.perf_counter())
-        batch = trainer.sampler.sample({"user": pos_src, "item": torch.cat([pos_dst, neg.reshape(-1)])},
-                                       generator=g, exclude={e: (pos_src, pos_dst)})
-        t.append(time.perf_counter())
-        feats = gather_features(trainer.features, batch.node_ids, device=trainer.device)
-        t.append(time.perf_counter())
-        out = trainer.net(batch, feats, degrees=trainer.degrees)
-        t.append(time.perf_counter())
-        b = len(pos_src)
-        u, v = out["user"][:b], out["item"][:b]
-        n = out["item"][b:b + b * c.num_negatives].reshape(b, c.num_negatives, -1)
-        loss = bpr_loss(score(u, v), score(u, n)) + c.l2 * l2_regularisation(u, v, n)
+        loss, _ = trainer._step_loss(0, step, prepared)
         t.append(time.perf_counter())
         loss.backward()
         t.append(time.perf_counter())
@@ -191,7 +179,7 @@ def profile_graphlake(trainer: Trainer, first_step: int, steps: int) -> dict:
         t.append(time.perf_counter())
         for i, name in enumerate(names):
             acc[name] += t[i + 1] - t[i]
-        bn, be = _batch_size_stats(batch)
+        bn, be = _batch_size_stats(prepared.batch)
         nodes, edges = nodes + bn, edges + be
     total = sum(acc.values())
     out = {k: round(1000 * v / steps, 1) for k, v in acc.items()}

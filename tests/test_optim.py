@@ -172,3 +172,25 @@ def test_the_kernel_split_over_threads_equals_the_torch_ops(monkeypatch):
     for a, b in zip(*results):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
         torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-7)
+
+
+def test_resident_grads_give_the_dense_gradient_in_the_same_buffer_every_step():
+    torch.manual_seed(0)
+    table = torch.nn.Embedding(50, 4)
+    reference = copy.deepcopy(table)
+    resident = optim.ResidentGrads([table.weight])
+    buffer = resident.buffers[0]
+    ids = [torch.tensor([3, 7, 3, 49]), torch.tensor([0, 1])]
+    for step_ids in ids:
+        table.weight.grad = None  # what a zero_grad(set_to_none=True) leaves
+        resident.attach()
+        out = torch.nn.functional.embedding(step_ids, table.weight, sparse=True)
+        (out * torch.arange(4.0)).sum().backward()
+        reference.weight.grad = None
+        (reference(step_ids) * torch.arange(4.0)).sum().backward()
+        assert table.weight.grad is buffer and not buffer.is_sparse
+        torch.testing.assert_close(table.weight.grad, reference.weight.grad, rtol=0, atol=0)
+        torch.testing.assert_close(reference.weight.grad, table.weight.grad, rtol=0, atol=0)
+    assert float(buffer[3].abs().sum()) == 0.0  # last step's rows were zeroed by attach
+    with pytest.raises(TypeError, match=r"params\[0\]: expected a dense tensor that requires grad, got Tensor"):
+        optim.ResidentGrads([torch.zeros(3)])

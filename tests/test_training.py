@@ -8,6 +8,7 @@ import os
 
 import numpy as np
 import pytest
+import torch
 from pyspark.sql import functions as F
 
 from graph_build.snapshot import open_snapshot
@@ -17,6 +18,7 @@ from training.config import TrainConfig, config_hash
 from training.distributed import get_backend
 from training.evaluate import evaluate
 from training.job import embeddings_table, train
+from training.model import NodeEncoder
 from training.trainer import Trainer
 from training.worker import embeddings_path
 
@@ -107,6 +109,30 @@ def test_prefetching_the_next_step_changes_nothing_but_the_speed(planted, tmp_pa
     assert config_hash(TrainConfig(**config, prefetch=False)) == config_hash(TrainConfig(**config))
     with pytest.raises(TypeError, match="prefetch: expected true or false, got 'yes'"):
         TrainConfig(prefetch="yes")
+
+
+def test_resident_id_gradients_equal_the_plain_dense_ones(planted, tmp_path):
+    _, snap_dir = planted
+    snap, backend = open_snapshot(snap_dir), get_backend("local")
+    config = TrainConfig(**BASE, seed=4)
+    resident = Trainer(snap, config, str(tmp_path / "a"), backend, progress=False)
+    plain = Trainer(snap, config, str(tmp_path / "b"), backend, progress=False)
+    plain.optimizer.resident = None  # the usual path: nn.Embedding's dense gradient, a new tensor per step
+    for module in plain.model.modules():
+        if isinstance(module, NodeEncoder):
+            module.sparse_id_lookup = False
+    tables = [p for p in resident.optimizer.resident.params]
+    assert len(tables) == 2 and all(not p.is_sparse for p in tables)  # users' and items' ID tables
+    for step in range(3):
+        for trainer in (resident, plain):
+            trainer.optimizer.zero_grad()
+            loss, _ = trainer._step_loss(0, step)
+            loss.backward()
+        for (name, a), b in zip(resident.model.named_parameters(), plain.model.parameters()):
+            torch.testing.assert_close(a.grad, b.grad, rtol=1e-6, atol=1e-7, msg=name)
+        assert all(p.grad is buf for p, buf in zip(tables, resident.optimizer.resident.buffers))
+        resident.optimizer.step()
+        plain.optimizer.step()
 
 
 def test_lr_schedule_follows_the_global_step_through_a_resume(planted, tmp_path):

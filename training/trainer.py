@@ -42,11 +42,11 @@ from training import checkpoint as ckpt
 from training.cold_start import remove_cold_edges, select_cold_items, write_cold_items
 from training.config import TrainConfig
 from training.metrics import ranking_metrics
-from training.model import HeteroGraphSAGE, NodeFeatureSpec, gather_features
+from training.model import HeteroGraphSAGE, NodeEncoder, NodeFeatureSpec, gather_features
 from training.model.decoder import (bpr_loss, l2_regularisation, sampled_softmax_loss, score,
                                     shared_negative_scores)
 from training.model.shared_softmax import shared_softmax_loss
-from training.optim import RowAdam, dense_adam
+from training.optim import ResidentGrads, RowAdam, dense_adam
 from training.prefetch import prefetched
 from training.scoring import prior_roles, ranking_score, scoring_vectors
 from training.sampling import CSRNeighborSampler, HeteroCSRGraph, NegativeSampler, csr_rows, message_relations
@@ -57,12 +57,13 @@ log = logging.getLogger(__name__)
 
 class StepInput(NamedTuple):
     """What :meth:`Trainer._prepare_step` hands to :meth:`Trainer._step_loss`: per target the
-    ``(edge_type, src_type, dst_type, src_offset, dst_offset, batch, pos_dst, neg_ids)`` plan,
-    the seeds per node type (``{type: int64 (S_t,)}``) and their sampled neighbourhood (None in
-    ``mode: full``)."""
+    ``(edge_type, src_type, dst_type, src_offset, dst_offset, batch, pos_dst, neg_ids)`` plan
+    (offsets into the step's seeds of each type), for each seed position the row of the model's
+    output that holds it (``{type: int64 (S_t,)}``: rows of the distinct seeds' batch, or the global
+    ids in ``mode: full``) and the distinct seeds' sampled neighbourhood (None in ``mode: full``)."""
 
     plan: tuple
-    seeds: dict
+    rows: dict
     batch: SampledBatch | None
 
 FEATURE_NAMES = ("numeric", "numeric_missing", "categorical", "text", "image", "has_image")
@@ -248,7 +249,13 @@ class Trainer:
         else:
             cls = torch.optim.Adagrad if c.optimizer == "adagrad" else torch.optim.SGD
             inner = [cls(dense + sparse, lr=c.lr, weight_decay=0.0 if sparse else c.weight_decay)]
-        return _Composite(*[self.backend.wrap_optimizer(o, self.model) for o in inner])
+        tables = []  # dense ID tables: their gradients stay allocated (training.optim.ResidentGrads)
+        for module in self.model.modules():
+            if isinstance(module, NodeEncoder) and module.id_embedding is not None and not module.id_embedding.sparse:
+                module.sparse_id_lookup = True
+                tables.append(module.id_embedding.weight)
+        return _Composite(*[self.backend.wrap_optimizer(o, self.model) for o in inner],
+                          resident=ResidentGrads(tables) if tables else None)
 
     def _is_sparse(self, name: str) -> bool:
         module = self.model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else self.model
@@ -298,8 +305,13 @@ class Trainer:
             plan.append((e, s_type, d_type, s_off, d_off, len(pos_src), pos_dst, neg.reshape(-1)))
             exclude[e] = (pos_src, pos_dst)
         seeds_t = {t: torch.cat(v) for t, v in seeds.items()}
-        batch = None if c.mode == "full" else self.sampler.sample(seeds_t, generator=g, exclude=exclude)
-        return StepInput(tuple(plan), seeds_t, batch)
+        if c.mode == "full":  # the outputs' rows are the global ids
+            return StepInput(tuple(plan), seeds_t, None)
+        # a node drawn twice (a popular item as two positives, or as a positive and a negative) is
+        # sampled and embedded once; its output row is shared by every position it fills
+        unique = {t: torch.unique(ids, return_inverse=True) for t, ids in seeds_t.items()}
+        batch = self.sampler.sample({t: u for t, (u, _) in unique.items()}, generator=g, exclude=exclude)
+        return StepInput(tuple(plan), {t: rows for t, (_, rows) in unique.items()}, batch)
 
     def _step_loss(self, epoch: int, step: int, prepared: StepInput | None = None) -> tuple[torch.Tensor, int]:
         """The loss of step ``(epoch, step)`` and its number of positives (``prepared``: that step's
@@ -309,11 +321,8 @@ class Trainer:
             prepared = self._prepare_step(epoch, step)
         torch.manual_seed(ckpt.step_seed(c.seed, 4, epoch, step, self.backend.rank))  # dropout
         plan = prepared.plan
-        if c.mode == "full":
-            out = self._forward(self.full)
-            out = {t: out[t].index_select(0, ids.to(self.device)) for t, ids in prepared.seeds.items()}
-        else:
-            out = self._forward(prepared.batch)
+        out = self._forward(self.full if c.mode == "full" else prepared.batch)
+        out = {t: out[t].index_select(0, rows.to(self.device)) for t, rows in prepared.rows.items()}
         losses, count = [], 0
         kind, temp = self.model_config.decoder, self.model_config.temperature
         for e, s_type, d_type, s_off, d_off, b, pos_dst, neg_ids in plan:
@@ -479,10 +488,12 @@ class Trainer:
 
 
 class _Composite:
-    """Optimizers stepped together (e.g. dense Adam + RowAdam for sparse embedding tables)."""
+    """Optimizers stepped together (e.g. dense Adam + RowAdam for sparse embedding tables);
+    ``resident``: the dense tables whose gradients :meth:`zero_grad` re-attaches, zeroed."""
 
-    def __init__(self, *optimizers):
+    def __init__(self, *optimizers, resident: ResidentGrads | None = None):
         self.optimizers = optimizers
+        self.resident = resident
 
     @property
     def param_groups(self) -> list[dict]:
@@ -492,6 +503,8 @@ class _Composite:
     def zero_grad(self):
         for o in self.optimizers:
             o.zero_grad()  # Horovod's DistributedOptimizer takes no set_to_none
+        if self.resident is not None:
+            self.resident.attach()
 
     def step(self):
         for o in self.optimizers:

@@ -174,6 +174,9 @@ class NodeEncoder(nn.Module):
             self.id_embedding = nn.Embedding(spec.num_nodes, hidden_dim, sparse=sparse)
             nn.init.normal_(self.id_embedding.weight, std=ID_INIT_STD)
             names.append("id")
+        # True: the ID lookup's gradient is its rows (sparse), even for a dense table; the trainer sets
+        # it when it keeps the table's dense .grad resident (training.optim.ResidentGrads)
+        self.sparse_id_lookup = False
         self.numeric_mlp = None
         if spec.numeric_dim:
             self.numeric_mlp = nn.Sequential(nn.Linear(2 * spec.numeric_dim, hidden_dim), nn.ReLU(),
@@ -278,7 +281,7 @@ class NodeEncoder(nn.Module):
             if n and (int(ids.min()) < 0 or int(ids.max()) >= rows):
                 raise ValueError(f"node_ids: expected ids in [0, {rows}) for the ID embedding, got range "
                                  f"[{int(ids.min())}, {int(ids.max())}]; pass id_mask=False for cold-start nodes")
-            return self.id_embedding(ids), None
+            return self._id_lookup(ids), None
         if not isinstance(id_mask, torch.Tensor) or id_mask.dtype != torch.bool or tuple(id_mask.shape) != (n,):
             got = (f"{id_mask.dtype} {tuple(id_mask.shape)}" if isinstance(id_mask, torch.Tensor)
                    else type(id_mask).__name__)
@@ -287,8 +290,12 @@ class NodeEncoder(nn.Module):
         if n and (int(safe.min()) < 0 or int(safe.max()) >= rows):
             raise ValueError(f"node_ids: ids where id_mask is True must be in [0, {rows}), got range "
                              f"[{int(safe.min())}, {int(safe.max())}]")
-        emb = self.id_embedding(safe)
+        emb = self._id_lookup(safe)
         return emb * id_mask.to(emb.dtype).unsqueeze(1), id_mask
+
+    def _id_lookup(self, ids: torch.Tensor) -> torch.Tensor:
+        table = self.id_embedding
+        return nn.functional.embedding(ids, table.weight, sparse=table.sparse or self.sparse_id_lookup)
 
     def _categorical_part(self, features: Mapping, n: int) -> torch.Tensor:
         cards = self.spec.categorical_cardinalities
