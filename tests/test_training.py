@@ -3,6 +3,7 @@ full-graph (LightGCN) mode, the CLI (train, evaluate) and embeddings keyed by or
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -133,6 +134,51 @@ def test_resident_id_gradients_equal_the_plain_dense_ones(planted, tmp_path):
         assert all(p.grad is buf for p, buf in zip(tables, resident.optimizer.resident.buffers))
         resident.optimizer.step()
         plain.optimizer.step()
+
+
+def test_hard_negatives_are_scored_by_the_epochs_model_and_resume_exactly(planted, tmp_path):
+    _, snap_dir = planted
+    snap, backend = open_snapshot(snap_dir), get_backend("local")
+    config = TrainConfig(**{**BASE, "epochs": 2, "checkpoint_every": 3}, seed=6, num_negatives=2,
+                         negatives={"uniform": 0.5, "hard": 0.5})
+    full = Trainer(snap, config, str(tmp_path / "a"), backend, progress=False)
+    full.fit()
+    assert set(full.hard_tables) == {"user", "item"}
+    # the hard column (the last: split_counts orders by STRATEGIES) scores above the uniform one
+    # under the epoch's vectors
+    plan = full._prepare_step(1, 0).plan
+    (_, _, _, _, _, b, _, neg), = plan
+    src, _ = full._rank_batch(TARGET, 1, 0)
+    user, item = full.hard_tables["user"].index_select(0, src), full.hard_tables["item"]
+    cols = (user.unsqueeze(1) * item.index_select(0, neg).reshape(b, 2, -1)).sum(-1)
+    assert float(cols[:, 1].mean()) > float(cols[:, 0].mean()) + 0.5, cols.mean(0)
+    serial = Trainer(snap, TrainConfig(**{**dataclasses.asdict(config), "prefetch": False}), str(tmp_path / "s"),
+                     backend, progress=False)
+    serial.fit()
+    assert [h["loss"] for h in serial.history] == [h["loss"] for h in full.history]
+
+    class Killed(Exception):
+        pass
+
+    interrupted = Trainer(snap, config, str(tmp_path / "b"), backend, progress=False)
+    step_loss, calls = interrupted._step_loss, []
+
+    def dies_at_step_5(epoch, step, prepared=None):
+        calls.append(step)
+        if len(calls) == interrupted.steps_per_epoch + 5:  # mid-way through epoch 1
+            raise Killed
+        return step_loss(epoch, step, prepared)
+
+    interrupted._step_loss = dies_at_step_5
+    with pytest.raises(Killed):
+        interrupted.fit()
+    state = ckpt.load_latest(str(tmp_path / "b"))
+    assert state["epoch"] == 1 and 0 < state["step"] < 5 and "hard_tables" in state
+    resumed = Trainer(snap, config, str(tmp_path / "b"), backend, progress=False)
+    resumed.fit(resume=True)
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in full.history]
+    with pytest.raises(ValueError, match="negatives: 'hard' picks negatives per positive"):
+        TrainConfig(negatives={"hard": 1.0}, shared_negatives=True)
 
 
 def test_lr_schedule_follows_the_global_step_through_a_resume(planted, tmp_path):

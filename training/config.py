@@ -77,7 +77,10 @@ class TrainConfig:
             epochs) decays from ``lr`` to ``lr * final_lr_ratio``: ``cosine``
             (``r + (1 - r) (1 + cos(pi t / T)) / 2``) or ``linear`` (``1 - (1 - r) t / T``). A
             function of the global step only, so a resumed run follows the same schedule.
-        num_negatives: negatives per positive; ``negatives``: mix of strategies (fractions sum to 1).
+        num_negatives: negatives per positive; ``negatives``: mix of strategies (fractions sum to 1):
+            ``uniform``, ``popularity``, ``in_batch``, ``hard`` (per positive, the top-scored items
+            of a random pool for its user, scored with the run's vectors as of the start of the
+            epoch: one inference pass per epoch; needs ``shared_negatives: false``).
         shared_negatives: one set of ``num_negatives`` per step shared by the whole batch (scored
             with one matrix product: many negatives at little cost; a negative equal to a row's
             positive is masked for that row). Per-positive negatives when false.
@@ -174,6 +177,9 @@ class TrainConfig:
         if abs(sum(mix.values()) - 1.0) > 1e-6:
             raise ValueError(f"negatives: fractions must sum to 1, got {sum(mix.values())} ({mix})")
         object.__setattr__(self, "negatives", mix)
+        if mix.get("hard", 0) > 0 and self.shared_negatives:
+            raise ValueError("negatives: 'hard' picks negatives per positive (its user's top-scored items of a "
+                             "random pool), so it needs shared_negatives: false")
         if not isinstance(self.model, Mapping):
             raise TypeError(f"model: expected a mapping of model settings, got {type(self.model).__name__}")
         object.__setattr__(self, "model", dict(self.model))

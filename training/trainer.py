@@ -233,6 +233,8 @@ class Trainer:
         self.optimizer = self._optimizer()
         self.history: list[dict] = []
         self._orders: dict[str, tuple[int, torch.Tensor]] = {}
+        # "hard" negatives: pools scored with the run's vectors as of the start of the epoch
+        self.hard_tables: dict[str, torch.Tensor] | None = None
 
     # ------------------------------------------------------------------ set-up
     def _optimizer(self) -> _Composite:
@@ -296,6 +298,10 @@ class Trainer:
             pos_src, pos_dst = self._rank_batch(e, epoch, step)
             if c.shared_negatives:  # one set of num_negatives for the whole batch (scored by a matmul)
                 neg = self.negatives[e].sample(pos_src[:1], pos_dst[:1], c.num_negatives, generator=g)
+            elif self.hard_tables is not None:  # read-only during the epoch: safe in the prefetch thread
+                neg = self.negatives[e].sample(pos_src, pos_dst, c.num_negatives, generator=g,
+                                               user_emb=self.hard_tables[s_type].index_select(0, pos_src),
+                                               item_emb=self.hard_tables[d_type])
             else:
                 neg = self.negatives[e].sample(pos_src, pos_dst, c.num_negatives, generator=g)
             s_off = sum(len(x) for x in seeds.get(s_type, []))
@@ -385,6 +391,8 @@ class Trainer:
         total_steps = c.epochs * self.steps_per_epoch
         bar = _progress(self.progress and b.is_root, total_steps, global_step)
         while epoch < c.epochs:
+            if c.negatives.get("hard", 0) > 0:
+                self._hard_tables_for(epoch, step, state)
             self.model.train()
             started, seen = time.time(), 0
             steps = prefetched(lambda k, e=epoch: self._prepare_step(e, k), range(step, self.steps_per_epoch),
@@ -422,10 +430,32 @@ class Trainer:
 
     def _checkpoint(self, epoch: int, step: int, global_step: int) -> None:
         if self.backend.is_root:
-            ckpt.save_checkpoint(self.run_dir, {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                                                "epoch": epoch, "step": step, "global_step": global_step,
-                                                "history": self.history})
+            state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                     "epoch": epoch, "step": step, "global_step": global_step, "history": self.history}
+            if self.hard_tables is not None and step > 0:  # mid-epoch: the epoch's hard-negative vectors
+                state["hard_tables"] = self.hard_tables
+            ckpt.save_checkpoint(self.run_dir, state)
         self.backend.barrier()
+
+    def _hard_tables_for(self, epoch: int, step: int, state: dict | None) -> None:
+        """The vectors "hard" negatives are scored with during ``epoch``: the run's ranking vectors
+        (:meth:`embed_all`; rows L2-normalised for a cosine ranking) of the targets' node types from
+        the model as of the epoch's first step, computed here at that step, or taken from the
+        checkpoint a run resumes from mid-epoch (so a resumed run draws the same negatives)."""
+        if step > 0 and state is not None and state.get("epoch") == epoch and state.get("step") == step:
+            if "hard_tables" not in state:
+                raise ValueError(f"negatives: 'hard' needs the epoch's scoring vectors, but the checkpoint of "
+                                 f"epoch {epoch} step {step} in {self.run_dir} has none; resume from an epoch "
+                                 f"boundary or start a new run")
+            self.hard_tables = dict(state["hard_tables"])
+            return
+        types = sorted({e.split("__")[i] for e in self.targets for i in (0, 2)})
+        vectors = {t: torch.from_numpy(v) for t, v in self.embed_all(types).items()}
+        if ranking_score(self.model_config) == "cosine":
+            vectors = {t: torch.nn.functional.normalize(v, dim=1) for t, v in vectors.items()}
+        self.hard_tables = vectors
+        log.info("rank %d epoch %d: hard negatives scored with the model as of this epoch's start", self.backend.rank,
+                 epoch)
 
     # ------------------------------------------------------------------ inference and validation
     @torch.no_grad()
