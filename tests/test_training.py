@@ -249,6 +249,31 @@ def test_popularity_prior_exports_dot_scoring_vectors(spark, planted):
     assert evaluate(spark, lake_dir, run_id=summary["run_id"], k=10)["recall@10"] >= 0.5
 
 
+def test_a_learned_destination_bias_is_trained_and_exported(spark, planted, tmp_path):
+    """model.destination_bias: items [h/|h|, b_i] with b_i the model's trained bias, users [h/|h|/t, 1]."""
+    lake_dir, snap_dir = planted
+    model = {"hidden_dim": 16, "num_layers": 2, "weight_free": True, "layer_combination": "mean",
+             "use_features": False, "decoder": "cosine", "temperature": 0.2, "destination_bias": True}
+    config = TrainConfig(**{**BASE, "epochs": 10, "batch_size": 128, "lr": 0.05, "l2": 0.0, "model": model},
+                         mode="full", loss="sampled_softmax", num_negatives=16, shared_negatives=True)
+    summary = train(spark, lake_dir, config, progress=False)
+    emb, snap = _embeddings(summary["run_dir"]), open_snapshot(snap_dir)
+    bias = ckpt.load_latest(summary["run_dir"])["model"]["score_bias.item"].numpy()
+    degrees = np.bincount(np.asarray(snap.csr(TARGET)[1]), minlength=snap.num_nodes("item"))
+    assert emb["item"].shape == (snap.num_nodes("item"), 17) and bias.shape == (snap.num_nodes("item"),)
+    np.testing.assert_allclose(emb["user"][:, -1], 1.0)
+    np.testing.assert_allclose(emb["item"][:, -1], bias, rtol=1e-6)
+    assert np.corrcoef(bias, degrees)[0, 1] > 0.5  # the softmax pushes popular items up
+    assert evaluate(spark, lake_dir, run_id=summary["run_id"], k=10)["recall@10"] >= 0.5
+    # sampled mode, BPR over per-positive negatives: the bias is in both scores
+    sampled_config = TrainConfig(**{**BASE, "epochs": 1, "model": {"hidden_dim": 8, "destination_bias": True}})
+    sampled = Trainer(open_snapshot(snap_dir), sampled_config, str(tmp_path / "s"), get_backend("local"),
+                      progress=False)
+    sampled.fit()
+    assert float(sampled.model.score_bias["item"].abs().sum()) > 0 and "user" not in sampled.model.score_bias
+    assert sampled.embed_all(["item"])["item"].shape == (snap.num_nodes("item"), 9)
+
+
 def test_cli_train_with_validation_and_evaluate(spark, planted, tmp_path, capsys):
     lake_dir, _ = planted
     config = tmp_path / "train.yaml"

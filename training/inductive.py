@@ -83,7 +83,7 @@ def embed_new_nodes(run_dir: str, new_nodes: Mapping[str, Mapping], new_edges: M
     from training.config import TrainConfig
     from training.model import HeteroGraphSAGE
     from training.sampling import CSRNeighborSampler, HeteroCSRGraph
-    from training.scoring import prior_roles, scoring_vectors
+    from training.scoring import has_score_column, prior_roles, scoring_vectors
     from training.trainer import (FEATURE_NAMES, feature_specs, full_degrees, resolve_targets, trained_node_types,
                                   training_csr)
     from training.worker import read_run
@@ -127,7 +127,9 @@ def embed_new_nodes(run_dir: str, new_nodes: Mapping[str, Mapping], new_edges: M
     if levels:
         graph = graph.restrict_messages(levels)
 
-    model = HeteroGraphSAGE.from_config(model_config, {t: specs[t] for t in modelled}, graph.relations)
+    roles = prior_roles(targets) if has_score_column(model_config) else (set(), set())
+    model = HeteroGraphSAGE.from_config(model_config, {t: specs[t] for t in modelled}, graph.relations,
+                                        destination_types=sorted(roles[1]))
     model.load_state_dict(state["model"])
     model.eval()
     id_types = {t for t, enc in model.encoder.encoders.items() if enc.id_embedding is not None}
@@ -148,9 +150,8 @@ def embed_new_nodes(run_dir: str, new_nodes: Mapping[str, Mapping], new_edges: M
 
     types = sorted(counts)
     dim = model_config.hidden_dim
-    roles = prior_roles(targets) if model_config.popularity_prior > 0 else (set(), set())
 
-    def scoring(t, rows):  # as the run exported its vectors; new nodes have no training degree (prior 0)
+    def scoring(t, rows):  # as the run exported its vectors; new nodes: no training degree, no bias (0)
         return scoring_vectors(rows, t, model_config, roles)
 
     out = {t: scoring(t, np.zeros((0, dim), np.float32)) for t in types}

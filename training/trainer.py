@@ -44,11 +44,11 @@ from training.config import TrainConfig
 from training.metrics import ranking_metrics
 from training.model import HeteroGraphSAGE, NodeEncoder, NodeFeatureSpec, gather_features
 from training.model.decoder import (bpr_loss, l2_regularisation, sampled_softmax_loss, score,
-                                    shared_negative_scores)
+                                    shared_negative_scores, with_score_bias)
 from training.model.shared_softmax import shared_softmax_loss
 from training.optim import ResidentGrads, RowAdam, dense_adam
 from training.prefetch import prefetched
-from training.scoring import prior_roles, ranking_score, scoring_vectors
+from training.scoring import has_score_column, prior_roles, ranking_score, scoring_vectors
 from training.sampling import CSRNeighborSampler, HeteroCSRGraph, NegativeSampler, csr_rows, message_relations
 from training.sampling.base import REVERSE_PREFIX, SampledBatch
 
@@ -201,15 +201,15 @@ class Trainer:
         skipped = sorted(set(snapshot.node_types) - set(self.node_types))
         if skipped and backend.is_root:
             log.info("node types %s are in none of the configured edge types: not modelled, not embedded", skipped)
+        self.prior_roles = prior_roles(self.targets) if has_score_column(self.model_config) else (set(), set())
         self.model = HeteroGraphSAGE.from_config(self.model_config, feature_specs(snapshot, self.node_types),
-                                                 self.graph.relations)
+                                                 self.graph.relations, destination_types=sorted(self.prior_roles[1]))
         self.model.to(self.device)
         self.id_types = {t for t, enc in self.model.encoder.encoders.items() if enc.id_embedding is not None}
         self.net = backend.wrap_model(self.model)  # DDP: gradient averaging hooks; the others: the model
         self.degrees = full_degrees(self.graph) if self.model_config.weight_free else None
-        self.prior_roles, self.prior_degrees = (set(), set()), {}
+        self.prior_degrees = {}
         if self.model_config.popularity_prior > 0:  # destinations' training degrees over the targets
-            self.prior_roles = prior_roles(self.targets)
             for e in self.targets:
                 rel = message_relations(e)[0]  # (s, r, d): aggregated at d
                 deg = self.graph.degree(rel, torch.arange(self.graph.num_nodes[rel[2]])).numpy()
@@ -330,13 +330,18 @@ class Trainer:
         out = self._forward(self.full if c.mode == "full" else prepared.batch)
         out = {t: out[t].index_select(0, rows.to(self.device)) for t, rows in prepared.rows.items()}
         losses, count = [], 0
-        kind, temp = self.model_config.decoder, self.model_config.temperature
         for e, s_type, d_type, s_off, d_off, b, pos_dst, neg_ids in plan:
             if b == 0:
                 continue
             u = out[s_type][s_off:s_off + b]
             v = out[d_type][d_off:d_off + b]
             n = out[d_type][d_off + b:d_off + b + len(neg_ids)]
+            kind, temp = self.model_config.decoder, self.model_config.temperature
+            reg = l2_regularisation(u, v, n)
+            if d_type in self.model.score_bias:  # learned destination bias: scores are dots of scoring vectors
+                u, v, n = with_score_bias(u, v, n, self.model.score_bias[d_type], pos_dst.to(self.device),
+                                          neg_ids.to(self.device), kind, temp)
+                kind, temp = "dot", 1.0
             if c.shared_negatives and c.loss == "sampled_softmax":  # one fused node over the (B, K) scores
                 loss = shared_softmax_loss(u, v, n, kind, temp, pos_ids=pos_dst, neg_ids=neg_ids)
             else:
@@ -348,7 +353,7 @@ class Trainer:
                     neg_scores = score(u, n, kind=kind, temperature=temp)
                 loss = (bpr_loss(pos_scores, neg_scores) if c.loss == "bpr"
                         else sampled_softmax_loss(pos_scores, neg_scores))
-            losses.append(loss * b + c.l2 * l2_regularisation(u, v, n) * b)
+            losses.append(loss * b + c.l2 * reg * b)
             count += b
         if count == 0:
             return torch.zeros((), requires_grad=True), 0
@@ -499,8 +504,10 @@ class Trainer:
     def _scoring(self, node_type: str, rows: np.ndarray, lo: int) -> np.ndarray:
         """The exported vectors of rows ``lo..`` of ``node_type`` (:func:`training.scoring.scoring_vectors`)."""
         degrees = self.prior_degrees.get(node_type)
+        bias = (self.model.score_bias[node_type].detach().cpu().numpy()[lo:lo + len(rows)]
+                if node_type in self.model.score_bias else None)
         return scoring_vectors(rows, node_type, self.model_config, self.prior_roles,
-                               None if degrees is None else degrees[lo:lo + len(rows)])
+                               None if degrees is None else degrees[lo:lo + len(rows)], bias)
 
     def validate(self, embeddings: dict | None = None) -> dict:
         """Recall/NDCG@K on the held-out validation edges (their training edges masked)."""

@@ -76,6 +76,46 @@ def score(u: torch.Tensor, v: torch.Tensor, kind: str = "dot", temperature: floa
     return s / t if t != 1.0 else s
 
 
+def with_score_bias(u: torch.Tensor, v: torch.Tensor, n: torch.Tensor, bias: torch.Tensor, pos_ids: torch.Tensor,
+                    neg_ids: torch.Tensor, kind: str = "dot", temperature: float = 1.0):
+    """Sources, positives and negatives as scoring vectors whose plain dot is ``score + bias[dst]``.
+
+    ``u' = [s(u) / t, 1]``, ``v' = [s(v), bias[pos_ids]]``, ``n' = [s(n), bias[neg_ids]]`` with
+    ``s`` the L2 normalisation for ``"cosine"`` (identity for ``"dot"``): every loss then scores
+    them with ``kind="dot", temperature=1`` (the fused shared-negative softmax included), and the
+    bias gets its gradient through the last column. The layout of the exported vectors
+    (:mod:`training.scoring`).
+
+    Args:
+        u: ``(B, D)`` sources; v: ``(B, D)`` their positives; n: ``(M, D)`` negatives.
+        bias: ``(N,)`` one scalar per destination node; pos_ids ``(B,)`` / neg_ids ``(M,)`` int64
+            rows of it for ``v`` / ``n``.
+        kind, temperature: as :func:`score`.
+
+    Returns:
+        ``(u', v', n')``, each one column wider.
+
+    Example:
+        >>> u2, v2, n2 = with_score_bias(u, v, n, model.score_bias["item"], pos_ids, neg_ids, "cosine", 0.1)
+        >>> loss = shared_softmax_loss(u2, v2, n2, "dot", 1.0, pos_ids=pos_ids, neg_ids=neg_ids)
+    """
+    u, v, n, bias = _tensor("u", u), _tensor("v", v), _tensor("n", n), _tensor("bias", bias)
+    if kind not in SCORE_KINDS:
+        raise ValueError(f"kind: expected one of {SCORE_KINDS}, got {kind!r}")
+    t = _temperature(temperature)
+    if bias.dim() != 1:
+        raise ValueError(f"bias: expected one scalar per destination node (N,), got shape {tuple(bias.shape)}")
+    for name, ids, rows in (("pos_ids", pos_ids, v), ("neg_ids", neg_ids, n)):
+        if not isinstance(ids, torch.Tensor) or ids.dtype != torch.int64 or tuple(ids.shape) != (len(rows),):
+            got = f"{ids.dtype} {tuple(ids.shape)}" if isinstance(ids, torch.Tensor) else type(ids).__name__
+            raise ValueError(f"{name}: expected int64 ({len(rows)},) rows of bias, got {got}")
+    if kind == "cosine":
+        u, v, n = F.normalize(u, dim=-1), F.normalize(v, dim=-1), F.normalize(n, dim=-1)
+    ones = torch.ones((len(u), 1), dtype=u.dtype, device=u.device)
+    return (torch.cat([u / t, ones], dim=1), torch.cat([v, bias.index_select(0, pos_ids).unsqueeze(1)], dim=1),
+            torch.cat([n, bias.index_select(0, neg_ids).unsqueeze(1)], dim=1))
+
+
 def _pos_neg(pos_scores, neg_scores) -> tuple[torch.Tensor, torch.Tensor]:
     pos, neg = _tensor("pos_scores", pos_scores), _tensor("neg_scores", neg_scores)
     if pos.dim() != 1:

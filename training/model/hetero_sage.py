@@ -66,7 +66,7 @@ class HeteroGraphSAGE(nn.Module):
                  last_activation: bool = False, fusion: str = "sum",
                  use_id_embedding: bool | Mapping[str, bool] = True, categorical_combine: str = "sum",
                  sparse_id_embedding: bool = False, layer_combination: str = "last",
-                 attention_dim: int | None = None):
+                 attention_dim: int | None = None, score_bias_types: Sequence[str] = ()):
         super().__init__()
         self.relations = check_relations(relations)
         if not isinstance(specs, Mapping) or not all(isinstance(s, NodeFeatureSpec) for s in specs.values()):
@@ -89,6 +89,12 @@ class HeteroGraphSAGE(nn.Module):
                            norm=norm, activation=last_activation if i == num_layers - 1 else True, dropout=dropout,
                            weight_free=weight_free, self_loop=self_loop, attention_dim=attention_dim)
             for i in range(num_layers)])
+        if isinstance(score_bias_types, str) or not all(t in specs for t in score_bias_types):
+            raise ValueError(f"score_bias_types: expected node types of the specs, got {score_bias_types!r}")
+        # a learned scalar per destination node added to its scores (ModelConfig.destination_bias);
+        # the trainer's loss and the exported scoring vectors use it, the forward pass does not
+        self.score_bias = nn.ParameterDict({t: nn.Parameter(torch.zeros(specs[t].num_nodes))
+                                            for t in sorted(score_bias_types)})
 
     @classmethod
     def lightgcn(cls, num_nodes: Mapping[str, int], relations: Sequence[Relation], dim: int = 64,
@@ -105,8 +111,9 @@ class HeteroGraphSAGE(nn.Module):
 
     @classmethod
     def from_config(cls, config: ModelConfig, specs: Mapping[str, NodeFeatureSpec],
-                    relations: Sequence[Relation]) -> HeteroGraphSAGE:
-        """The model a :class:`ModelConfig` describes (``config.use_features=False``: ID embeddings only)."""
+                    relations: Sequence[Relation], destination_types: Sequence[str] = ()) -> HeteroGraphSAGE:
+        """The model a :class:`ModelConfig` describes (``config.use_features=False``: ID embeddings only;
+        ``config.destination_bias``: a learned score bias for each node of ``destination_types``)."""
         if not isinstance(config, ModelConfig):
             raise TypeError(f"config: expected a ModelConfig, got {type(config).__name__}")
         if not config.use_features:
@@ -116,7 +123,8 @@ class HeteroGraphSAGE(nn.Module):
                    weight_free=config.weight_free, last_activation=config.last_activation, fusion=config.fusion,
                    use_id_embedding=config.use_id_embedding, categorical_combine=config.categorical_combine,
                    sparse_id_embedding=config.sparse_id_embedding, layer_combination=config.layer_combination,
-                   attention_dim=config.attention_dim)
+                   attention_dim=config.attention_dim,
+                   score_bias_types=tuple(destination_types) if config.destination_bias else ())
 
     def forward(self, batch: SampledBatch, features: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
                 id_mask: Mapping[str, torch.Tensor] | None = None,
@@ -251,6 +259,8 @@ class ModelConfig:
         temperature: score temperature (> 0).
         popularity_prior: β >= 0; with β > 0 a destination's score gains ``β * log(1 + its training
             degree)`` and the run exports dot-product scoring vectors (:mod:`training.scoring`).
+        destination_bias: a learned scalar per destination node of the target edge types (an item
+            bias), added to its score in the loss and in the exported scoring vectors.
         attention_dim: semantic-attention width (None: hidden_dim).
 
     Example:
@@ -277,6 +287,7 @@ class ModelConfig:
     decoder: str = "dot"
     temperature: float = 1.0
     popularity_prior: float = 0.0
+    destination_bias: bool = False
     attention_dim: int | None = None
 
     def __post_init__(self):
@@ -305,6 +316,8 @@ class ModelConfig:
         b = self.popularity_prior
         if isinstance(b, bool) or not isinstance(b, (int, float)) or not 0 <= b < float("inf"):
             raise ValueError(f"popularity_prior: expected a finite number >= 0, got {b!r}")
+        if not isinstance(self.destination_bias, bool):
+            raise TypeError(f"destination_bias: expected true or false, got {self.destination_bias!r}")
         a = self.attention_dim
         if a is not None and (isinstance(a, bool) or not isinstance(a, int) or a < 1):
             raise ValueError(f"attention_dim: expected an int >= 1 or null, got {a!r}")
