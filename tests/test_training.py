@@ -31,6 +31,25 @@ def _embeddings(run_dir: str) -> dict:
     return {t: np.load(embeddings_path(run_dir, t)) for t in ("user", "item")}
 
 
+class _Killed(Exception):
+    """Stands for the kill of a training process."""
+
+
+def _fit_killed_after(trainer: Trainer, steps: int) -> None:
+    """``trainer.fit()`` killed (an exception) as its step number ``steps + 1`` starts."""
+    step_loss, calls = trainer._step_loss, []
+
+    def dies(epoch, step, prepared=None):
+        calls.append(step)
+        if len(calls) == steps + 1:
+            raise _Killed
+        return step_loss(epoch, step, prepared)
+
+    trainer._step_loss = dies
+    with pytest.raises(_Killed):
+        trainer.fit()
+
+
 def test_config_is_checked():
     with pytest.raises(ValueError, match=r"fanouts\[1\]: expected an int >= 1 or -1, got 0"):
         TrainConfig(fanouts=(5, 0))
@@ -157,21 +176,8 @@ def test_hard_negatives_are_scored_by_the_epochs_model_and_resume_exactly(plante
     serial.fit()
     assert [h["loss"] for h in serial.history] == [h["loss"] for h in full.history]
 
-    class Killed(Exception):
-        pass
-
     interrupted = Trainer(snap, config, str(tmp_path / "b"), backend, progress=False)
-    step_loss, calls = interrupted._step_loss, []
-
-    def dies_at_step_5(epoch, step, prepared=None):
-        calls.append(step)
-        if len(calls) == interrupted.steps_per_epoch + 5:  # mid-way through epoch 1
-            raise Killed
-        return step_loss(epoch, step, prepared)
-
-    interrupted._step_loss = dies_at_step_5
-    with pytest.raises(Killed):
-        interrupted.fit()
+    _fit_killed_after(interrupted, interrupted.steps_per_epoch + 4)  # mid-way through epoch 1
     state = ckpt.load_latest(str(tmp_path / "b"))
     assert state["epoch"] == 1 and 0 < state["step"] < 5 and "hard_tables" in state
     resumed = Trainer(snap, config, str(tmp_path / "b"), backend, progress=False)
@@ -196,21 +202,8 @@ def test_lr_schedule_follows_the_global_step_through_a_resume(planted, tmp_path)
     assert lrs[-1] == pytest.approx(BASE["lr"] * config.lr_factor(total - 1, total))
     assert all(a > b for a, b in zip(lrs, lrs[1:])) and lrs[-1] < 0.12 * BASE["lr"]
 
-    class Killed(Exception):
-        pass
-
     interrupted = Trainer(snap, config, str(tmp_path / "b"), backend, progress=False)
-    step_loss, calls = interrupted._step_loss, []
-
-    def dies_at_step_5(epoch, step, prepared=None):
-        calls.append(step)
-        if len(calls) == 5:
-            raise Killed
-        return step_loss(epoch, step, prepared)
-
-    interrupted._step_loss = dies_at_step_5
-    with pytest.raises(Killed):
-        interrupted.fit()
+    _fit_killed_after(interrupted, 4)
     assert ckpt.load_latest(str(tmp_path / "b"))["global_step"] == 3
     resumed = Trainer(snap, config, str(tmp_path / "b"), backend, progress=False)
     resumed.fit(resume=True)
