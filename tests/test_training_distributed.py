@@ -83,6 +83,22 @@ def test_two_horovod_ranks_with_sparse_id_tables_learn_like_one_process(spark, p
     assert _last_epoch_loss(summary) < 0.3, _last_epoch_loss(summary)
 
 
+@pytest.mark.timeout(300)
+def test_two_ddp_ranks_train_a_destination_bias_with_hard_negatives(spark, planted):
+    """The learned item bias lives outside the forward pass (DDP still averages its gradient) and the
+    hard negatives are scored with each epoch's vectors on every rank."""
+    lake_dir, _ = planted
+    config = TrainConfig(**{**BASE, "model": {**BASE["model"], "destination_bias": True}}, seed=21, num_negatives=2,
+                         negatives={"uniform": 0.5, "hard": 0.5})
+    summary = train(spark, lake_dir, config, backend="ddp", workers=2, launcher="process", progress=False,
+                    timeout_s=240)
+    assert summary["workers"] == 2
+    items = np.load(embeddings_path(summary["run_dir"], "item"))
+    assert items.shape[1] == BASE["model"]["hidden_dim"] + 1 and np.abs(items[:, -1]).sum() > 0
+    result = evaluate(spark, lake_dir, run_id=summary["run_id"], k=10)
+    assert result["recall@10"] >= 0.55, result
+
+
 def rank_process(run_dir: str, rank: int, among: set[int]):
     """The process of training rank ``rank``, from the run's ``ranks/rank-<r>.json``, if its pid is
     one of ``among`` (the launcher's descendants, the cluster's processes); else None."""
