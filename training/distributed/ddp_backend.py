@@ -114,11 +114,15 @@ class DdpBackend(Backend):
         check_module(model)
         model = model.to(self._device)
         sparse = sparse_parameter_names(model)
-        if sparse and self._sparse_grads == "dense":
-            DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, sparse)
+        # parameters the training loss uses outside forward (e.g. HeteroGraphSAGE.score_bias): DDP's
+        # reducer only follows what forward touches, so they are averaged by their own hook too
+        outside = list(getattr(model, "parameters_outside_forward", lambda: [])())
+        ignored = (sparse if self._sparse_grads == "dense" else []) + outside
+        if ignored:
+            DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, ignored)
             params = dict(model.named_parameters())
             world = self.world_size
-            for name in sparse:
+            for name in ignored:
                 with torch.no_grad():
                     dist.broadcast(params[name].data, src=0)
                 params[name].register_post_accumulate_grad_hook(_dense_average_hook(world))
@@ -178,7 +182,7 @@ class DdpBackend(Backend):
 
 
 def _dense_average_hook(world_size: int):
-    """Post-accumulate-grad hook: average a sparse gradient over the ranks as a dense tensor."""
+    """Post-accumulate-grad hook: average a (sparse or dense) gradient over the ranks as a dense tensor."""
 
     def hook(param: torch.Tensor) -> None:
         grad = param.grad

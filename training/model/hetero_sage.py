@@ -96,6 +96,11 @@ class HeteroGraphSAGE(nn.Module):
         self.score_bias = nn.ParameterDict({t: nn.Parameter(torch.zeros(specs[t].num_nodes))
                                             for t in sorted(score_bias_types)})
 
+    def parameters_outside_forward(self) -> list[str]:
+        """Names of the parameters the training loss uses outside :meth:`forward` (the score biases):
+        a data-parallel wrapper that follows forward (DDP) must average them separately."""
+        return [f"score_bias.{t}" for t in self.score_bias]
+
     @classmethod
     def lightgcn(cls, num_nodes: Mapping[str, int], relations: Sequence[Relation], dim: int = 64,
                  num_layers: int = 3, sparse: bool = False) -> HeteroGraphSAGE:
