@@ -223,13 +223,17 @@ class TrainConfig:
 _OMITTED_AT_DEFAULT = {"cold_start_fraction": 0.0, "lr_schedule": "constant", "final_lr_ratio": 0.0, "prefetch": True}
 
 
-def config_json(config: TrainConfig) -> str:
-    """Canonical JSON of a config (sorted keys): what the run records and hashes."""
+def _recorded_values(config: TrainConfig) -> dict:
     values = dataclasses.asdict(config)
     for name, default in _OMITTED_AT_DEFAULT.items():
         if values.get(name) == default:
             del values[name]
-    return json.dumps(values, sort_keys=True, default=list)
+    return values
+
+
+def config_json(config: TrainConfig) -> str:
+    """Canonical JSON of a config (sorted keys): what the run records and hashes."""
+    return json.dumps(_recorded_values(config), sort_keys=True, default=list)
 
 
 # settings that change how fast a run goes, never what it computes: recorded, not hashed (a run
@@ -239,7 +243,5 @@ _NOT_HASHED = ("prefetch",)
 
 def config_hash(config: TrainConfig) -> str:
     """First 16 hex digits of the SHA-256 of :func:`config_json` without the :data:`_NOT_HASHED` settings."""
-    values = json.loads(config_json(config))
-    for name in _NOT_HASHED:
-        values.pop(name, None)
-    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
+    values = {k: v for k, v in _recorded_values(config).items() if k not in _NOT_HASHED}
+    return hashlib.sha256(json.dumps(values, sort_keys=True, default=list).encode()).hexdigest()[:16]

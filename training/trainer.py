@@ -55,6 +55,10 @@ from training.sampling.base import REVERSE_PREFIX, SampledBatch
 log = logging.getLogger(__name__)
 
 
+FEATURE_NAMES = ("numeric", "numeric_missing", "categorical", "text", "image", "has_image")
+BEHAVIOURS = ("click", "view", "cart", "fav", "purchase")
+
+
 class StepInput(NamedTuple):
     """What :meth:`Trainer._prepare_step` hands to :meth:`Trainer._step_loss`: per target the
     ``(edge_type, src_type, dst_type, src_offset, dst_offset, batch, pos_dst, neg_ids)`` plan
@@ -65,9 +69,6 @@ class StepInput(NamedTuple):
     plan: tuple
     rows: dict
     batch: SampledBatch | None
-
-FEATURE_NAMES = ("numeric", "numeric_missing", "categorical", "text", "image", "has_image")
-BEHAVIOURS = ("click", "view", "cart", "fav", "purchase")
 
 
 def resolve_targets(snapshot, config: TrainConfig) -> list[str]:
