@@ -4,7 +4,8 @@ A thin job: resolve the graph version through the manifest, read its edge and fe
 the Delta versions it names, and hand them to :func:`graph_build.snapshot.export_snapshot`
 (layout, memory cost and how it is written: that module's docstring). The default folder is
 ``<lake>/snapshots/graph_v<N>``; an existing complete snapshot of the same graph version is
-reused (the tables of a graph version never change), unless ``overwrite``.
+reused (the tables of a graph version never change), unless ``overwrite`` — also one that another
+job (a second training run of the same graph version) published while this one was writing.
 
 Example:
     >>> summary = export_graph(spark, "lakehouse")            # latest graph version
@@ -49,21 +50,33 @@ def export_graph(spark, lake_dir: str, version: int | None = None, out_dir: str 
     graph = load_graph_version(spark, lake_dir, version)
     gv = graph["graph_version"]
     out_dir = os.path.abspath(out_dir or tables.snapshot_dir(lake_dir, gv))
-    reused = False
-    if os.path.exists(out_dir) and not overwrite:
-        snap = open_snapshot(out_dir)
-        if snap.graph_version != gv:
-            raise ValueError(f"out_dir: {out_dir} holds a snapshot of graph version {snap.graph_version}, not {gv} "
-                             "(pass overwrite=True to replace it)")
-        manifest, reused = snap.manifest, True
-    else:
+    reused = os.path.exists(out_dir) and not overwrite
+    if not reused:
         edges = {name: read_graph_table(spark, graph, tables.edges(*name.split("__"))) for name in graph["edge_counts"]}
         features = {t: read_graph_table(spark, graph, tables.features(t)) for t in graph["node_types"]
                     if tables.features(t) in graph["tables"]}
-        manifest = export_snapshot(spark, edges, features, graph["node_counts"], out_dir, gv, graph["feature_spec"],
-                                   num_partitions=num_partitions, overwrite=overwrite)
+        try:
+            manifest = export_snapshot(spark, edges, features, graph["node_counts"], out_dir, gv,
+                                       graph["feature_spec"], num_partitions=num_partitions, overwrite=overwrite)
+        except FileExistsError:
+            # another job (a second training run of the same graph version, say) published it first: its
+            # snapshot is the same one (the export is deterministic), so this job reads it
+            if overwrite or not os.path.isdir(out_dir):
+                raise
+            reused = True
+    if reused:
+        manifest = _existing_manifest(out_dir, gv)
     log.info("snapshot of graph version %d at %s (%s)", gv, out_dir, "reused" if reused else "written")
     return {"graph_version": gv, "path": out_dir, "reused": reused,
             "edge_types": {n: e["nnz"] for n, e in sorted(manifest["edge_types"].items())},
             "node_types": {t: e["num_nodes"] for t, e in sorted(manifest["node_types"].items())},
             "total_bytes": manifest["total_bytes"], "seconds": round(time.time() - started, 2)}
+
+
+def _existing_manifest(out_dir: str, graph_version: int) -> dict:
+    """The manifest of the snapshot at ``out_dir``, which must be one of ``graph_version``."""
+    snap = open_snapshot(out_dir)
+    if snap.graph_version != graph_version:
+        raise ValueError(f"out_dir: {out_dir} holds a snapshot of graph version {snap.graph_version}, not "
+                         f"{graph_version} (pass overwrite=True to replace it)")
+    return snap.manifest

@@ -425,7 +425,12 @@ def _publish(tmp: str, out_dir: str, overwrite: bool) -> None:
             raise FileExistsError(f"out_dir: {out_dir} appeared while the snapshot was written")
         old = f"{out_dir}.old-{uuid.uuid4().hex}"
         os.rename(out_dir, old)
-    os.rename(tmp, out_dir)
+    try:
+        os.rename(tmp, out_dir)
+    except OSError as e:  # another writer published between the check and the rename (ENOTEMPTY / EEXIST)
+        if not os.path.isdir(out_dir):
+            raise
+        raise FileExistsError(f"out_dir: {out_dir} appeared while the snapshot was written") from e
     if old:
         shutil.rmtree(old, ignore_errors=True)
 

@@ -201,3 +201,32 @@ def test_assets_cli_lists_and_shows(spark, lake_dir, capsys):
     assert "item_embeddings has no production version yet" in capsys.readouterr().err
     assert main(["assets", "rollback", "--lake", lake_dir, "--asset", "item_embeddings"]) == 1
     assert "has no production version to roll back from" in capsys.readouterr().err
+
+
+def test_a_snapshot_another_job_publishes_meanwhile_is_reused(spark, tiny_graph, tmp_path, monkeypatch):
+    """Two jobs exporting the same missing snapshot at once: the one that finishes second reads the
+    first one's (same graph version) instead of failing, and leaves no temporary folder behind.
+    (A graph-export test, kept here beside the built tiny graph this module already uses.)"""
+    from graph_build import snapshot as snapshot_mod
+    from graph_build.export import export_graph
+
+    lake_dir = str(tmp_path / "lake")
+    shutil.copytree(tiny_graph, lake_dir)
+    out_dir = str(tmp_path / "snap")
+    real_publish = snapshot_mod._publish
+
+    def other_job_publishes_first(tmp, out, overwrite):
+        shutil.copytree(tmp, out)  # the other job's snapshot lands between this job's check and its rename
+        real_publish(tmp, out, overwrite)
+
+    monkeypatch.setattr(snapshot_mod, "_publish", other_job_publishes_first)
+    summary = export_graph(spark, lake_dir, out_dir=out_dir)
+    assert summary["reused"] and summary["path"] == out_dir and summary["graph_version"] == 0
+    assert sorted(os.listdir(tmp_path)) == ["lake", "snap"]  # this job's temporary folder is gone
+    assert snapshot_mod.open_snapshot(out_dir).graph_version == 0 and summary["edge_types"]
+
+    monkeypatch.undo()
+    tmp = tmp_path / "snap.tmp-x"
+    tmp.mkdir()
+    with pytest.raises(FileExistsError, match="snap appeared while the snapshot was written"):
+        snapshot_mod._publish(str(tmp), out_dir, False)  # what export_graph caught above
