@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from training.model import sampled_softmax_loss, score, shared_negative_scores, shared_softmax_loss
+from training.model.decoder import with_score_bias
 
 
 def _inputs(b=64, k=48, d=16, seed=0, scale=1.0):
@@ -41,6 +42,36 @@ def test_loss_and_gradients_equal_the_composed_ops(kind, t, scale, with_log_q):
     ref = _loss_and_grads(_reference, u, v, n, kind, t, pos_ids, neg_ids, log_q)
     assert torch.isfinite(fused[0])
     for a, b in zip(fused, ref):
+        torch.testing.assert_close(a, b)
+        torch.testing.assert_close(b, a)
+
+
+@pytest.mark.parametrize("kind,t,scale", [("cosine", 0.1, 1.0), ("cosine", 0.01, 1.0), ("dot", 0.5, 3.0)])
+@pytest.mark.parametrize("with_log_q", [False, True])
+def test_a_destination_bias_equals_the_biased_dot_vectors(kind, t, scale, with_log_q):
+    """pos_bias / neg_bias: the loss and every gradient (the bias's included) of with_score_bias's
+    vectors scored as plain dots — with the cosine head's constant shift (t 0.1) and without (t 0.01)."""
+    u, v, n, pos_ids, neg_ids = _inputs(scale=scale)
+    g = torch.Generator().manual_seed(2)
+    log_q = torch.log(torch.rand(len(neg_ids), generator=g, dtype=torch.float64) / 48) if with_log_q else None
+    bias0 = torch.randn(40, generator=g, dtype=torch.float64) * 3
+
+    def fused(u, v, n, bias):
+        return shared_softmax_loss(u, v, n, kind, t, pos_ids, neg_ids, log_q, pos_bias=bias[pos_ids],
+                                   neg_bias=bias[neg_ids])
+
+    def reference(u, v, n, bias):
+        return _reference(*with_score_bias(u, v, n, bias, pos_ids, neg_ids, kind, t), "dot", 1.0, pos_ids, neg_ids,
+                          log_q)
+
+    results = []
+    for fn in (fused, reference):
+        u1, v1, n1, b1 = (x.clone().requires_grad_(True) for x in (u, v, n, bias0))
+        loss = fn(u1, v1, n1, b1)
+        loss.backward()
+        results.append((loss.detach(), u1.grad, v1.grad, n1.grad, b1.grad))
+    assert torch.isfinite(results[0][0]) and results[0][4].abs().sum() > 0
+    for a, b in zip(*results):
         torch.testing.assert_close(a, b)
         torch.testing.assert_close(b, a)
 
@@ -85,6 +116,10 @@ def test_bad_input_is_named():
         shared_softmax_loss(u, v, n, log_q=torch.zeros(2))
     with pytest.raises(ValueError, match="kind: expected one of"):
         shared_softmax_loss(u, v, n, kind="l2")
+    with pytest.raises(ValueError, match="pos_bias / neg_bias: give both or neither"):
+        shared_softmax_loss(u, v, n, pos_bias=torch.zeros(2))
+    with pytest.raises(ValueError, match=r"neg_bias: expected shape \(4,\), got \(2,\)"):
+        shared_softmax_loss(u, v, n, pos_bias=torch.zeros(2), neg_bias=torch.zeros(2))
     with pytest.raises(ValueError, match="temperature: expected a number > 0, got 0"):
         shared_softmax_loss(u, v, n, temperature=0)
     with pytest.raises(TypeError, match="u: expected a torch.Tensor, got list"):

@@ -339,13 +339,16 @@ class Trainer:
             n = out[d_type][d_off + b:d_off + b + len(neg_ids)]
             kind, temp = self.model_config.decoder, self.model_config.temperature
             reg = l2_regularisation(u, v, n)
-            if d_type in self.model.score_bias:  # learned destination bias: scores are dots of scoring vectors
-                u, v, n = with_score_bias(u, v, n, self.model.score_bias[d_type], pos_dst.to(self.device),
-                                          neg_ids.to(self.device), kind, temp)
-                kind, temp = "dot", 1.0
+            bias = self.model.score_bias[d_type] if d_type in self.model.score_bias else None
             if c.shared_negatives and c.loss == "sampled_softmax":  # one fused node over the (B, K) scores
-                loss = shared_softmax_loss(u, v, n, kind, temp, pos_ids=pos_dst, neg_ids=neg_ids)
+                biases = {} if bias is None else {"pos_bias": bias.index_select(0, pos_dst.to(self.device)),
+                                                  "neg_bias": bias.index_select(0, neg_ids.to(self.device))}
+                loss = shared_softmax_loss(u, v, n, kind, temp, pos_ids=pos_dst, neg_ids=neg_ids, **biases)
             else:
+                if bias is not None:  # learned destination bias: scores are dots of scoring vectors
+                    u, v, n = with_score_bias(u, v, n, bias, pos_dst.to(self.device), neg_ids.to(self.device),
+                                              kind, temp)
+                    kind, temp = "dot", 1.0
                 pos_scores = score(u, v, kind=kind, temperature=temp)
                 if c.shared_negatives:  # (B, K) by one matmul; a negative equal to the row's positive scores 0
                     neg_scores = shared_negative_scores(u, n, kind, temp, pos_ids=pos_dst, neg_ids=neg_ids, fill=0.0)
