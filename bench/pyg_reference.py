@@ -105,7 +105,9 @@ def main(argv=None) -> dict:
     p.add_argument("--sparse-id", action="store_true", help="sparse ID-embedding gradients + SparseAdam")
     p.add_argument("--num-workers", type=int, default=0,
                    help="LinkNeighborLoader worker processes (>0: sampling overlaps training, persistent workers)")
+    p.add_argument("--device", default="cpu", help="where the model trains (e.g. cuda); sampling stays on the CPU")
     a = p.parse_args(argv)
+    device = torch.device(a.device)
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
 
@@ -131,7 +133,8 @@ def main(argv=None) -> dict:
                                 batch_size=a.batch, shuffle=True, num_workers=a.num_workers,
                                 persistent_workers=a.num_workers > 0,
                                 neg_sampling=NegativeSampling("triplet", amount=a.num_negatives))
-    model = PyGHeteroSAGE({"user": users, "item": items}, list(data.edge_types), a.dim, len(a.fanouts), a.sparse_id)
+    model = PyGHeteroSAGE({"user": users, "item": items}, list(data.edge_types), a.dim, len(a.fanouts),
+                          a.sparse_id).to(device)
     emb_params = [p_ for m in model.emb.values() for p_ in m.parameters()]
     emb_ids = {id(p_) for p_ in emb_params}
     dense_params = [p_ for p_ in model.parameters() if id(p_) not in emb_ids]
@@ -147,7 +150,7 @@ def main(argv=None) -> dict:
 
     def step(record: bool) -> int:
         ts = time.perf_counter()
-        batch = next(it)
+        batch = next(it).to(device)
         tm = time.perf_counter()
         for o in optimizers:
             o.zero_grad(set_to_none=True)
@@ -184,7 +187,7 @@ def main(argv=None) -> dict:
         "bench": "pyg_reference", "seed_edges_per_s": round(seeds / secs, 1), "steps": a.steps,
         "seconds": round(secs, 3), "seed_edges": seeds, "threads": torch.get_num_threads(),
         **versions, "sampler_backend": "pyg_lib" if WITH_PYG_LIB else "torch_sparse",
-        "sparse_id": a.sparse_id, "num_workers": a.num_workers, "setup_s": round(setup_s, 2),
+        "sparse_id": a.sparse_id, "num_workers": a.num_workers, "device": str(device), "setup_s": round(setup_s, 2),
         "step_ms": round(1000 * secs / a.steps, 1), "median_step_ms": round(1000 * float(np.median(times)), 1),
         "loadavg_1min": [round(load, 2), round(os.getloadavg()[0], 2)],
         "sample_ms": round(1000 * stats["sample_s"] / a.steps, 1),

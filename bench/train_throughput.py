@@ -23,7 +23,9 @@ Adam on both sides (graphlake's trainer uses torch's fused kernel, PyG the defau
 ``--profile`` adds a per-section breakdown of graphlake's step (ms per step, the sections run one
 after the other). Like for like: PyG's default loader samples in the training process
 (``num_workers=0``); ``--pyg-workers 1`` gives it a loader process (its sampling overlaps too) and
-``--no-prefetch`` takes graphlake's overlap away.
+``--no-prefetch`` takes graphlake's overlap away. ``--device cuda`` trains both models on the GPU
+(sampling stays on the CPU on both sides; PyG's batches are copied to the device as usual); the
+per-step times are measured at ``float(loss)``, which waits for the device.
 
 Noise: absolute times follow the machine's load (each side records its 1-minute load average before
 and after its timed steps, and its median step time: ``ratio_of_median_steps``). The OpenMP wait
@@ -65,6 +67,7 @@ import torch  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from graph_build.memory_snapshot import MemorySnapshot  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
 from training.distributed.base import LocalBackend  # noqa: E402
 from training.prefetch import prefetched  # noqa: E402
@@ -81,38 +84,6 @@ def _power_law_graph():
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod.power_law_graph
-
-
-class MemorySnapshot:
-    """The part of ``graph_build.snapshot.Snapshot`` the Trainer reads, over in-memory CSR arrays.
-
-    One stored edge type (``user__click__item``), no feature matrices (ID embeddings only).
-    """
-
-    def __init__(self, num_users: int, num_items: int, indptr, indices, weights):
-        self._num = {"item": num_items, "user": num_users}
-        self._csr = {EDGE_TYPE: (indptr, indices, weights)}
-        self.manifest: dict = {}
-
-    @property
-    def edge_types(self) -> list[str]:
-        return list(self._csr)
-
-    @property
-    def node_types(self) -> list[str]:
-        return sorted(self._num)
-
-    def num_nodes(self, node_type: str) -> int:
-        return self._num[node_type]
-
-    def feature_names(self, node_type: str) -> list[str]:
-        return []
-
-    def features(self, node_type: str, name: str):
-        raise KeyError(f"{node_type}/{name}: this snapshot has no features")
-
-    def csr(self, edge_type: str):
-        return self._csr[edge_type]
 
 
 def _batch_size_stats(batch) -> tuple[int, int]:
@@ -164,19 +135,25 @@ def profile_graphlake(trainer: Trainer, first_step: int, steps: int) -> dict:
     acc = dict.fromkeys(names, 0.0)
     nodes = edges = 0
     trainer.model.train()
+    sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
+
+    def now() -> float:  # a section ends when its device work does
+        sync()
+        return time.perf_counter()
+
     for step in range(first_step, first_step + steps):
-        t = [time.perf_counter()]
+        t = [now()]
         opt.zero_grad()
-        t.append(time.perf_counter())
+        t.append(now())
         prepared = trainer._prepare_step(0, step)
-        t.append(time.perf_counter())
+        t.append(now())
         loss, _ = trainer._step_loss(0, step, prepared)
-        t.append(time.perf_counter())
+        t.append(now())
         loss.backward()
-        t.append(time.perf_counter())
+        t.append(now())
         opt.step()
         float(loss.detach())
-        t.append(time.perf_counter())
+        t.append(now())
         for i, name in enumerate(names):
             acc[name] += t[i + 1] - t[i]
         bn, be = _batch_size_stats(prepared.batch)
@@ -194,7 +171,8 @@ def run_pyg(python: str, npz: str, a) -> dict:
     cmd = [python, os.path.join(ROOT, "bench", "pyg_reference.py"), "--npz", npz, "--batch", str(a.batch),
            "--fanouts", *map(str, a.fanouts), "--dim", str(a.dim), "--num-negatives", str(a.num_negatives),
            "--lr", str(a.lr), "--l2", str(a.l2), "--warmup", str(a.warmup), "--steps", str(a.steps),
-           "--threads", str(a.threads), "--seed", str(a.seed), "--num-workers", str(a.pyg_workers)] + \
+           "--threads", str(a.threads), "--seed", str(a.seed), "--num-workers", str(a.pyg_workers),
+           "--device", a.device] + \
         (["--sparse-id"] if a.sparse_id else [])
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=a.pyg_timeout)
@@ -226,6 +204,8 @@ def main(argv=None) -> int:
                    help="graphlake without train.prefetch (sampling in the training thread, as PyG's default loader)")
     p.add_argument("--pyg-workers", type=int, default=0,
                    help="the PyG loader's num_workers (default 0, PyG's default; 1: its sampling overlaps too)")
+    p.add_argument("--device", default="cpu",
+                   help="where both sides train (e.g. cuda): sampling stays on the CPU, the model and its step on it")
     p.add_argument("--profile", action="store_true", help="add a per-section breakdown of graphlake's step")
     p.add_argument("--profile-steps", type=int, default=20)
     p.add_argument("--target-ratio", type=float, default=3.0)
@@ -237,7 +217,9 @@ def main(argv=None) -> int:
     torch.set_num_threads(a.threads)
 
     result: dict = {"bench": "train_throughput", "threads": a.threads, "target_ratio": a.target_ratio,
-                    "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
+                    "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "device": a.device, "torch": torch.__version__}
+    if torch.device(a.device).type == "cuda":
+        result["gpu"] = torch.cuda.get_device_name(torch.device(a.device))
     t0 = time.perf_counter()
     graph = _power_law_graph()(a.users, a.items, a.edges, a.seed)
     indptr, indices, weights = graph.csr(("item", "rev_click", "user"))  # the stored user -> item CSR
@@ -246,14 +228,15 @@ def main(argv=None) -> int:
     result["config"] = {"fanouts": a.fanouts, "batch": a.batch, "dim": a.dim, "layers": len(a.fanouts),
                         "num_negatives": a.num_negatives, "negatives": "uniform", "loss": "bpr", "l2": a.l2,
                         "optimizer": "adam", "lr": a.lr, "sparse_id": a.sparse_id, "warmup": a.warmup,
-                        "steps": a.steps, "prefetch": not a.no_prefetch, "pyg_workers": a.pyg_workers}
+                        "steps": a.steps, "prefetch": not a.no_prefetch, "pyg_workers": a.pyg_workers,
+                        "device": a.device}
 
     tmp = tempfile.TemporaryDirectory(prefix="graphlake-train-bench-")
     npz = a.npz or os.path.join(tmp.name, "graph.npz")
     np.savez(npz, num_users=np.int64(a.users), num_items=np.int64(a.items), indptr=indptr.numpy(),
              indices=indices.numpy())
 
-    snapshot = MemorySnapshot(a.users, a.items, indptr, indices, weights)
+    snapshot = MemorySnapshot({"user": a.users, "item": a.items}, {EDGE_TYPE: (indptr, indices, weights)})
     del graph
     config = TrainConfig(targets=(EDGE_TYPE,), fanouts=tuple(a.fanouts), batch_size=a.batch, epochs=1, lr=a.lr,
                          l2=a.l2, optimizer="adam", num_negatives=a.num_negatives, negatives={"uniform": 1.0},
@@ -261,7 +244,7 @@ def main(argv=None) -> int:
                          model={"hidden_dim": a.dim, "num_layers": len(a.fanouts), "use_features": False,
                                 "sparse_id_embedding": a.sparse_id})
     t0 = time.perf_counter()
-    trainer = Trainer(snapshot, config, os.path.join(tmp.name, "run"), LocalBackend(device="cpu"), progress=False)
+    trainer = Trainer(snapshot, config, os.path.join(tmp.name, "run"), LocalBackend(device=a.device), progress=False)
     result["graphlake_setup_s"] = round(time.perf_counter() - t0, 2)
     ours = run_graphlake(trainer, a.warmup, a.steps)
     result["graphlake_seed_edges_per_s"] = ours["seed_edges_per_s"]

@@ -226,9 +226,10 @@ def cmd_train(args) -> dict:
     summary = train(_spark(args), args.lake, config, backend=args.backend, workers=args.workers,
                     graph_version=args.graph_version, run_id=args.run_id, resume=args.resume,
                     launcher=args.launcher, timeout_s=args.timeout, progress=not args.json,
-                    warm_start=args.warm_start,
+                    warm_start=args.warm_start, device=args.device,
                     launcher_args=shlex.split(args.launcher_args) if args.launcher_args else None)
-    lines = [f"training run {summary['run_id']} ({summary['backend']}, {summary['workers']} worker(s)): "
+    lines = [f"training run {summary['run_id']} ({summary['backend']}, {summary['workers']} worker(s) on "
+             f"{summary['device']}): "
              f"{summary['steps']} steps in {summary['seconds']} s on graph version {summary['graph_version']}"]
     for name, value in sorted((summary.get("validation") or {}).items()):
         lines.append(f"  {name}: {value:.4f}" if isinstance(value, float) else f"  {name}: {value}")
@@ -378,6 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML with training rules (top-level or under `train:`)")
     p.add_argument("--backend", default="local", choices=["local", "ddp", "horovod"])
     p.add_argument("--workers", type=int, default=1, help="ranks (ddp / horovod)")
+    p.add_argument("--device", default="auto",
+                   help="auto (a rank's GPU when torch sees one, else the CPU), cpu, cuda or cuda:N")
     p.add_argument("--launcher", default="process", choices=["process", "spark"],
                    help="process: torchrun / horovodrun; spark: TorchDistributor / horovod.spark.run")
     p.add_argument("--graph-version", dest="graph_version", type=int, default=None, help="default: latest")

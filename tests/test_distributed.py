@@ -175,3 +175,21 @@ def test_backend_helpers_and_errors(monkeypatch):
     with pytest.raises(ValueError, match=r"environment: expected RANK, .* missing RANK"):
         base.get_backend("ddp")
 
+
+
+def test_resolve_device_picks_and_refuses():
+    import torch
+
+    assert base.resolve_device(1, "cpu") == torch.device("cpu")
+    assert base.resolve_device(0, torch.device("cpu")) == torch.device("cpu")
+    assert base.resolve_device(3, "auto") == base.resolve_device(3, None)
+    if torch.cuda.is_available():  # "cuda" is the rank's own GPU
+        assert base.resolve_device(1, "cuda") == torch.device("cuda", 1 % torch.cuda.device_count())
+    else:
+        assert base.resolve_device(3, "auto") == torch.device("cpu")
+        with pytest.raises(ValueError, match=r"device: 'cuda:1' asked for, but torch .* sees no CUDA GPU"):
+            base.resolve_device(0, "cuda:1")
+    with pytest.raises(TypeError, match="device: expected a str, torch.device or None, got int"):
+        base.resolve_device(0, 0)
+    with pytest.raises(ValueError, match="local_rank: expected an int >= 0, got -1"):
+        base.resolve_device(-1, "cpu")

@@ -273,8 +273,9 @@ def test_cli_train_with_validation_and_evaluate(spark, planted, tmp_path, capsys
     config.write_text("train:\n  epochs: 2\n  batch_size: 64\n  fanouts: [5, 5]\n  validation_fraction: 0.2\n"
                       "  edge_types: [user__purchase__item]\n  model: {hidden_dim: 16}\n")
     capsys.readouterr()
-    assert cli.main(["train", "--lake", lake_dir, "--config", str(config), "--json"]) == 0
+    assert cli.main(["train", "--lake", lake_dir, "--config", str(config), "--device", "cpu", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["device"] == "cpu"
     assert 0.0 <= summary["validation"][f"val_{TARGET}_recall@20"] <= 1.0
     assert summary["validation"][f"val_{TARGET}_users"] > 0
     assert cli.main(["evaluate", "--lake", lake_dir, "--k", "10", "--json"]) == 0
@@ -282,4 +283,21 @@ def test_cli_train_with_validation_and_evaluate(spark, planted, tmp_path, capsys
     assert result["run_id"] == summary["run_id"] and result["users"] == 60
     assert cli.main(["train", "--lake", lake_dir, "--backend", "local", "--workers", "2"]) == 2
     assert "workers: the local backend runs one process" in capsys.readouterr().err
+    runs = sorted(os.listdir(os.path.join(lake_dir, tables.RUNS_DIR, "train")))
+    assert cli.main(["train", "--lake", lake_dir, "--device", "tpu:0"]) == 2
+    assert "device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got 'tpu:0'" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert cli.main(["train", "--lake", lake_dir, "--device", "cuda"]) == 2
+        assert "device: 'cuda' asked for, but torch" in capsys.readouterr().err
+    assert sorted(os.listdir(os.path.join(lake_dir, tables.RUNS_DIR, "train"))) == runs  # nothing was started
     assert cli.main(["evaluate", "--lake", lake_dir, "--run-id", "nope"]) == 2
+
+
+def test_sampled_embeddings_of_a_type_do_not_depend_on_which_types_are_asked_for(tmp_path):
+    """embed_all's neighbour samples are seeded by the type, not by its place in the request."""
+    from tests.test_device_contract import TARGET as CLICKS, snapshot as memory_snapshot
+
+    config = TrainConfig(targets=(CLICKS,), fanouts=(3, 2), batch_size=64, epochs=1, validation_fraction=0.0,
+                         model={"hidden_dim": 8})
+    trainer = Trainer(memory_snapshot(), config, str(tmp_path), get_backend("local", device="cpu"), progress=False)
+    np.testing.assert_array_equal(trainer.embed_all(["item"])["item"], trainer.embed_all(["user", "item"])["item"])

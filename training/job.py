@@ -118,16 +118,32 @@ def _prepare(spark, lake_dir, config, graph_version, run_id, resume, warm_start=
     return run_dir, spec
 
 
-def _run_ranks(run_dir, backend, workers, resume, launcher, timeout_s, progress, spark, launcher_args=None) -> None:
+def _check_device(device) -> None:
+    """Syntax only: whether a rank has the GPU it names is for the rank to say (it may be elsewhere)."""
+    if not isinstance(device, str):
+        raise TypeError(f"device: expected a str ('auto', 'cpu', 'cuda', 'cuda:N'), got {type(device).__name__}")
+    if device != "auto":
+        import torch
+
+        try:
+            kind = torch.device(device).type
+        except RuntimeError:
+            kind = None
+        if kind not in ("cpu", "cuda"):
+            raise ValueError(f"device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+
+
+def _run_ranks(run_dir, backend, workers, resume, launcher, timeout_s, progress, spark, launcher_args=None,
+               device: str = "auto") -> None:
     if backend == "local":
         from training.distributed import get_backend
         from training.worker import run
 
-        run(run_dir, get_backend("local"), resume=resume, progress=progress)
+        run(run_dir, get_backend("local", device=device), resume=resume, progress=progress)
         return
     from training.distributed.launch import LaunchError, launch
 
-    args = ["--run-dir", run_dir, "--backend", backend] + (["--resume"] if resume else []) + \
+    args = ["--run-dir", run_dir, "--backend", backend, "--device", device] + (["--resume"] if resume else []) + \
         ([] if progress else ["--no-progress"])
     try:
         launch(backend, workers, "training.worker", args, mode=launcher, spark=spark, timeout_s=timeout_s,
@@ -171,7 +187,7 @@ def write_embeddings(spark, lake_dir: str, graph: dict, run_id: str, run_dir: st
 def train(spark, lake_dir: str, config: TrainConfig | None = None, backend: str = "local", workers: int = 1,
           graph_version: int | None = None, run_id: str | None = None, resume: bool = False,
           launcher: str = "process", timeout_s: float | None = None, progress: bool = True,
-          warm_start: str | None = None, launcher_args=None) -> dict:
+          warm_start: str | None = None, launcher_args=None, device: str = "auto") -> dict:
     """Train on a graph version and write the embeddings (see the module docstring).
 
     Args:
@@ -191,10 +207,13 @@ def train(spark, lake_dir: str, config: TrainConfig | None = None, backend: str 
             initialised; :func:`training.checkpoint.warm_start_state`). ``None``: a full run.
         launcher_args: extra ``horovodrun`` / ``torchrun`` flags for several hosts, e.g.
             ``["-H", "host1:4,host2:4"]`` (:func:`training.distributed.launch.launch`).
+        device: where each rank trains: ``"auto"`` (its GPU when torch sees one, else the CPU),
+            ``"cpu"``, ``"cuda"`` (rank ``local_rank``'s GPU; an error where there is none) or
+            ``"cuda:N"``. Not part of the config: the same run may resume elsewhere.
 
     Returns:
         ``{"run_id", "run_dir", "graph_version", "config_hash", "backend", "workers", "steps",
-        "validation", "tables" {type: Delta version}, "seconds"}``.
+        "validation", "tables" {type: Delta version}, "seconds", "device"}``.
 
     Raises:
         ValueError / TypeError: bad arguments. TrainError: a rank failed (checkpoints kept).
@@ -208,6 +227,11 @@ def train(spark, lake_dir: str, config: TrainConfig | None = None, backend: str 
         raise ValueError(f"workers: the local backend runs one process, got {workers} (use --backend ddp|horovod)")
     if launcher not in ("process", "spark"):
         raise ValueError(f"launcher: expected 'process' or 'spark', got {launcher!r}")
+    _check_device(device)
+    if backend == "local":  # this process is the rank: a GPU it lacks is an error before anything is written
+        from training.distributed.base import resolve_device
+
+        resolve_device(0, device)
     if config is not None and not isinstance(config, TrainConfig):
         raise TypeError(f"config: expected TrainConfig, got {type(config).__name__}")
     run_dir, spec = _prepare(spark, lake_dir, config, graph_version, run_id, resume, warm_start)
@@ -215,7 +239,7 @@ def train(spark, lake_dir: str, config: TrainConfig | None = None, backend: str 
         os.remove(os.path.join(run_dir, DONE_FILE))
     if launcher_args and backend == "local":
         raise ValueError("launcher_args: the local backend has no launcher (use --backend ddp|horovod)")
-    _run_ranks(run_dir, backend, workers, resume, launcher, timeout_s, progress, spark, launcher_args)
+    _run_ranks(run_dir, backend, workers, resume, launcher, timeout_s, progress, spark, launcher_args, device)
     if not os.path.isfile(os.path.join(run_dir, DONE_FILE)):
         raise TrainError(f"training run {spec['run_id']}: the ranks exited without finishing (no {DONE_FILE})")
     with open(os.path.join(run_dir, DONE_FILE)) as f:
@@ -227,7 +251,7 @@ def train(spark, lake_dir: str, config: TrainConfig | None = None, backend: str 
                "config_hash": spec["config_hash"], "backend": backend, "workers": workers,
                "steps": done["steps"], "validation": done.get("validation"), "tables": written,
                "seconds": round(time.time() - started, 1),
-               "warm_start": (spec.get("warm_start") or {}).get("run_id")}
+               "warm_start": (spec.get("warm_start") or {}).get("run_id"), "device": done.get("device")}
     row = spark.createDataFrame([(spec["run_id"], datetime.now(timezone.utc).replace(tzinfo=None), spec["graph_version"],
                                   spec["config_hash"], json.dumps(spec["config"], sort_keys=True), backend, workers,
                                   json.dumps(summary, sort_keys=True))], RUNS_SCHEMA)

@@ -216,7 +216,7 @@ class Trainer:
                 deg = self.graph.degree(rel, torch.arange(self.graph.num_nodes[rel[2]])).numpy()
                 self.prior_degrees[rel[2]] = self.prior_degrees.get(rel[2], 0) + deg
         # full mode: one batch for the whole run (its edge tensors, and so their sorted layouts, are reused)
-        self.full = (self.graph.full_batch(self.node_types, num_layers=self.model_config.num_layers)
+        self.full = (self.graph.full_batch(self.node_types, num_layers=self.model_config.num_layers).edges_to(self.device)
                      if config.mode == "full" else None)
         self.sampler = CSRNeighborSampler(self.graph, list(config.fanouts), weighted=config.weighted_sampling)
         self.negatives = {}
@@ -369,7 +369,7 @@ class Trainer:
         if self.cold is None:
             return net(batch, features, degrees=self.degrees)
         features, id_mask = self.cold.prepare(features, batch.node_ids, self.id_types)  # held-out: no ID row
-        return net(batch, features, id_mask={t: m.to(self.device) for t, m in id_mask.items()}, degrees=self.degrees)
+        return net(batch, features, id_mask=id_mask, degrees=self.degrees)  # masks: used on the ids' device
 
     # ------------------------------------------------------------------ the loop
     def fit(self, resume: bool = False, warm_start: str | None = None) -> list[dict]:
@@ -488,7 +488,8 @@ class Trainer:
             out = self._forward(self.full)
             return {t: self._scoring(t, out[t].cpu().numpy().astype(np.float32), 0) for t in types}
         result = {}
-        for ti, t in enumerate(types):
+        for t in types:
+            ti = self.node_types.index(t)  # the type's own sampling seeds, whichever types are asked for
             n = self.snapshot.num_nodes(t)
             lo, hi = 0, n
             if rank_slice:

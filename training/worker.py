@@ -88,7 +88,8 @@ def run(run_dir: str, backend, resume: bool = False, progress: bool = True) -> d
         out.flush()
         del out
     backend.barrier()
-    summary = {"steps": len([h for h in history if "loss" in h]), "world_size": backend.world_size}
+    summary = {"steps": len([h for h in history if "loss" in h]), "world_size": backend.world_size,
+               "device": str(backend.device)}
     if backend.is_root:
         if trainer.validation:
             summary["validation"] = trainer.validate({t: np.load(embeddings_path(run_dir, t), mmap_mode="r")
@@ -108,10 +109,12 @@ def main(argv=None) -> int:
     parser.add_argument("--backend", default="local", choices=["local", "horovod", "ddp"])
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda (this rank's GPU) or cuda:N")
     args = parser.parse_args(argv)
     logging.basicConfig(level=os.environ.get("GRAPHLAKE_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
     # some relations (and their weights) may get no edge in a sampled block: DDP must allow that
-    backend = get_backend(args.backend, **({"find_unused_parameters": True} if args.backend == "ddp" else {}))
+    backend = get_backend(args.backend, device=args.device,
+                          **({"find_unused_parameters": True} if args.backend == "ddp" else {}))
     try:
         write_rank_file(args.run_dir, backend.rank, backend.world_size)
         run(args.run_dir, backend, resume=args.resume, progress=not args.no_progress)

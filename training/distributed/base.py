@@ -37,10 +37,14 @@ def resolve_device(local_rank: int, device: str | torch.device | None = None) ->
 
     Args:
         local_rank: rank of this process on its host (0-based); selects the GPU on CUDA nodes.
-        device: explicit device ("cpu", "cuda:1", a torch.device) or None for automatic.
+        device: explicit device ("cpu", "cuda:1", a torch.device), "cuda" (this rank's GPU:
+            ``local_rank`` modulo the GPUs seen), or None / "auto" for automatic.
 
     Returns:
         torch.device.
+
+    Raises:
+        ValueError: ``"cuda"`` asked for where torch sees no GPU (a CPU-only torch build, or no driver).
 
     Example:
         >>> resolve_device(0, "cpu")
@@ -48,10 +52,16 @@ def resolve_device(local_rank: int, device: str | torch.device | None = None) ->
     """
     if not isinstance(local_rank, int) or isinstance(local_rank, bool) or local_rank < 0:
         raise ValueError(f"local_rank: expected an int >= 0, got {local_rank!r}")
-    if device is not None:
+    if device is not None and device != "auto":
         if not isinstance(device, (str, torch.device)):
             raise TypeError(f"device: expected a str, torch.device or None, got {type(device).__name__}")
-        return torch.device(device)
+        device = torch.device(device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device: {str(device)!r} asked for, but torch {torch.__version__} sees no CUDA GPU "
+                             "(a CPU-only torch build, or no driver); use 'cpu' or 'auto'")
+        if device.type == "cuda" and device.index is None:
+            return torch.device("cuda", local_rank % torch.cuda.device_count())
+        return device
     if torch.cuda.is_available():
         return torch.device("cuda", local_rank % torch.cuda.device_count())
     return torch.device("cpu")

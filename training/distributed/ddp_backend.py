@@ -150,7 +150,8 @@ class DdpBackend(Backend):
                               device=self._comm_device())
         dist.all_reduce(filled)
         if filled.item() > 0:
-            box = [optimizer.state_dict() if self.is_root else None]
+            # host copies: a pickled CUDA tensor would unpickle onto cuda:<root's index> on every rank
+            box = [_to_host(optimizer.state_dict()) if self.is_root else None]
             dist.broadcast_object_list(box, src=0, device=self._comm_device())
             if not self.is_root:
                 optimizer.load_state_dict(box[0])
@@ -193,3 +194,14 @@ def _dense_average_hook(world_size: int):
         param.grad = dense.to_sparse(grad.sparse_dim()) if grad.is_sparse else dense
 
     return hook
+
+
+def _to_host(obj):
+    """``obj`` (an optimizer's state dict) with every tensor in it copied to the CPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj.cpu()
+    if isinstance(obj, dict):
+        return {k: _to_host(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_host(v) for v in obj)
+    return obj

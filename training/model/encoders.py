@@ -286,15 +286,19 @@ class NodeEncoder(nn.Module):
             got = (f"{id_mask.dtype} {tuple(id_mask.shape)}" if isinstance(id_mask, torch.Tensor)
                    else type(id_mask).__name__)
             raise ValueError(f"id_mask: expected a bool tensor ({n},), got {got}")
-        safe = torch.where(id_mask, ids, torch.zeros_like(ids))
+        safe = torch.where(id_mask.to(ids.device), ids, torch.zeros_like(ids))
         if n and (int(safe.min()) < 0 or int(safe.max()) >= rows):
             raise ValueError(f"node_ids: ids where id_mask is True must be in [0, {rows}), got range "
                              f"[{int(safe.min())}, {int(safe.max())}]")
         emb = self._id_lookup(safe)
+        id_mask = id_mask.to(emb.device)
         return emb * id_mask.to(emb.dtype).unsqueeze(1), id_mask
 
     def _id_lookup(self, ids: torch.Tensor) -> torch.Tensor:
+        """Rows ``ids`` of the ID table; the ids (the sampler's, on the host) go to the table's device
+        here, after the range checks ran where they were."""
         table = self.id_embedding
+        ids = ids.to(table.weight.device, non_blocking=True)
         return nn.functional.embedding(ids, table.weight, sparse=table.sparse or self.sparse_id_lookup)
 
     def _categorical_part(self, features: Mapping, n: int) -> torch.Tensor:

@@ -92,6 +92,16 @@ class SampledBatch:
             if self.blocks[-1].num_dst.get(t, 0) != n:
                 raise ValueError(f"num_seeds[{t!r}]: {n} but blocks[-1].num_dst is {self.blocks[-1].num_dst.get(t, 0)}")
 
+    def edges_to(self, device: torch.device) -> "SampledBatch":
+        """This batch with its blocks' edge tensors on ``device`` (the node ids stay where they are:
+        the feature gather and the ID-range checks read them on the host). A batch reused every step
+        (full mode's) is moved once, so its edges and their sorted layouts are not rebuilt per step."""
+        device = torch.device(device)
+        blocks = tuple(Block(b.num_src, b.num_dst, {rel: tuple(x.to(device) for x in tensors)
+                                                     for rel, tensors in b.edges.items()})
+                       for b in self.blocks)
+        return SampledBatch(self.node_ids, blocks, self.num_seeds)
+
     def seed_ids(self, node_type: str) -> torch.Tensor:
         """Global ids of the seeds of ``node_type`` (the outputs' row order)."""
         return self.node_ids[node_type][: self.num_seeds.get(node_type, 0)]
