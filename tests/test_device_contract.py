@@ -137,7 +137,12 @@ def test_a_training_step_keeps_its_tensors_on_the_model_device(name, tmp_path):
             loss, count = trainer._step_loss(0, step)
             loss.backward()
             trainer.optimizer.step()
-    assert loss.device.type == "meta" and count > 0
+        trainer.model.eval()  # inference (embed_all's forward) on a batch of items
+        with torch.no_grad():
+            batch = trainer.full if config.mode == "full" else trainer.sampler.sample(
+                {"item": torch.arange(50)}, generator=torch.Generator().manual_seed(0))
+            out = trainer._forward(batch)
+    assert loss.device.type == "meta" and count > 0 and out["item"].device.type == "meta"
     assert recorder.mixes == [], "ops CUDA would refuse (host and device operands):\n" + "\n".join(
         f"{op} at {site}" for op, site in dict.fromkeys(recorder.mixes))
 
