@@ -474,3 +474,21 @@ def test_model_config_from_dict_and_build():
 def test_model_config_names_the_bad_field(field, value, match):
     with pytest.raises(ValueError, match=match):
         ModelConfig(**{field: value})
+
+
+def test_spmm_layouts_are_reused_and_dropped_with_their_edges():
+    from training.model import spmm as spmm_mod
+
+    spmm_mod._CACHE.clear()
+    dst, src = torch.tensor([1, 0, 1, 2]), torch.tensor([0, 2, 1, 1])
+    x, coef = torch.arange(6.0).reshape(3, 2), torch.tensor([1.0, 2.0, 3.0, 4.0])
+    out = spmm_mod.spmm(dst, src, coef, 3, x)
+    torch.testing.assert_close(out, torch.tensor([[8.0, 10.0], [6.0, 10.0], [8.0, 12.0]]))
+    layout = next(iter(spmm_mod._CACHE.values()))[3]
+    spmm_mod.spmm(dst, src, coef, 3, x)
+    assert len(spmm_mod._CACHE) == 1 and next(iter(spmm_mod._CACHE.values()))[3] is layout  # sorted once
+    dst.add_(0)  # modified in place: a new layout
+    spmm_mod.spmm(dst, src, coef, 3, x)
+    assert len(spmm_mod._CACHE) == 1 and next(iter(spmm_mod._CACHE.values()))[3] is not layout
+    del dst, layout
+    assert len(spmm_mod._CACHE) == 0  # the edge list is gone: so is its entry

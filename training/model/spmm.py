@@ -7,7 +7,8 @@ row layouts (permutation, row pointers, column indices) depend only on the edge 
 cached per ``(dst, src)`` tensor pair, so a full-graph batch (LightGCN-style, the same edge
 tensors every step) sorts its edges once per training run instead of twice per layer per step.
 The cache holds weak references and checks tensor identity and version: a new or modified
-edge list is never served a stale layout.
+edge list is never served a stale layout, and an entry goes as soon as its edge lists do (a
+sampled batch's layouts do not outlive the batch: on a GPU they are device memory).
 
 Example:
     >>> out = spmm(dst, src, coef, num_dst, x)       # (num_dst, d)
@@ -43,10 +44,16 @@ def _layout(dst: torch.Tensor, src: torch.Tensor, nd: int, ns: int) -> tuple:
     perm_d, crow_d = _rows(dst, nd)
     perm_s, crow_s = _rows(src, ns)
     layout = (perm_d, crow_d, src.index_select(0, perm_d), perm_s, crow_s, dst.index_select(0, perm_s))
-    _CACHE[key] = (weakref.ref(dst), weakref.ref(src), (dst._version, src._version), layout)
+    _CACHE[key] = (weakref.ref(dst, _forget(key)), weakref.ref(src, _forget(key)), (dst._version, src._version),
+                   layout)
     while len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)
     return layout
+
+
+def _forget(key):
+    """A weakref callback dropping the cache entry ``key`` (its edge list died: the id may be reused)."""
+    return lambda _ref: _CACHE.pop(key, None)
 
 
 class _SpMM(torch.autograd.Function):
