@@ -69,11 +69,14 @@ def test_two_ranks_learn_like_one_process(spark, planted, local_run, backend, la
 @pytest.mark.timeout(300)
 def test_two_horovod_ranks_with_sparse_id_tables_learn_like_one_process(spark, planted, local_run):
     """Sparse ID-embedding gradients: Horovod allgathers them (uncoalesced, rows repeated across
-    ranks) and training.optim.RowAdam sums the repeats; the run learns like the dense one-process run."""
+    ranks) and training.optim.RowAdam sums the repeats; the run learns like the dense one-process run.
+    With a learned item bias (used outside the forward pass: Horovod's optimizer averages it all the
+    same) exported as the vectors' last column."""
     require_horovod()
     lake_dir, _ = planted
     local, local_eval = local_run
-    config = TrainConfig(**{**BASE, "model": {**BASE["model"], "sparse_id_embedding": True}}, seed=21)
+    config = TrainConfig(**{**BASE, "model": {**BASE["model"], "sparse_id_embedding": True, "destination_bias": True}},
+                         seed=21)
     summary = train(spark, lake_dir, config, backend="horovod", workers=2, launcher="process", progress=False,
                     timeout_s=240)
     assert summary["workers"] == 2 and summary["steps"] == local["steps"]
@@ -81,6 +84,8 @@ def test_two_horovod_ranks_with_sparse_id_tables_learn_like_one_process(spark, p
     assert result["recall@10"] >= 0.55 and abs(result["recall@10"] - local_eval["recall@10"]) <= 0.15, \
         (result, local_eval)
     assert _last_epoch_loss(summary) < 0.3, _last_epoch_loss(summary)
+    items = np.load(embeddings_path(summary["run_dir"], "item"))
+    assert items.shape[1] == BASE["model"]["hidden_dim"] + 1 and np.abs(items[:, -1]).sum() > 0
 
 
 @pytest.mark.timeout(300)
