@@ -147,7 +147,8 @@ def _run_ranks(run_dir, backend, workers, resume, launcher, timeout_s, progress,
         ([] if progress else ["--no-progress"])
     try:
         launch(backend, workers, "training.worker", args, mode=launcher, spark=spark, timeout_s=timeout_s,
-               launcher_args=list(launcher_args) if launcher_args else None)
+               launcher_args=list(launcher_args) if launcher_args else None,
+               use_gpu=None if device == "auto" else device.startswith("cuda"))  # TorchDistributor's GPUs
     except LaunchError as exc:
         raise TrainError(f"training run {os.path.basename(run_dir)} failed: {exc}\nthe checkpoints are kept: continue "
                          f"with `graphlake train --resume --run-id {os.path.basename(run_dir)}`") from exc
