@@ -162,7 +162,8 @@ def embed_new_nodes(run_dir: str, new_nodes: Mapping[str, Mapping], new_edges: M
                 out = {t: scoring(t, emb[t][n_old[t]:].cpu().numpy().astype(np.float32)) for t in types}
             return out
         sampler = CSRNeighborSampler(graph, list(config.fanouts), weighted=config.weighted_sampling)
-        for ti, t in enumerate(types):
+        for t in types:
+            ti = modelled.index(t)  # the type's own sampling seeds, whichever types are asked for
             rows = []
             for start in range(0, counts[t], config.inference_batch_size):
                 ids = torch.arange(n_old[t] + start, n_old[t] + min(counts[t], start + config.inference_batch_size))
