@@ -74,9 +74,13 @@ class _SharedLogSumExp(torch.autograd.Function):
         w = grad / z
         e.mul_(w.unsqueeze(1))  # softmax probabilities x upstream gradient
         grad_us = e @ n if ctx.needs_input_grad[0] else None
-        grad_n = e.t() @ us if ctx.needs_input_grad[1] else None
+        grad_n = grad_col = None
+        if ctx.needs_input_grad[3]:  # the column sums ride along the matmul (a ones column): no extra pass
+            both = e.t() @ torch.cat([us, us.new_ones((us.shape[0], 1))], dim=1)
+            grad_n, grad_col = (both[:, :-1] if ctx.needs_input_grad[1] else None), both[:, -1]
+        elif ctx.needs_input_grad[1]:
+            grad_n = e.t() @ us
         grad_p = e_pos * w if ctx.needs_input_grad[2] else None
-        grad_col = e.sum(dim=0) if ctx.needs_input_grad[3] else None
         return grad_us, grad_n, grad_p, grad_col, None, None, None
 
 
