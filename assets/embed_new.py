@@ -160,7 +160,7 @@ def _context(spark, lake_dir: str, spec: dict) -> dict:
     from graph_build.snapshot import open_snapshot
     from graphlake.config import load_config
     from training.config import TrainConfig
-    from training.trainer import resolve_targets, run_edge_types, trained_node_types
+    from training.run_data import resolve_targets, run_edge_types, trained_node_types
 
     graph = load_graph_version(spark, lake_dir, spec["graph_version"])
     snapshot = open_snapshot(spec["snapshot"])

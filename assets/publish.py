@@ -92,7 +92,7 @@ def _score_and_history(spec: dict) -> tuple[str, list[str]]:
     from graph_build.snapshot import open_snapshot
     from training.config import TrainConfig
     from training.scoring import ranking_score
-    from training.trainer import resolve_targets
+    from training.run_data import resolve_targets
 
     config = TrainConfig(**spec["config"])
     return ranking_score(config.model_config()), resolve_targets(open_snapshot(spec["snapshot"]), config)

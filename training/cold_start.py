@@ -257,7 +257,7 @@ def cold_start_metrics(run_dir: str, k: int = 20) -> dict:
     from graphlake.config import load_config
     from training.config import TrainConfig
     from training.metrics import ranking_metrics
-    from training.trainer import resolve_targets
+    from training.run_data import resolve_targets
     from training.worker import embeddings_path, read_run
 
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 1000:

@@ -133,7 +133,7 @@ def evaluate(spark, lake_dir: str, run_id: str | None = None, test_table: str = 
         return _save(run_dir, result)
     snap = open_snapshot(spec["snapshot"])
     from training.config import TrainConfig
-    from training.trainer import resolve_targets
+    from training.run_data import resolve_targets
 
     config = TrainConfig(**{k_: v for k_, v in spec["config"].items()})
     targets = [target] if target else resolve_targets(snap, config)

@@ -2,7 +2,7 @@
 retraining (``graphlake embed-new``).
 
 :func:`embed_new_nodes` loads a finished run (``run.json``: snapshot and config; the latest
-checkpoint: the model), rebuilds the graph the run trained on (:func:`training.trainer.
+checkpoint: the model), rebuilds the graph the run trained on (:func:`training.run_data.
 training_csr`: the same edge types, validation and cold-start removals), appends the new nodes
 and edges, and embeds the new nodes the way the trainer's ``embed_all`` embeds every node:
 
@@ -84,8 +84,8 @@ def embed_new_nodes(run_dir: str, new_nodes: Mapping[str, Mapping], new_edges: M
     from training.model import HeteroGraphSAGE
     from training.sampling import CSRNeighborSampler, HeteroCSRGraph
     from training.scoring import has_score_column, prior_roles, scoring_vectors
-    from training.trainer import (FEATURE_NAMES, feature_specs, full_degrees, resolve_targets, trained_node_types,
-                                  training_csr)
+    from training.run_data import (FEATURE_NAMES, feature_specs, full_degrees, resolve_targets, trained_node_types,
+                                   training_csr)
     from training.worker import read_run
 
     if not isinstance(run_dir, (str, bytes)) and not hasattr(run_dir, "__fspath__"):

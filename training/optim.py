@@ -276,3 +276,34 @@ class ResidentGrads:
         for p, buf in zip(self.params, self.buffers):
             buf.zero_()
             p.grad = buf
+
+
+class CompositeOptimizer:
+    """Optimizers stepped together (e.g. dense Adam + RowAdam for sparse embedding tables);
+    ``resident``: the dense tables whose gradients :meth:`zero_grad` re-attaches, zeroed."""
+
+    def __init__(self, *optimizers, resident: ResidentGrads | None = None):
+        self.optimizers = optimizers
+        self.resident = resident
+
+    @property
+    def param_groups(self) -> list[dict]:
+        """Every group of every optimizer, read each time (``load_state_dict`` replaces the groups)."""
+        return [g for o in self.optimizers for g in o.param_groups]
+
+    def zero_grad(self):
+        for o in self.optimizers:
+            o.zero_grad()  # Horovod's DistributedOptimizer takes no set_to_none
+        if self.resident is not None:
+            self.resident.attach()
+
+    def step(self):
+        for o in self.optimizers:
+            o.step()
+
+    def state_dict(self):
+        return {"optimizers": [o.state_dict() for o in self.optimizers]}
+
+    def load_state_dict(self, state):
+        for o, s in zip(self.optimizers, state["optimizers"]):
+            o.load_state_dict(s)
