@@ -134,6 +134,7 @@ class Trainer:
         self._orders: dict[str, tuple[int, torch.Tensor]] = {}
         # "hard" negatives: pools scored with the run's vectors as of the start of the epoch
         self.hard_tables: dict[str, torch.Tensor] | None = None
+        self._boundary_vectors: tuple[int, dict] | None = None  # (next epoch, embed_all at the epoch boundary)
 
     # ------------------------------------------------------------------ set-up
     def _optimizer(self) -> CompositeOptimizer:
@@ -326,7 +327,11 @@ class Trainer:
                         self._checkpoint(epoch, step, global_step)
             epoch, step = epoch + 1, 0
             if self.validation and b.is_root:
-                metrics = self.validate()
+                boundary = None
+                if c.negatives.get("hard", 0) > 0 and epoch < c.epochs:  # one inference pass serves both
+                    boundary = self.embed_all(self._hard_types())
+                    self._boundary_vectors = (epoch, boundary)
+                metrics = self.validate(boundary)
                 self.history.append({"epoch": epoch - 1, "step": global_step, **metrics})
                 log.info("epoch %d validation %s", epoch - 1, metrics)
             self._checkpoint(epoch, step, global_step)
@@ -356,13 +361,19 @@ class Trainer:
                                  f"boundary or start a new run")
             self.hard_tables = dict(state["hard_tables"])
             return
-        types = sorted({e.split("__")[i] for e in self.targets for i in (0, 2)})
-        vectors = {t: torch.from_numpy(v) for t, v in self.embed_all(types).items()}
+        cached, self._boundary_vectors = self._boundary_vectors, None
+        # the previous epoch's validation embedded the same model state already (rank 0 only)
+        vectors = cached[1] if cached is not None and cached[0] == epoch else self.embed_all(self._hard_types())
+        vectors = {t: torch.from_numpy(v) for t, v in vectors.items()}
         if ranking_score(self.model_config) == "cosine":
             vectors = {t: torch.nn.functional.normalize(v, dim=1) for t, v in vectors.items()}
         self.hard_tables = vectors
         log.info("rank %d epoch %d: hard negatives scored with the model as of this epoch's start", self.backend.rank,
                  epoch)
+
+    def _hard_types(self) -> list[str]:
+        """The node types "hard" negatives are scored with: both ends of every target."""
+        return sorted({e.split("__")[i] for e in self.targets for i in (0, 2)})
 
     # ------------------------------------------------------------------ inference and validation
     @torch.no_grad()
