@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.test_device_contract import CONFIGS, TARGET, snapshot
+from tests.test_device_contract import CONFIGS, snapshot, train_steps, training_config
 from training import checkpoint as ckpt
 from training.config import TrainConfig
 from training.distributed.base import LocalBackend
@@ -26,23 +26,14 @@ pytestmark = pytest.mark.skipif(DEVICE.startswith("cuda") and not torch.cuda.is_
                                 reason="no CUDA GPU seen by torch")
 
 
-def _config(name: str, **overrides) -> TrainConfig:
-    extra = dict(CONFIGS[name])
-    model = {"hidden_dim": 16, "num_layers": 2, **extra.pop("model", {})}
-    base = dict(targets=(TARGET,), fanouts=(4, 3), batch_size=64, epochs=1, lr=0.01, num_negatives=2,
-                validation_fraction=0.0, seed=3, model=model, **extra)
-    return TrainConfig(**{**base, **overrides})
+def _config(name: str, model_extra: dict | None = None, **overrides) -> TrainConfig:
+    """Wider than the contract test's (16 dims, fanouts [4, 3], batches of 64), prefetch on."""
+    return training_config(name, hidden_dim=16, model_extra=model_extra, **{
+        "fanouts": (4, 3), "batch_size": 64, "seed": 3, "prefetch": True, **overrides})
 
 
 def _steps(trainer: Trainer, steps: int) -> list[float]:
-    losses = []
-    for step in range(steps):
-        trainer.optimizer.zero_grad()
-        loss, _ = trainer._step_loss(0, step)
-        loss.backward()
-        trainer.optimizer.step()
-        losses.append(float(loss.detach()))
-    return losses
+    return [float(loss) for loss, _ in train_steps(trainer, steps)]
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
@@ -91,7 +82,7 @@ def test_one_rank_ddp_on_the_device(sparse_id, tmp_path, monkeypatch):
     backend = DdpBackend(find_unused_parameters=True, device=DEVICE)
     try:
         name = "shared_softmax_bias"
-        config = _config(name, model={**CONFIGS[name]["model"], "hidden_dim": 16, "sparse_id_embedding": sparse_id})
+        config = _config(name, model_extra={"sparse_id_embedding": sparse_id})
         trainer = Trainer(snapshot(), config, str(tmp_path), backend, progress=False)
         losses = _steps(trainer, 3)
         assert all(np.isfinite(losses)) and backend.allreduce_mean(2.0, "x") == 2.0

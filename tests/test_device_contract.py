@@ -122,21 +122,35 @@ CONFIGS = {
 }
 
 
+def training_config(name: str, hidden_dim: int = 8, model_extra: dict | None = None, **overrides) -> TrainConfig:
+    """``CONFIGS[name]`` on :func:`snapshot`'s click target (``overrides``: other TrainConfig fields)."""
+    extra = dict(CONFIGS[name])
+    model = {"hidden_dim": hidden_dim, "num_layers": 2, **extra.pop("model", {}), **(model_extra or {})}
+    base = dict(targets=(TARGET,), fanouts=(3, 2), batch_size=32, epochs=1, lr=0.01, num_negatives=2,
+                validation_fraction=0.0, seed=0, prefetch=False, model=model, **extra)
+    return TrainConfig(**{**base, **overrides})
+
+
+def train_steps(trainer: Trainer, steps: int) -> list[tuple[torch.Tensor, int]]:
+    """``steps`` training steps of epoch 0 as ``fit`` takes them: (detached loss, positives) of each."""
+    out = []
+    for step in range(steps):
+        trainer.optimizer.zero_grad()
+        loss, count = trainer._step_loss(0, step)
+        loss.backward()
+        trainer.optimizer.step()
+        out.append((loss.detach(), count))
+    return out
+
+
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_a_training_step_keeps_its_tensors_on_the_model_device(name, tmp_path):
-    extra = dict(CONFIGS[name])
-    model = {"hidden_dim": 8, "num_layers": 2, **extra.pop("model", {})}
-    config = TrainConfig(targets=(TARGET,), fanouts=(3, 2), batch_size=32, epochs=1, lr=0.01, num_negatives=2,
-                         validation_fraction=0.0, seed=0, prefetch=False, model=model, **extra)
+    config = training_config(name)
     trainer = Trainer(snapshot(), config, str(tmp_path), LocalBackend(device="meta"), progress=False)
     assert {p.device.type for p in trainer.model.parameters()} == {"meta"}
     recorder = HostMixRecorder()
     with recorder:
-        for step in range(2):
-            trainer.optimizer.zero_grad()
-            loss, count = trainer._step_loss(0, step)
-            loss.backward()
-            trainer.optimizer.step()
+        loss, count = train_steps(trainer, 2)[-1]
         trainer.model.eval()  # inference (embed_all's forward) on a batch of items
         with torch.no_grad():
             batch = trainer.full if config.mode == "full" else trainer.sampler.sample(

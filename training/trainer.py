@@ -329,7 +329,7 @@ class Trainer:
             if self.validation and b.is_root:
                 boundary = None
                 if c.negatives.get("hard", 0) > 0 and epoch < c.epochs:  # one inference pass serves both
-                    boundary = self.embed_all(self._hard_types())
+                    boundary = self.embed_all(trained_node_types(self.targets))
                     self._boundary_vectors = (epoch, boundary)
                 metrics = self.validate(boundary)
                 self.history.append({"epoch": epoch - 1, "step": global_step, **metrics})
@@ -363,17 +363,14 @@ class Trainer:
             return
         cached, self._boundary_vectors = self._boundary_vectors, None
         # the previous epoch's validation embedded the same model state already (rank 0 only)
-        vectors = cached[1] if cached is not None and cached[0] == epoch else self.embed_all(self._hard_types())
+        vectors = (cached[1] if cached is not None and cached[0] == epoch
+                   else self.embed_all(trained_node_types(self.targets)))  # both ends of every target
         vectors = {t: torch.from_numpy(v) for t, v in vectors.items()}
         if ranking_score(self.model_config) == "cosine":
             vectors = {t: torch.nn.functional.normalize(v, dim=1) for t, v in vectors.items()}
         self.hard_tables = vectors
         log.info("rank %d epoch %d: hard negatives scored with the model as of this epoch's start", self.backend.rank,
                  epoch)
-
-    def _hard_types(self) -> list[str]:
-        """The node types "hard" negatives are scored with: both ends of every target."""
-        return sorted({e.split("__")[i] for e in self.targets for i in (0, 2)})
 
     # ------------------------------------------------------------------ inference and validation
     @torch.no_grad()
@@ -426,7 +423,7 @@ class Trainer:
     def validate(self, embeddings: dict | None = None) -> dict:
         """Recall/NDCG@K on the held-out validation edges (their training edges masked)."""
         k = self.config.eval_k
-        emb = embeddings or self.embed_all({e.split("__")[i] for e in self.validation for i in (0, 2)})
+        emb = embeddings or self.embed_all(trained_node_types(self.validation))
         out = {}
         for e, (src, dst) in self.validation.items():
             s_type, _, d_type = e.split("__")

@@ -56,15 +56,16 @@ def resolve_device(local_rank: int, device: str | torch.device | None = None) ->
         if not isinstance(device, (str, torch.device)):
             raise TypeError(f"device: expected a str, torch.device or None, got {type(device).__name__}")
         device = torch.device(device)
-        if device.type == "cuda" and not torch.cuda.is_available():
+        if device.type != "cuda":
+            return device
+        if not torch.cuda.is_available():
             raise ValueError(f"device: {str(device)!r} asked for, but torch {torch.__version__} sees no CUDA GPU "
                              "(a CPU-only torch build, or no driver); use 'cpu' or 'auto'")
-        if device.type == "cuda" and device.index is None:
-            return torch.device("cuda", local_rank % torch.cuda.device_count())
-        return device
-    if torch.cuda.is_available():
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
-    return torch.device("cpu")
+        if device.index is not None:
+            return device
+    elif not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", local_rank % torch.cuda.device_count())  # this rank's GPU
 
 
 def local_shard(n: int, rank: int, world_size: int) -> slice:
