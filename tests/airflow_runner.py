@@ -2,7 +2,7 @@
 
 Used by tests/test_airflow.py in a subprocess (Airflow reads ``AIRFLOW_HOME`` and its config at
 import, so the test's own process must not import it first). Prints one JSON line per DAG run:
-``{"ds", "state", "tasks": {task_id: state}}``.
+``{"ds", "state", "tasks": {task_id: state}, "seconds": {task_id: duration}}``.
 
     python -m tests.airflow_runner --home H --lake L --raw R --conf '{"backend": "ddp"}' 2024-01-01 2024-01-02
 """
@@ -63,8 +63,10 @@ def main(argv=None) -> int:
     for ds in args.dates:
         day = datetime.fromisoformat(ds).replace(tzinfo=timezone.utc)
         run = dag.test(logical_date=day, run_conf=conf, mark_success_pattern=marks.get(ds))
-        tasks = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
-        print(json.dumps({"ds": ds, "state": str(run.state), "tasks": tasks}), flush=True)
+        tis = run.get_task_instances()
+        tasks = {ti.task_id: str(ti.state) for ti in tis}
+        seconds = {ti.task_id: round(ti.duration, 1) for ti in tis if ti.duration is not None}
+        print(json.dumps({"ds": ds, "state": str(run.state), "tasks": tasks, "seconds": seconds}), flush=True)
     return 0
 
 

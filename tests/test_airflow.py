@@ -27,6 +27,9 @@ def _runner(args: list[str], home: str, env: dict | None = None, timeout: int = 
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     assert proc.returncode == 0 and lines, f"runner failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n" \
                                            f"{proc.stderr[-6000:]}"
+    for line in lines:
+        if "seconds" in line:
+            print(f"dag run {line['ds']}: task seconds {line['seconds']}")  # shown with -s / on failure
     return lines
 
 
