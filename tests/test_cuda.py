@@ -49,6 +49,23 @@ def test_each_configuration_trains_on_the_gpu_like_on_the_cpu(name, tmp_path):
     np.testing.assert_allclose(device_losses, cpu_losses, rtol=2e-3, atol=1e-4)
 
 
+@pytest.mark.parametrize("optimizer", ["adagrad", "sgd"])
+@pytest.mark.parametrize("sparse_id", [False, True])
+def test_the_other_optimizers_train_on_the_gpu_like_on_the_cpu(optimizer, sparse_id, tmp_path):
+    """Adagrad and SGD step the ID tables themselves (sparse gradients where ``sparse_id_embedding``:
+    torch's sparse kernels on the device, which the meta-device contract test cannot run)."""
+    config = _config("default", model_extra={"sparse_id_embedding": sparse_id}, optimizer=optimizer, lr=0.05)
+    on_device = Trainer(snapshot(), config, str(tmp_path / "d"), LocalBackend(device=DEVICE), progress=False)
+    on_cpu = Trainer(snapshot(), config, str(tmp_path / "c"), LocalBackend(device="cpu"), progress=False)
+    device_losses, cpu_losses = _steps(on_device, 4), _steps(on_cpu, 4)
+    assert all(np.isfinite(device_losses)) and device_losses != device_losses[:1] * 4  # it trains
+    np.testing.assert_allclose(device_losses, cpu_losses, rtol=2e-3, atol=1e-4)
+    for (name, p_dev), (_, p_cpu) in zip(on_device.model.named_parameters(), on_cpu.model.named_parameters()):
+        assert p_dev.device.type == torch.device(DEVICE).type, name
+        np.testing.assert_allclose(p_dev.detach().cpu().numpy(), p_cpu.detach().numpy(), rtol=1e-3, atol=1e-4,
+                                   err_msg=name)
+
+
 def test_fit_checkpoints_and_embeds_and_the_cpu_reads_its_checkpoint(tmp_path):
     """A run trained on the device: its embeddings for every node, and its checkpoint read by a CPU
     trainer (a run moved to a machine without a GPU) gives the same embeddings."""
