@@ -224,18 +224,32 @@ def _item_rows(snap, ids):
     return {k: np.asarray(snap.features("item", k))[ids] for k in snap.feature_names("item")}
 
 
-def test_a_held_out_item_embedded_as_new_equals_its_feature_only_embedding(lake, cold_run):
-    _, snap_dir = lake
-    snap, cold = open_snapshot(snap_dir), _cold_ids(cold_run)
-    stored = np.load(embeddings_path(cold_run, "item"))
+def _held_out_items_as_new(run_dir: str, snap_dir: str) -> tuple[np.ndarray, np.ndarray]:
+    """The run's held-out items embedded again as new items (same features, no purchases, their
+    category edge): ``(new rows, the run's stored rows of those items)``."""
+    snap, cold = open_snapshot(snap_dir), _cold_ids(run_dir)
     feats = _item_rows(snap, cold)
     feats["numeric"][:, 4] = -COUNT_MEAN / COUNT_STD  # a new item has no purchases yet
     edges = {BELONGS: (ITEMS + np.arange(len(cold)), np.asarray(cold) % COMMUNITIES, None)}
-    new = embed_new_nodes(cold_run, {"item": {"count": len(cold), "features": feats}}, edges)
-    assert new["item"].dtype == np.float32 and new["item"].shape == (len(cold), 16)
-    np.testing.assert_allclose(new["item"], stored[cold], rtol=0, atol=1e-5)
-    again = embed_new_nodes(cold_run, {"item": {"count": len(cold), "features": feats}}, edges)
+    new = embed_new_nodes(run_dir, {"item": {"count": len(cold), "features": feats}}, edges)
+    again = embed_new_nodes(run_dir, {"item": {"count": len(cold), "features": feats}}, edges)
     assert np.array_equal(again["item"], new["item"])
+    return new["item"], np.load(embeddings_path(run_dir, "item"))[cold]
+
+
+def test_a_held_out_item_embedded_as_new_equals_its_feature_only_embedding(lake, cold_run):
+    new, stored = _held_out_items_as_new(cold_run, lake[1])
+    assert new.dtype == np.float32 and new.shape == (len(stored), 16)
+    np.testing.assert_allclose(new, stored, rtol=0, atol=1e-5)
+
+
+def test_a_layerwise_run_embeds_new_items_like_its_own_held_out_ones(lake, tmp_path):
+    """Small fanouts: sampled inference would draw other neighbourhoods; layer-wise inference (the
+    run's tables and embed-new alike) takes every neighbour, so the rows agree."""
+    config = TrainConfig(**{**COLD, "fanouts": (2, 2), "epochs": 2, "inference": "layerwise"})
+    run_dir = train_run(str(tmp_path / "lake"), "layerwise", lake[1], config)
+    new, stored = _held_out_items_as_new(run_dir, lake[1])
+    np.testing.assert_allclose(new, stored, rtol=0, atol=1e-5)
 
 
 def test_a_present_user_embedded_as_new_equals_its_id_masked_embedding(lake, tmp_path):

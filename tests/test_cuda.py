@@ -84,6 +84,18 @@ def test_fit_checkpoints_and_embeds_and_the_cpu_reads_its_checkpoint(tmp_path):
     np.testing.assert_allclose(cpu_emb, emb["item"], rtol=1e-3, atol=1e-4)
 
 
+def test_layerwise_inference_on_the_device_equals_the_cpu(tmp_path):
+    """``inference: layerwise`` (every node over its full neighbourhood) computed on the device."""
+    config = _config("layerwise_inference")
+    on_device = Trainer(snapshot(), config, str(tmp_path / "d"), LocalBackend(device=DEVICE), progress=False)
+    _steps(on_device, 3)
+    on_cpu = Trainer(snapshot(), config, str(tmp_path / "c"), LocalBackend(device="cpu"), progress=False)
+    on_cpu.model.load_state_dict({k: v.cpu() for k, v in on_device.model.state_dict().items()})
+    got, expected = on_device.embed_all(), on_cpu.embed_all()
+    for t in ("user", "item"):
+        np.testing.assert_allclose(got[t], expected[t], rtol=1e-3, atol=1e-4, err_msg=t)
+
+
 @pytest.mark.parametrize("sparse_id", [False, True])
 def test_one_rank_ddp_on_the_device(sparse_id, tmp_path, monkeypatch):
     """DDP on the device's collective (NCCL on a GPU): model wrapping with device_ids, the sparse

@@ -119,6 +119,7 @@ CONFIGS = {
     "full_lightgcn": {"mode": "full", "shared_negatives": True, "loss": "sampled_softmax",
                       "model": {"weight_free": True, "layer_combination": "mean", "use_features": False}},
     "cold_start": {"cold_start_fraction": 0.2},
+    "layerwise_inference": {"inference": "layerwise", "model": {"combine": "attention"}},
 }
 
 
@@ -156,6 +157,8 @@ def test_a_training_step_keeps_its_tensors_on_the_model_device(name, tmp_path):
             batch = trainer.full if config.mode == "full" else trainer.sampler.sample(
                 {"item": torch.arange(50)}, generator=torch.Generator().manual_seed(0))
             out = trainer._forward(batch)
+            if config.inference == "layerwise":  # embed_all's layer-wise pass over every node
+                out = trainer._layerwise()
     assert loss.device.type == "meta" and count > 0 and out["item"].device.type == "meta"
     assert recorder.mixes == [], "ops CUDA would refuse (host and device operands):\n" + "\n".join(
         f"{op} at {site}" for op, site in dict.fromkeys(recorder.mixes))

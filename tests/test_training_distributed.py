@@ -89,12 +89,13 @@ def test_two_horovod_ranks_with_sparse_id_tables_learn_like_one_process(spark, p
 
 
 @pytest.mark.timeout(300)
-def test_two_ddp_ranks_train_a_destination_bias_with_hard_negatives(spark, planted):
+def test_two_ddp_ranks_train_a_destination_bias_with_hard_negatives_and_layerwise_inference(spark, planted):
     """The learned item bias lives outside the forward pass (DDP still averages its gradient) and the
-    hard negatives are scored with each epoch's vectors on every rank."""
+    hard negatives are scored with each epoch's vectors on every rank; those vectors, and the
+    slices each rank writes, come from layer-wise inference (every rank computes all of it)."""
     lake_dir, _ = planted
     config = TrainConfig(**{**BASE, "model": {**BASE["model"], "destination_bias": True}}, seed=21, num_negatives=2,
-                         negatives={"uniform": 0.5, "hard": 0.5})
+                         negatives={"uniform": 0.5, "hard": 0.5}, inference="layerwise")
     summary = train(spark, lake_dir, config, backend="ddp", workers=2, launcher="process", progress=False,
                     timeout_s=240)
     assert summary["workers"] == 2

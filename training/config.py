@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 MODES = ("sampled", "full")
+INFERENCES = ("sampled", "layerwise")
 LOSSES = ("bpr", "sampled_softmax")
 OPTIMIZERS = ("adam", "adagrad", "sgd")
 LR_SCHEDULES = ("constant", "cosine", "linear")
@@ -94,7 +95,12 @@ class TrainConfig:
             feature-only embeddings. 0 (default) holds nothing out.
         checkpoint_every: steps between checkpoints (one is always written at the end of an epoch).
         seed: every random choice derives from it (same inputs + seed -> same embeddings).
-        inference_batch_size: nodes per chunk in layer-wise inference.
+        inference: how ``mode: sampled`` runs embed every node (the tables a run writes, its
+            validation and its hard-negative pools): ``sampled`` (default) over sampled
+            neighbourhoods of ``fanouts`` (fixed seeds), or ``layerwise`` over every neighbour, one
+            layer at a time for all nodes (:mod:`training.layerwise`: exact, one pass over the
+            edges per layer). ``mode: full`` always propagates over the whole graph.
+        inference_batch_size: nodes per inference mini-batch (``sampled``) or chunk (``layerwise``).
         prefetch: prepare the next step (positives, negatives, neighbour sampling) in a background
             thread while the current one trains (:mod:`training.prefetch`); the same steps and
             results either way, only faster. False runs everything in the training thread.
@@ -123,6 +129,7 @@ class TrainConfig:
     cold_start_fraction: float = 0.0
     checkpoint_every: int = 200
     seed: int = 0
+    inference: str = "sampled"
     inference_batch_size: int = 4096
     prefetch: bool = True
     model: dict = field(default_factory=dict)
@@ -158,6 +165,8 @@ class TrainConfig:
         if cold >= 0.5:
             raise ValueError(f"cold_start_fraction: expected < 0.5, got {cold}")
         object.__setattr__(self, "cold_start_fraction", cold)
+        if self.inference not in INFERENCES:
+            raise ValueError(f"inference: expected one of {list(INFERENCES)}, got {self.inference!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer: expected one of {list(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.lr_schedule not in LR_SCHEDULES:
@@ -220,7 +229,8 @@ class TrainConfig:
 
 # options added after runs were recorded: left out of the JSON at their default, so the hash of
 # every config that does not use them (and the run ids and resume checks built on it) is unchanged
-_OMITTED_AT_DEFAULT = {"cold_start_fraction": 0.0, "lr_schedule": "constant", "final_lr_ratio": 0.0, "prefetch": True}
+_OMITTED_AT_DEFAULT = {"cold_start_fraction": 0.0, "lr_schedule": "constant", "final_lr_ratio": 0.0, "prefetch": True,
+                       "inference": "sampled"}
 
 
 def _recorded_values(config: TrainConfig) -> dict:

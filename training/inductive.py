@@ -9,6 +9,9 @@ and edges, and embeds the new nodes the way the trainer's ``embed_all`` embeds e
 * ``mode: sampled``: mini-batches of ``inference_batch_size`` new nodes over their sampled
   ``len(fanouts)``-hop neighbourhoods (the run's fanouts and weighting; fixed seeds, so the
   result is deterministic; fanouts of ``-1`` make it exact full-neighbourhood inference);
+* ``mode: sampled`` with ``inference: layerwise``: layer-wise inference over the whole graph plus
+  the new nodes (:mod:`training.layerwise`: every node over its full neighbourhood, one pass over
+  the edges per layer), the new nodes' rows kept — what ``embed_all`` gave the run's own nodes;
 * ``mode: full``: one full propagation over the whole graph plus the new nodes.
 
 Semantics of the new edges: every new edge needs at least one new endpoint, and messages flow
@@ -42,6 +45,7 @@ import numpy as np
 import torch
 
 from training import checkpoint as ckpt
+from training.layerwise import layerwise_embeddings
 
 INFERENCE_STREAM = 9  # ckpt.generator(seed, INFERENCE_STREAM, type index, offset): the sampled neighbourhoods
 NEW_NODE_KEYS = ("count", "features")
@@ -137,16 +141,24 @@ def embed_new_nodes(run_dir: str, new_nodes: Mapping[str, Mapping], new_edges: M
     existing = {t: {n: snapshot.features(t, n) for n in snapshot.feature_names(t) if n in FEATURE_NAMES}
                 for t in snapshot.node_types}
 
-    def forward(batch):
-        feats = _gather(existing, new_features, n_old, batch.node_ids)
+    def inputs(node_ids):  # features of old and new nodes; no trained ID row for new (or held-out) ones
+        feats = _gather(existing, new_features, n_old, node_ids)
         mask = {}
         if cold is not None:
-            feats, mask = cold.prepare(feats, batch.node_ids, id_types)
+            feats, mask = cold.prepare(feats, node_ids, id_types)
         for t in id_types:
-            ids = batch.node_ids.get(t)
+            ids = node_ids.get(t)
             if ids is not None and (int(ids.max()) >= n_old[t] if len(ids) else False):
                 mask[t] = mask.get(t, torch.ones(len(ids), dtype=torch.bool)) & (ids < n_old[t])
-        return model(batch, feats, id_mask=mask or None, degrees=degrees)
+        return feats, mask or None
+
+    def forward(batch):
+        feats, mask = inputs(batch.node_ids)
+        return model(batch, feats, id_mask=mask, degrees=degrees)
+
+    def encode(t, ids):
+        feats, mask = inputs({t: ids})
+        return model.encoder({t: ids}, feats, mask)[t]
 
     types = sorted(counts)
     dim = model_config.hidden_dim
@@ -159,6 +171,11 @@ def embed_new_nodes(run_dir: str, new_nodes: Mapping[str, Mapping], new_edges: M
         if config.mode == "full":
             if any(counts[t] for t in types):
                 emb = forward(graph.full_batch(modelled, num_layers=model_config.num_layers))
+                out = {t: scoring(t, emb[t][n_old[t]:].cpu().numpy().astype(np.float32)) for t in types}
+            return out
+        if config.inference == "layerwise":  # as the run's own tables: every node over its full neighbourhood
+            if any(counts[t] for t in types):  # (new nodes send no messages: the old rows are the run's)
+                emb = layerwise_embeddings(model, graph, encode, config.inference_batch_size, degrees)
                 out = {t: scoring(t, emb[t][n_old[t]:].cpu().numpy().astype(np.float32)) for t in types}
             return out
         sampler = CSRNeighborSampler(graph, list(config.fanouts), weighted=config.weighted_sampling)

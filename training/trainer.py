@@ -41,6 +41,7 @@ import torch
 from training import checkpoint as ckpt
 from training.cold_start import write_cold_items
 from training.config import TrainConfig
+from training.layerwise import layerwise_embeddings
 from training.metrics import ranking_metrics
 from training.model import HeteroGraphSAGE, NodeEncoder, gather_features
 from training.model.decoder import (bpr_loss, l2_regularisation, sampled_softmax_loss, score,
@@ -376,8 +377,9 @@ class Trainer:
     @torch.no_grad()
     def embed_all(self, node_types=None, rank_slice: bool = False) -> dict[str, np.ndarray]:
         """Embeddings of every node of ``node_types`` (default: every modelled type,
-        :func:`trained_node_types`), mini-batched over sampled
-        neighbourhoods (fixed seeds: deterministic) or one full propagation (``mode: full``).
+        :func:`trained_node_types`), mini-batched over sampled neighbourhoods (fixed seeds:
+        deterministic), layer by layer over full neighbourhoods (``inference: layerwise``) or one
+        full propagation (``mode: full``).
 
         With ``rank_slice`` each rank computes only its contiguous slice of every type and the
         result holds ``(lo, hi, rows)`` per type instead of the full matrix. With
@@ -393,6 +395,7 @@ class Trainer:
         if self.config.mode == "full":
             out = self._forward(self.full)
             return {t: self._scoring(t, out[t].cpu().numpy().astype(np.float32), 0) for t in types}
+        exact = self._layerwise() if self.config.inference == "layerwise" else None
         result = {}
         for t in types:
             ti = self.node_types.index(t)  # the type's own sampling seeds, whichever types are asked for
@@ -401,8 +404,8 @@ class Trainer:
             if rank_slice:
                 per = math.ceil(n / self.backend.world_size)
                 lo, hi = min(n, self.backend.rank * per), min(n, (self.backend.rank + 1) * per)
-            rows = []
-            for start in range(lo, hi, self.config.inference_batch_size):
+            rows = [] if exact is None else [exact[t][lo:hi].cpu()]
+            for start in range(lo, hi, self.config.inference_batch_size) if exact is None else ():
                 ids = torch.arange(start, min(hi, start + self.config.inference_batch_size))
                 batch = self.sampler.sample({t: ids}, generator=ckpt.generator(self.config.seed, 5, ti, start))
                 rows.append(self._forward(batch)[t].cpu())
@@ -411,6 +414,20 @@ class Trainer:
             mat = self._scoring(t, mat, lo)
             result[t] = (lo, hi, mat) if rank_slice else mat
         return result
+
+    def _layerwise(self) -> dict[str, torch.Tensor]:
+        """Every node's vector over its full neighbourhood (:mod:`training.layerwise`). Every rank
+        computes all of it (a layer's chunk needs the layer below for all its neighbours): one
+        pass over the edges per layer, less than a sampled slice of the nodes costs."""
+        def encode(t: str, ids: torch.Tensor) -> torch.Tensor:
+            node_ids = {t: ids}
+            features = gather_features(self.features, node_ids, device=self.device)
+            id_mask = None
+            if self.cold is not None:
+                features, id_mask = self.cold.prepare(features, node_ids, self.id_types)
+            return self.model.encoder(node_ids, features, id_mask)[t]
+
+        return layerwise_embeddings(self.model, self.graph, encode, self.config.inference_batch_size, self.degrees)
 
     def _scoring(self, node_type: str, rows: np.ndarray, lo: int) -> np.ndarray:
         """The exported vectors of rows ``lo..`` of ``node_type`` (:func:`training.scoring.scoring_vectors`)."""

@@ -160,7 +160,7 @@ class HeteroGraphSAGE(nn.Module):
         for layer, block in zip(self.layers, batch.blocks):
             local = None
             if self.weight_free and degrees is not None:
-                local = _local_degrees(degrees, block, batch.node_ids)
+                local = local_degrees(degrees, block, batch.node_ids)
             h = layer(block, h, degrees=local)
             if total is not None:
                 total = {t: total[t] + rows(t, n) for t, n in seeds.items()}
@@ -173,7 +173,7 @@ class HeteroGraphSAGE(nn.Module):
         return next(self.encoder.parameters())
 
 
-def _local_degrees(degrees, block, node_ids) -> dict:
+def local_degrees(degrees, block, node_ids) -> dict:
     """Global degree vectors gathered for the block's local src / dst nodes (prefix property)."""
     if not isinstance(degrees, Mapping):
         raise TypeError(f"degrees: expected a mapping relation -> (deg_src, deg_dst), got {type(degrees).__name__}")
