@@ -492,3 +492,33 @@ def test_spmm_layouts_are_reused_and_dropped_with_their_edges():
     assert len(spmm_mod._CACHE) == 1 and next(iter(spmm_mod._CACHE.values()))[3] is not layout
     del dst, layout
     assert len(spmm_mod._CACHE) == 0  # the edge list is gone: so is its entry
+
+
+@pytest.mark.parametrize("order", ["shuffled", "by_destination"])
+def test_spmm_forward_and_backward_match_a_dense_product(order):
+    """Edges in any order (sorted by destination, as full neighbourhoods come, skips the sort),
+    repeated pairs, rows with no edge; the transpose of the backward is built on first use only."""
+    from training.model import spmm as spmm_mod
+
+    g = torch.Generator().manual_seed(3)
+    nd, ns = 7, 5
+    dst, src = torch.randint(0, nd - 1, (40,), generator=g), torch.randint(0, ns, (40,), generator=g)  # row 6: none
+    if order == "by_destination":
+        keep = torch.argsort(dst, stable=True)
+        dst, src = dst[keep], src[keep]
+    coef = torch.rand(40, generator=g)
+    x = torch.randn(ns, 3, generator=g, requires_grad=True)
+    dense = torch.zeros(nd, ns).index_put_((dst, src), coef, accumulate=True)
+    with torch.no_grad():
+        spmm_mod.spmm(dst, src, coef, nd, x)
+    layout = spmm_mod._layout(dst, src, nd, ns)
+    assert layout._by_src is None and (layout.perm_d is None) == (order == "by_destination")
+    w = torch.randn(nd, 3, generator=g)
+    for fresh in (False, True):  # the transpose built on first use; built with a new layout (training)
+        if fresh:
+            spmm_mod._CACHE.clear()
+        out = spmm_mod.spmm(dst, src, coef, nd, x)
+        torch.testing.assert_close(out, dense @ x.detach())
+        (grad,) = torch.autograd.grad((out * w).sum(), x)
+        torch.testing.assert_close(grad, dense.T @ w)
+        assert spmm_mod._layout(dst, src, nd, ns)._by_src[3] is not fresh  # its permutation's reference order
