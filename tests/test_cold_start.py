@@ -245,8 +245,9 @@ def test_a_held_out_item_embedded_as_new_equals_its_feature_only_embedding(lake,
 
 def test_a_layerwise_run_embeds_new_items_like_its_own_held_out_ones(lake, tmp_path):
     """Small fanouts: sampled inference would draw other neighbourhoods; layer-wise inference (the
-    run's tables and embed-new alike) takes every neighbour, so the rows agree."""
-    config = TrainConfig(**{**COLD, "fanouts": (2, 2), "epochs": 2, "inference": "layerwise"})
+    run's tables and embed-new alike) takes every neighbour, so the rows agree (exactly as the
+    full-fanout run above, whichever fanouts the run trained with)."""
+    config = TrainConfig(**{**COLD, "fanouts": (2, 2), "epochs": 2})  # inference: layerwise, the default
     run_dir = train_run(str(tmp_path / "lake"), "layerwise", lake[1], config)
     new, stored = _held_out_items_as_new(run_dir, lake[1])
     np.testing.assert_allclose(new, stored, rtol=0, atol=1e-5)
@@ -318,7 +319,7 @@ def test_lightgcn_new_nodes_follow_the_propagation_rule(lake, tmp_path):
 def test_sampled_inference_of_new_nodes_is_deterministic(lake, tmp_path):
     _, snap_dir = lake
     run_dir = train_run(str(tmp_path / "lake"), "sampled", snap_dir,
-                        TrainConfig(**{**COLD, "fanouts": (2, 2), "epochs": 1}))
+                        TrainConfig(**{**COLD, "fanouts": (2, 2), "epochs": 1, "inference": "sampled"}))
     edges = {TARGET: (np.full(6, USERS), np.array([1, 5, 9, 13, 17, 21]), None)}
     a = embed_new_nodes(run_dir, {"user": {"count": 1}}, edges)
     b = embed_new_nodes(run_dir, {"user": {"count": 1}}, edges)

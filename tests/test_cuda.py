@@ -86,7 +86,7 @@ def test_fit_checkpoints_and_embeds_and_the_cpu_reads_its_checkpoint(tmp_path):
 
 def test_layerwise_inference_on_the_device_equals_the_cpu(tmp_path):
     """``inference: layerwise`` (every node over its full neighbourhood) computed on the device."""
-    config = _config("layerwise_inference")
+    config = _config("attention_combine")
     on_device = Trainer(snapshot(), config, str(tmp_path / "d"), LocalBackend(device=DEVICE), progress=False)
     _steps(on_device, 3)
     on_cpu = Trainer(snapshot(), config, str(tmp_path / "c"), LocalBackend(device="cpu"), progress=False)

@@ -119,7 +119,7 @@ CONFIGS = {
     "full_lightgcn": {"mode": "full", "shared_negatives": True, "loss": "sampled_softmax",
                       "model": {"weight_free": True, "layer_combination": "mean", "use_features": False}},
     "cold_start": {"cold_start_fraction": 0.2},
-    "layerwise_inference": {"inference": "layerwise", "model": {"combine": "attention"}},
+    "attention_combine": {"model": {"combine": "attention"}},
 }
 
 

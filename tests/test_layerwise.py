@@ -3,12 +3,14 @@ its full neighbourhood equals the model's forward on the whole graph, for any ch
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
 from graph_build.memory_snapshot import MemorySnapshot
-from training.config import TrainConfig, config_hash
+from training.config import TrainConfig, config_hash, config_json
 from training.distributed.base import LocalBackend
 from training.layerwise import layerwise_embeddings
 from training.model import gather_features
@@ -122,8 +124,9 @@ def test_no_randomness_rank_slices_and_the_sampled_path_differs(tmp_path):
 def test_inference_is_checked_and_the_default_keeps_recorded_hashes():
     with pytest.raises(ValueError, match=r"inference: expected one of \['sampled', 'layerwise'\], got 'exact'"):
         TrainConfig(inference="exact")
-    assert config_hash(TrainConfig()) == config_hash(TrainConfig(inference="sampled"))
-    assert config_hash(TrainConfig(inference="layerwise")) != config_hash(TrainConfig())
+    assert TrainConfig().inference == "layerwise" and "inference" not in json.loads(config_json(TrainConfig()))
+    assert config_hash(TrainConfig()) == config_hash(TrainConfig(inference="layerwise"))
+    assert config_hash(TrainConfig(inference="sampled")) != config_hash(TrainConfig())
 
 
 def test_bad_arguments_are_named(tmp_path):

@@ -307,6 +307,6 @@ def test_sampled_embeddings_of_a_type_do_not_depend_on_which_types_are_asked_for
     from tests.test_device_contract import TARGET as CLICKS, snapshot as memory_snapshot
 
     config = TrainConfig(targets=(CLICKS,), fanouts=(3, 2), batch_size=64, epochs=1, validation_fraction=0.0,
-                         model={"hidden_dim": 8})
+                         inference="sampled", model={"hidden_dim": 8})
     trainer = Trainer(memory_snapshot(), config, str(tmp_path), get_backend("local", device="cpu"), progress=False)
     np.testing.assert_array_equal(trainer.embed_all(["item"])["item"], trainer.embed_all(["user", "item"])["item"])
