@@ -4,13 +4,15 @@
 #      the checkpoint read on the CPU, one-rank DDP over NCCL) and tests/test_device_contract.py;
 #   2. bench/train_throughput.py --device cuda: seed edges/s of the real trainer on the issue's
 #      synthetic 5M-edge graph (PyG on the same GPU too, when the python has PyG with pyg-lib or
-#      torch-sparse), then the same run with --profile (per-section ms, synchronised).
+#      torch-sparse), then the same run with --profile (per-section ms, synchronised);
+#   3. bench/inference.py --device cuda: every node's embedding, layer-wise vs sampled, same model.
 # Needs a python with a CUDA torch, numpy, numba, pyyaml, tqdm and pytest — nothing of the
 # project's .venv (no Spark, no Delta): the code runs from this checkout via PYTHONPATH.
 #
-#   bash bench/gpu_check.sh [OUT_DIR]          # results: OUT_DIR/{gpu.txt,pytest.log,throughput*.json}
+#   bash bench/gpu_check.sh [OUT_DIR]          # results: OUT_DIR/{gpu.txt,pytest.log,throughput*.json,inference.json}
 # Environment: PYTHON (default python3), DEVICE (default cuda; cpu = a dry run of this script),
-# THREADS (torch CPU threads, default 8), BENCH_ARGS (extra bench flags, e.g. a smaller graph).
+# THREADS (torch CPU threads, default 8), BENCH_ARGS (extra throughput-bench flags, e.g. a smaller
+# graph), INFERENCE_ARGS (extra bench/inference.py flags).
 set -uo pipefail
 OUT_DIR=${1:-${OUT:-/tmp/graphlake-gpu-check}}
 PY=${PYTHON:-python3}
@@ -40,4 +42,10 @@ echo "exit $? (0: ratio >= target, 1: below, 2: PyG not run here)"; cat "$OUT_DI
 "$PY" bench/train_throughput.py --device "$DEVICE" --threads "$THREADS" --pyg-python /nonexistent --profile \
     --steps 50 ${BENCH_ARGS:-} > "$OUT_DIR/throughput_profile.json" 2> "$OUT_DIR/throughput_profile.err"
 cat "$OUT_DIR/throughput_profile.json"
+
+echo "== inference (device $DEVICE)"
+# shellcheck disable=SC2086
+"$PY" bench/inference.py --device "$DEVICE" --threads "$THREADS" --steps 50 ${INFERENCE_ARGS:-} \
+    > "$OUT_DIR/inference.json" 2> "$OUT_DIR/inference.err"
+cat "$OUT_DIR/inference.json"
 exit $status
