@@ -24,22 +24,13 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from bench.sampler import power_law_graph  # noqa: E402  (the throughput bench's graph)
 from graph_build.memory_snapshot import MemorySnapshot  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
 from training.distributed.base import LocalBackend  # noqa: E402
 from training.trainer import Trainer  # noqa: E402
 
 EDGE_TYPE = "user__click__item"
-
-
-def _power_law_graph():
-    """``bench/sampler.py``'s generator (bench/ is not a package: loaded by path)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("_bench_sampler", os.path.join(ROOT, "bench", "sampler.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.power_law_graph
 
 
 def _timed_embed(trainer: Trainer) -> tuple[dict, float]:
@@ -64,7 +55,7 @@ def main(argv=None) -> dict:
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
-    graph = _power_law_graph()(a.users, a.items, a.edges, a.seed)
+    graph = power_law_graph(a.users, a.items, a.edges, a.seed)
     indptr, indices, weights = graph.csr(("item", "rev_click", "user"))  # the stored user -> item CSR
     snapshot = MemorySnapshot({"user": a.users, "item": a.items}, {EDGE_TYPE: (indptr, indices, weights)})
     del graph
