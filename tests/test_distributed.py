@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 import training.distributed.launch as launch_mod
 from training.distributed import base, selftest
@@ -168,6 +169,12 @@ def test_backend_helpers_and_errors(monkeypatch):
     assert isinstance(backend, base.LocalBackend) and backend.is_root and backend.world_size == 1
     with pytest.raises(TypeError, match=r"value: expected a float, int or torch.Tensor, got str"):
         backend.allreduce_mean("1.0", "loss")
+    rows = torch.arange(6.0).reshape(3, 2)
+    assert torch.equal(backend.allreduce_sum(rows, "rows"), rows)  # one rank: the tensor itself
+    with pytest.raises(TypeError, match=r"tensor: expected a dense torch.Tensor, got float"):
+        backend.allreduce_sum(1.0, "rows")
+    with pytest.raises(TypeError, match=r"name: expected a non-empty str, got ''"):
+        backend.allreduce_sum(rows, "")
     with pytest.raises(TypeError, match=r"model: expected a torch.nn.Module, got int"):
         backend.wrap_model(3)
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):

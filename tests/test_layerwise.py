@@ -121,6 +121,42 @@ def test_no_randomness_rank_slices_and_the_sampled_path_differs(tmp_path):
     assert not np.allclose(sampled.embed_all(["user"])["user"], first["user"], atol=1e-4)
 
 
+def test_ranks_compute_slices_and_assemble_what_one_process_computes(tmp_path):
+    """Two ranks as two threads with a summing collective between them (the contract of
+    ``Backend.allreduce_sum``; the real DDP / Horovod ones run in test_training_distributed)."""
+    import threading
+
+    trainer = _trained(tmp_path, _config({"layer_combination": "mean"}))
+    expected = layerwise_embeddings(trainer.model, trainer.graph, _encoder(trainer), 16)
+    barrier, deposits, names = threading.Barrier(2), {}, {0: [], 1: []}
+
+    def make_allreduce(rank):
+        def allreduce_sum(tensor, name):
+            names[rank].append(name)
+            deposits[rank] = tensor
+            barrier.wait()
+            out = deposits[0] + deposits[1]
+            barrier.wait()
+            return out
+        return allreduce_sum
+
+    results = {}
+
+    def run(rank):
+        results[rank] = layerwise_embeddings(trainer.model, trainer.graph, _encoder(trainer), 16, rank=rank,
+                                             world_size=2, allreduce_sum=make_allreduce(rank))
+
+    threads = [threading.Thread(target=run, args=(r,)) for r in (0, 1)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert names[0] == names[1] and len(names[0]) == 3 * 3  # (input + 2 layers) x 3 types, in one order
+    for rank in (0, 1):
+        for t in expected:
+            np.testing.assert_allclose(results[rank][t].numpy(), expected[t].numpy(), rtol=1e-6, atol=1e-7)
+
+
 def test_inference_is_checked_and_the_default_keeps_recorded_hashes():
     with pytest.raises(ValueError, match=r"inference: expected one of \['sampled', 'layerwise'\], got 'exact'"):
         TrainConfig(inference="exact")
@@ -135,3 +171,7 @@ def test_bad_arguments_are_named(tmp_path):
         layerwise_embeddings(trainer.model, trainer.graph, _encoder(trainer), 0)
     with pytest.raises(TypeError, match="graph: expected a HeteroCSRGraph, got dict"):
         layerwise_embeddings(trainer.model, {}, _encoder(trainer), 8)
+    with pytest.raises(ValueError, match=r"rank, world_size: expected 0 <= rank < world_size, got 2, 2"):
+        layerwise_embeddings(trainer.model, trainer.graph, _encoder(trainer), 8, rank=2, world_size=2)
+    with pytest.raises(ValueError, match="allreduce_sum: expected the backend's allreduce_sum"):
+        layerwise_embeddings(trainer.model, trainer.graph, _encoder(trainer), 8, rank=0, world_size=2)

@@ -16,10 +16,14 @@ import psutil
 import pytest
 import yaml
 
+from graph_build.snapshot import open_snapshot
+from training import checkpoint as ckpt
 from training.config import TrainConfig, config_json
+from training.distributed import get_backend
 from training.distributed.launch import _descendants
 from training.evaluate import evaluate
 from training.job import run_dir_of, train
+from training.trainer import Trainer
 from training.worker import embeddings_path, rank_file
 from tests.test_distributed import require_horovod
 from tests.test_training import BASE
@@ -96,7 +100,7 @@ def test_two_ddp_ranks_train_a_destination_bias_with_hard_negatives_and_layerwis
     A quarter of the negatives hard: on this 40-item graph half of them are mostly the user's own
     community (false negatives) and recall@10 spreads 0.38..1.0 over seeds, with either inference;
     at a quarter it was 1.0 for every seed tried (local 21, 3, 5; DDP 21, 3)."""
-    lake_dir, _ = planted
+    lake_dir, snapshot = planted
     config = TrainConfig(**{**BASE, "model": {**BASE["model"], "destination_bias": True}}, seed=21, num_negatives=2,
                          negatives={"uniform": 0.75, "hard": 0.25}, inference="layerwise")
     summary = train(spark, lake_dir, config, backend="ddp", workers=2, launcher="process", progress=False,
@@ -104,6 +108,11 @@ def test_two_ddp_ranks_train_a_destination_bias_with_hard_negatives_and_layerwis
     assert summary["workers"] == 2
     items = np.load(embeddings_path(summary["run_dir"], "item"))
     assert items.shape[1] == BASE["model"]["hidden_dim"] + 1 and np.abs(items[:, -1]).sum() > 0
+    # the ranks' layer slices, assembled by allreduce_sum: what one process computes from the final model
+    one = Trainer(open_snapshot(snapshot), config, os.path.join(summary["run_dir"], "check"), get_backend("local"),
+                  progress=False)
+    one.model.load_state_dict(ckpt.load_latest(summary["run_dir"])["model"])
+    np.testing.assert_allclose(one.embed_all(["item"])["item"], items, rtol=1e-5, atol=1e-6)
     result = evaluate(spark, lake_dir, run_id=summary["run_id"], k=10)
     assert result["recall@10"] >= 0.55, result
 

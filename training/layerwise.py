@@ -11,7 +11,8 @@ and each layer costs one pass over the edges. It is what the model's forward com
 ``HeteroCSRGraph.full_batch`` (``mode: full``), without holding the whole graph's input features
 or per-relation messages at once: memory is ``(layers + 1) x nodes x hidden_dim`` floats plus one
 chunk's one-hop neighbourhood (the states are kept in host memory, the chunks computed on the
-model's device). A layer with ``combine: attention`` runs over all the nodes of a
+model's device). On ``world_size`` ranks each computes its slice of every layer and the backend's
+``allreduce_sum`` assembles it (every rank needs the whole layer below). A layer with ``combine: attention`` runs over all the nodes of a
 type at once: its relation weights are means over the destination nodes it is given.
 
 Example:
@@ -34,7 +35,9 @@ Encode = Callable[[str, torch.Tensor], torch.Tensor]
 
 @torch.no_grad()
 def layerwise_embeddings(model: HeteroGraphSAGE, graph: HeteroCSRGraph, encode: Encode, chunk_size: int,
-                         degrees: Mapping | None = None) -> dict[str, torch.Tensor]:
+                         degrees: Mapping | None = None, rank: int = 0, world_size: int = 1,
+                         allreduce_sum: Callable[[torch.Tensor, str], torch.Tensor] | None = None
+                         ) -> dict[str, torch.Tensor]:
     """The model's output for every node of every type of ``graph``, over full neighbourhoods.
 
     Args:
@@ -44,6 +47,11 @@ def layerwise_embeddings(model: HeteroGraphSAGE, graph: HeteroCSRGraph, encode: 
             encoder for those nodes (their features gathered, cold-start rows masked).
         chunk_size: destination nodes per chunk (an int >= 1).
         degrees: weight-free layers: FULL-graph degrees ``{rel: (deg_src, deg_dst)}`` by global id.
+        rank, world_size, allreduce_sum: with ``world_size > 1`` (every rank calls this), each rank
+            computes its contiguous slice of every type at every layer and ``allreduce_sum(matrix,
+            name)`` (the backend's :meth:`Backend.allreduce_sum`) assembles the zero-padded slices,
+            so every rank holds the whole layer for the next one; the result is the same as one
+            process's. Layers with ``combine: attention`` are computed whole on every rank.
 
     Returns:
         ``{node_type: (num_nodes, hidden_dim)}`` on the host (each layer's states are kept there and
@@ -55,11 +63,28 @@ def layerwise_embeddings(model: HeteroGraphSAGE, graph: HeteroCSRGraph, encode: 
         raise TypeError(f"graph: expected a HeteroCSRGraph, got {type(graph).__name__}")
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size: expected an int >= 1, got {chunk_size!r}")
+    if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1 or \
+            isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
+        raise ValueError(f"rank, world_size: expected 0 <= rank < world_size, got {rank!r}, {world_size!r}")
+    if world_size > 1 and not callable(allreduce_sum):
+        raise ValueError("allreduce_sum: expected the backend's allreduce_sum with world_size > 1, got None")
     counts, device = graph.num_nodes, model.encoder_param().device
-    h = {t: _by_chunks(n, chunk_size, lambda ids, t=t: encode(t, ids)) for t, n in counts.items()}
+
+    def whole(name: str, t: str, size: int, rows: Callable[[torch.Tensor], torch.Tensor], split: bool):
+        n = counts[t]
+        if world_size == 1 or not split:
+            return _by_chunks(0, n, size, rows)
+        per = -(-n // world_size)
+        lo, hi = min(n, rank * per), min(n, (rank + 1) * per)
+        part = _by_chunks(lo, hi, size, rows)
+        full = part.new_zeros((n, *part.shape[1:]))
+        full[lo:hi] = part
+        return allreduce_sum(full, f"graphlake.layerwise.{name}.{t}")
+
+    h = {t: whole("input", t, chunk_size, lambda ids, t=t: encode(t, ids), True) for t in counts}
     total = {t: v.clone() for t, v in h.items()} if model.layer_combination == "mean" else None
     one_hop = CSRNeighborSampler(graph, [-1])  # every neighbour: no randomness is drawn
-    for layer in model.layers:
+    for i, layer in enumerate(model.layers):
         def layer_rows(ids: torch.Tensor, t: str, h=h, layer=layer) -> torch.Tensor:
             batch = one_hop.sample({t: ids}, generator=torch.Generator().manual_seed(0))
             block = batch.blocks[0]
@@ -70,8 +95,9 @@ def layerwise_embeddings(model: HeteroGraphSAGE, graph: HeteroCSRGraph, encode: 
 
         # semantic attention weighs a relation by its mean score over the destination nodes of the
         # forward: all of them at once keeps the weights the whole graph's (chunks would change them)
-        size = chunk_size if layer.combine != "attention" else max([1, *counts.values()])
-        h = {t: _by_chunks(n, size, lambda ids, t=t: layer_rows(ids, t)) for t, n in counts.items()}
+        attention = layer.combine == "attention"
+        size = max([1, *counts.values()]) if attention else chunk_size
+        h = {t: whole(f"layer{i}", t, size, lambda ids, t=t: layer_rows(ids, t), not attention) for t in counts}
         if total is not None:
             total = {t: total[t] + h[t] for t in counts}
     if total is not None:
@@ -79,10 +105,11 @@ def layerwise_embeddings(model: HeteroGraphSAGE, graph: HeteroCSRGraph, encode: 
     return h
 
 
-def _by_chunks(n: int, chunk_size: int, rows: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """``rows(ids)`` over ``arange(n)`` in chunks, concatenated on the host (one chunk of nothing for ``n == 0``)."""
-    parts = [_to_host(rows(torch.arange(start, min(n, start + chunk_size), dtype=torch.int64)))
-             for start in range(0, max(n, 1), chunk_size)]
+def _by_chunks(lo: int, hi: int, chunk_size: int, rows: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """``rows(ids)`` over ``arange(lo, hi)`` in chunks, concatenated on the host (one chunk of
+    nothing when ``lo == hi``, for its shape)."""
+    parts = [_to_host(rows(torch.arange(start, min(hi, start + chunk_size), dtype=torch.int64)))
+             for start in range(lo, max(hi, lo + 1), chunk_size)]
     return torch.cat(parts) if len(parts) > 1 else parts[0]
 
 

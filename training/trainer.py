@@ -416,9 +416,8 @@ class Trainer:
         return result
 
     def _layerwise(self) -> dict[str, torch.Tensor]:
-        """Every node's vector over its full neighbourhood (:mod:`training.layerwise`). Every rank
-        computes all of it (a layer's chunk needs the layer below for all its neighbours): one
-        pass over the edges per layer, less than a sampled slice of the nodes costs."""
+        """Every node's vector over its full neighbourhood (:mod:`training.layerwise`): each rank
+        computes its slice of every layer, the backend's ``allreduce_sum`` assembles the layer."""
         def encode(t: str, ids: torch.Tensor) -> torch.Tensor:
             node_ids = {t: ids}
             features = gather_features(self.features, node_ids, device=self.device)
@@ -427,7 +426,9 @@ class Trainer:
                 features, id_mask = self.cold.prepare(features, node_ids, self.id_types)
             return self.model.encoder(node_ids, features, id_mask)[t]
 
-        return layerwise_embeddings(self.model, self.graph, encode, self.config.inference_batch_size, self.degrees)
+        b = self.backend
+        return layerwise_embeddings(self.model, self.graph, encode, self.config.inference_batch_size, self.degrees,
+                                    rank=b.rank, world_size=b.world_size, allreduce_sum=b.allreduce_sum)
 
     def _scoring(self, node_type: str, rows: np.ndarray, lo: int) -> np.ndarray:
         """The exported vectors of rows ``lo..`` of ``node_type`` (:func:`training.scoring.scoring_vectors`)."""

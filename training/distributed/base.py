@@ -109,6 +109,13 @@ def check_metric(value: object, name: object) -> None:
         raise TypeError("value: expected a dense tensor, got a sparse one")
 
 
+def check_tensor(tensor: object, name: object) -> None:
+    """Validate the arguments of `Backend.allreduce_sum` (a dense tensor and a collective name)."""
+    check_metric(tensor, name)
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(f"tensor: expected a dense torch.Tensor, got {type(tensor).__name__}")
+
+
 def check_module(model: object, optimizer: object = None) -> None:
     """Validate `model` (an nn.Module) and, when given, `optimizer` (a torch Optimizer)."""
     if not isinstance(model, nn.Module):
@@ -188,6 +195,12 @@ class Backend(abc.ABC):
         """
 
     @abc.abstractmethod
+    def allreduce_sum(self, tensor: torch.Tensor, name: str) -> torch.Tensor:
+        """Element-wise sum of a dense tensor over the ranks (collective, same ``name`` on every
+        rank), on the tensor's device: e.g. each rank fills its rows of a zero matrix and every rank
+        gets the whole matrix, exactly (``x + 0 == x``)."""
+
+    @abc.abstractmethod
     def barrier(self) -> None:
         """Block until every rank reaches this point."""
 
@@ -260,6 +273,10 @@ class LocalBackend(Backend):
         if isinstance(value, torch.Tensor):
             return value.detach().clone()
         return float(value)
+
+    def allreduce_sum(self, tensor: torch.Tensor, name: str) -> torch.Tensor:
+        check_tensor(tensor, name)
+        return tensor.detach().clone()
 
     def barrier(self) -> None:
         return None

@@ -40,6 +40,7 @@ from training.distributed.base import (
     Backend,
     check_metric,
     check_module,
+    check_tensor,
     resolve_device,
     sparse_parameter_names,
 )
@@ -165,6 +166,12 @@ class DdpBackend(Backend):
         tensor = torch.tensor([float(value)], dtype=torch.float64, device=self._comm_device())
         dist.all_reduce(tensor)
         return float(tensor.item()) / self.world_size
+
+    def allreduce_sum(self, tensor: torch.Tensor, name: str) -> torch.Tensor:
+        check_tensor(tensor, name)
+        out = tensor.detach().clone().to(self._comm_device())
+        dist.all_reduce(out)
+        return out.to(tensor.device)
 
     def barrier(self) -> None:
         if self._comm == "nccl":

@@ -32,7 +32,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from training.distributed.base import Backend, check_metric, check_module, resolve_device
+from training.distributed.base import Backend, check_metric, check_module, check_tensor, resolve_device
 
 BUILD_HINT = ("horovod is not installed in this virtualenv: run "
               "`bash training/distributed/build_horovod.sh` (or `make install`)")
@@ -132,6 +132,10 @@ class HorovodBackend(Backend):
             return self._hvd.allreduce(value.detach(), name=name, op=self._hvd.Average)
         tensor = torch.tensor([float(value)], dtype=torch.float64)
         return float(self._hvd.allreduce(tensor, name=name, op=self._hvd.Average).item())
+
+    def allreduce_sum(self, tensor: torch.Tensor, name: str) -> torch.Tensor:
+        check_tensor(tensor, name)
+        return self._hvd.allreduce(tensor.detach(), name=name, op=self._hvd.Sum)
 
     def barrier(self) -> None:
         self._hvd.barrier()
