@@ -96,13 +96,15 @@ def test_two_horovod_ranks_with_sparse_id_tables_learn_like_one_process(spark, p
 def test_two_ddp_ranks_train_a_destination_bias_with_hard_negatives_and_layerwise_inference(spark, planted):
     """The learned item bias lives outside the forward pass (DDP still averages its gradient) and the
     hard negatives are scored with each epoch's vectors on every rank; those vectors, and the
-    slices each rank writes, come from layer-wise inference (every rank computes all of it).
+    slices each rank writes, come from layer-wise inference. With validation: rank 0 alone embeds
+    every node at each epoch's end (no collective may run there: one did and hung the ranks), each
+    rank its hard-negative tables, all ranks together the final tables.
     A quarter of the negatives hard: on this 40-item graph half of them are mostly the user's own
     community (false negatives) and recall@10 spreads 0.38..1.0 over seeds, with either inference;
     at a quarter it was 1.0 for every seed tried (local 21, 3, 5; DDP 21, 3)."""
     lake_dir, snapshot = planted
     config = TrainConfig(**{**BASE, "model": {**BASE["model"], "destination_bias": True}}, seed=21, num_negatives=2,
-                         negatives={"uniform": 0.75, "hard": 0.25}, inference="layerwise")
+                         negatives={"uniform": 0.75, "hard": 0.25}, inference="layerwise", validation_fraction=0.1)
     summary = train(spark, lake_dir, config, backend="ddp", workers=2, launcher="process", progress=False,
                     timeout_s=240)
     assert summary["workers"] == 2

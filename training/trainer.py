@@ -382,7 +382,8 @@ class Trainer:
         full propagation (``mode: full``).
 
         With ``rank_slice`` each rank computes only its contiguous slice of every type and the
-        result holds ``(lo, hi, rows)`` per type instead of the full matrix. With
+        result holds ``(lo, hi, rows)`` per type instead of the full matrix; every rank must then call
+        it (layer-wise inference assembles each layer with a collective). With
         ``model.popularity_prior`` the rows are the run's scoring vectors (one more column,
         :mod:`training.scoring`).
         """
@@ -395,7 +396,7 @@ class Trainer:
         if self.config.mode == "full":
             out = self._forward(self.full)
             return {t: self._scoring(t, out[t].cpu().numpy().astype(np.float32), 0) for t in types}
-        exact = self._layerwise() if self.config.inference == "layerwise" else None
+        exact = self._layerwise(collective=rank_slice) if self.config.inference == "layerwise" else None
         result = {}
         for t in types:
             ti = self.node_types.index(t)  # the type's own sampling seeds, whichever types are asked for
@@ -415,9 +416,11 @@ class Trainer:
             result[t] = (lo, hi, mat) if rank_slice else mat
         return result
 
-    def _layerwise(self) -> dict[str, torch.Tensor]:
-        """Every node's vector over its full neighbourhood (:mod:`training.layerwise`): each rank
-        computes its slice of every layer, the backend's ``allreduce_sum`` assembles the layer."""
+    def _layerwise(self, collective: bool = False) -> dict[str, torch.Tensor]:
+        """Every node's vector over its full neighbourhood (:mod:`training.layerwise`). ``collective``
+        (every rank calls it: ``embed_all(rank_slice=True)``): each rank computes its slice of every
+        layer and the backend's ``allreduce_sum`` assembles it; else this rank computes all of it
+        (validation runs on rank 0 alone, the hard-negative tables on each rank from its own cache)."""
         def encode(t: str, ids: torch.Tensor) -> torch.Tensor:
             node_ids = {t: ids}
             features = gather_features(self.features, node_ids, device=self.device)
@@ -427,8 +430,9 @@ class Trainer:
             return self.model.encoder(node_ids, features, id_mask)[t]
 
         b = self.backend
+        ranks = dict(rank=b.rank, world_size=b.world_size, allreduce_sum=b.allreduce_sum) if collective else {}
         return layerwise_embeddings(self.model, self.graph, encode, self.config.inference_batch_size, self.degrees,
-                                    rank=b.rank, world_size=b.world_size, allreduce_sum=b.allreduce_sum)
+                                    **ranks)
 
     def _scoring(self, node_type: str, rows: np.ndarray, lo: int) -> np.ndarray:
         """The exported vectors of rows ``lo..`` of ``node_type`` (:func:`training.scoring.scoring_vectors`)."""
