@@ -11,8 +11,9 @@ and each layer costs one pass over the edges. It is what the model's forward com
 ``HeteroCSRGraph.full_batch`` (``mode: full``), without holding the whole graph's input features
 or per-relation messages at once: memory is ``(layers + 1) x nodes x hidden_dim`` floats plus one
 chunk's one-hop neighbourhood (the states are kept in host memory, the chunks computed on the
-model's device). On ``world_size`` ranks each computes its slice of every layer and the backend's
-``allreduce_sum`` assembles it (every rank needs the whole layer below). A layer with ``combine: attention`` runs over all the nodes of a
+model's device). Called by every rank of a job together (``rank``/``world_size``/``allreduce_sum``), each computes
+its slice of every layer and the backend's ``allreduce_sum`` assembles it (every rank needs the
+whole layer below); called by one rank alone, it computes everything. A layer with ``combine: attention`` runs over all the nodes of a
 type at once: its relation weights are means over the destination nodes it is given.
 
 Example:
