@@ -13,7 +13,6 @@ from graph_build.memory_snapshot import MemorySnapshot
 from training.config import TrainConfig, config_hash, config_json
 from training.distributed.base import LocalBackend
 from training.layerwise import layerwise_embeddings
-from training.model import gather_features
 from training.trainer import Trainer
 
 CLICK, CART, BELONGS = "user__click__item", "user__cart__item", "item__belongs_to__category"
@@ -68,12 +67,8 @@ def _trained(tmp_path, config: TrainConfig, steps: int = 3) -> Trainer:
 
 def _full_forward(trainer: Trainer) -> dict:
     """The model's forward over the whole graph (every node a seed, every edge in every block)."""
-    batch = trainer.graph.full_batch(trainer.node_types, num_layers=trainer.model.num_layers)
     with torch.no_grad():
-        features = gather_features(trainer.features, batch.node_ids)
-        features, id_mask = (features, None) if trainer.cold is None else \
-            trainer.cold.prepare(features, batch.node_ids, trainer.id_types)
-        return trainer.model(batch, features, id_mask=id_mask, degrees=trainer.degrees)
+        return trainer._forward(trainer.graph.full_batch(trainer.node_types, num_layers=trainer.model.num_layers))
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -81,7 +76,7 @@ def test_layerwise_equals_the_forward_over_the_whole_graph_for_any_chunk_size(na
     trainer = _trained(tmp_path, _config(MODELS[name]))
     expected = _full_forward(trainer)
     for chunk in (7, 1000):
-        got = layerwise_embeddings(trainer.model, trainer.graph, _encoder(trainer), chunk, trainer.degrees)
+        got = layerwise_embeddings(trainer.model, trainer.graph, trainer._encode, chunk, trainer.degrees)
         assert sorted(got) == sorted(expected) == ["category", "item", "user"]
         for t in expected:
             assert got[t].shape == (trainer.graph.num_nodes[t], 8)
@@ -89,13 +84,6 @@ def test_layerwise_equals_the_forward_over_the_whole_graph_for_any_chunk_size(na
     emb = trainer.embed_all()
     for t in ("user", "item"):
         np.testing.assert_allclose(emb[t], expected[t].numpy(), rtol=1e-5, atol=1e-6, err_msg=t)
-
-
-def _encoder(trainer: Trainer):
-    def encode(t, ids):
-        node_ids = {t: ids}
-        return trainer.model.encoder(node_ids, gather_features(trainer.features, node_ids))[t]
-    return encode
 
 
 def test_cold_start_rows_are_embedded_from_features_like_the_whole_graph_forward(tmp_path):
@@ -127,7 +115,7 @@ def test_ranks_compute_slices_and_assemble_what_one_process_computes(tmp_path):
     import threading
 
     trainer = _trained(tmp_path, _config({"layer_combination": "mean"}))
-    expected = layerwise_embeddings(trainer.model, trainer.graph, _encoder(trainer), 16)
+    expected = layerwise_embeddings(trainer.model, trainer.graph, trainer._encode, 16)
     barrier, deposits, names = threading.Barrier(2), {}, {0: [], 1: []}
 
     def make_allreduce(rank):
@@ -143,7 +131,7 @@ def test_ranks_compute_slices_and_assemble_what_one_process_computes(tmp_path):
     results = {}
 
     def run(rank):
-        results[rank] = layerwise_embeddings(trainer.model, trainer.graph, _encoder(trainer), 16, rank=rank,
+        results[rank] = layerwise_embeddings(trainer.model, trainer.graph, trainer._encode, 16, rank=rank,
                                              world_size=2, allreduce_sum=make_allreduce(rank))
 
     threads = [threading.Thread(target=run, args=(r,)) for r in (0, 1)]
@@ -168,10 +156,10 @@ def test_inference_is_checked_and_the_default_keeps_recorded_hashes():
 def test_bad_arguments_are_named(tmp_path):
     trainer = _trained(tmp_path, _config({}), steps=0)
     with pytest.raises(ValueError, match="chunk_size: expected an int >= 1, got 0"):
-        layerwise_embeddings(trainer.model, trainer.graph, _encoder(trainer), 0)
+        layerwise_embeddings(trainer.model, trainer.graph, trainer._encode, 0)
     with pytest.raises(TypeError, match="graph: expected a HeteroCSRGraph, got dict"):
-        layerwise_embeddings(trainer.model, {}, _encoder(trainer), 8)
+        layerwise_embeddings(trainer.model, {}, trainer._encode, 8)
     with pytest.raises(ValueError, match=r"rank, world_size: expected 0 <= rank < world_size, got 2, 2"):
-        layerwise_embeddings(trainer.model, trainer.graph, _encoder(trainer), 8, rank=2, world_size=2)
+        layerwise_embeddings(trainer.model, trainer.graph, trainer._encode, 8, rank=2, world_size=2)
     with pytest.raises(ValueError, match="allreduce_sum: expected the backend's allreduce_sum"):
-        layerwise_embeddings(trainer.model, trainer.graph, _encoder(trainer), 8, rank=0, world_size=2)
+        layerwise_embeddings(trainer.model, trainer.graph, trainer._encode, 8, rank=0, world_size=2)

@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 
 import torch
 
+from training.distributed.base import rank_rows
 from training.model import HeteroGraphSAGE
 from training.model.hetero_sage import local_degrees
 from training.sampling import CSRNeighborSampler, HeteroCSRGraph
@@ -75,8 +76,7 @@ def layerwise_embeddings(model: HeteroGraphSAGE, graph: HeteroCSRGraph, encode: 
         n = counts[t]
         if world_size == 1 or not split:
             return _by_chunks(0, n, size, rows)
-        per = -(-n // world_size)
-        lo, hi = min(n, rank * per), min(n, (rank + 1) * per)
+        lo, hi = rank_rows(n, rank, world_size)
         part = _by_chunks(lo, hi, size, rows)
         full = part.new_zeros((n, *part.shape[1:]))
         full[lo:hi] = part

@@ -41,6 +41,7 @@ import torch
 from training import checkpoint as ckpt
 from training.cold_start import write_cold_items
 from training.config import TrainConfig
+from training.distributed.base import rank_rows
 from training.layerwise import layerwise_embeddings
 from training.metrics import ranking_metrics
 from training.model import HeteroGraphSAGE, NodeEncoder, gather_features
@@ -263,13 +264,23 @@ class Trainer:
             return torch.zeros((), requires_grad=True), 0
         return torch.stack(losses).sum() / count, count
 
+    def _inputs(self, node_ids: dict) -> tuple[dict, dict | None]:
+        """The features of ``node_ids`` on the device and the cold-start ``id_mask`` (held-out rows:
+        no ID row; None without cold start; masks are used on the ids' device)."""
+        features = gather_features(self.features, node_ids, device=self.device)
+        if self.cold is None:
+            return features, None
+        return self.cold.prepare(features, node_ids, self.id_types)
+
     def _forward(self, batch) -> dict:
         net = self.net if torch.is_grad_enabled() else self.model  # inference: no collective hooks
-        features = gather_features(self.features, batch.node_ids, device=self.device)
-        if self.cold is None:
-            return net(batch, features, degrees=self.degrees)
-        features, id_mask = self.cold.prepare(features, batch.node_ids, self.id_types)  # held-out: no ID row
-        return net(batch, features, id_mask=id_mask, degrees=self.degrees)  # masks: used on the ids' device
+        features, id_mask = self._inputs(batch.node_ids)
+        return net(batch, features, id_mask=id_mask, degrees=self.degrees)
+
+    def _encode(self, node_type: str, ids: torch.Tensor) -> torch.Tensor:
+        """The input encoder's rows of ``ids`` (layer 0 of layer-wise inference)."""
+        features, id_mask = self._inputs({node_type: ids})
+        return self.model.encoder({node_type: ids}, features, id_mask)[node_type]
 
     # ------------------------------------------------------------------ the loop
     def fit(self, resume: bool = False, warm_start: str | None = None) -> list[dict]:
@@ -401,15 +412,15 @@ class Trainer:
         for t in types:
             ti = self.node_types.index(t)  # the type's own sampling seeds, whichever types are asked for
             n = self.snapshot.num_nodes(t)
-            lo, hi = 0, n
-            if rank_slice:
-                per = math.ceil(n / self.backend.world_size)
-                lo, hi = min(n, self.backend.rank * per), min(n, (self.backend.rank + 1) * per)
-            rows = [] if exact is None else [exact[t][lo:hi].cpu()]
-            for start in range(lo, hi, self.config.inference_batch_size) if exact is None else ():
-                ids = torch.arange(start, min(hi, start + self.config.inference_batch_size))
-                batch = self.sampler.sample({t: ids}, generator=ckpt.generator(self.config.seed, 5, ti, start))
-                rows.append(self._forward(batch)[t].cpu())
+            lo, hi = rank_rows(n, self.backend.rank, self.backend.world_size) if rank_slice else (0, n)
+            if exact is not None:
+                rows = [exact[t][lo:hi]]
+            else:
+                rows = []
+                for start in range(lo, hi, self.config.inference_batch_size):
+                    ids = torch.arange(start, min(hi, start + self.config.inference_batch_size))
+                    batch = self.sampler.sample({t: ids}, generator=ckpt.generator(self.config.seed, 5, ti, start))
+                    rows.append(self._forward(batch)[t].cpu())
             dim = self.model_config.hidden_dim
             mat = torch.cat(rows).numpy().astype(np.float32) if rows else np.zeros((0, dim), np.float32)
             mat = self._scoring(t, mat, lo)
@@ -421,18 +432,10 @@ class Trainer:
         (every rank calls it: ``embed_all(rank_slice=True)``): each rank computes its slice of every
         layer and the backend's ``allreduce_sum`` assembles it; else this rank computes all of it
         (validation runs on rank 0 alone, the hard-negative tables on each rank from its own cache)."""
-        def encode(t: str, ids: torch.Tensor) -> torch.Tensor:
-            node_ids = {t: ids}
-            features = gather_features(self.features, node_ids, device=self.device)
-            id_mask = None
-            if self.cold is not None:
-                features, id_mask = self.cold.prepare(features, node_ids, self.id_types)
-            return self.model.encoder(node_ids, features, id_mask)[t]
-
         b = self.backend
         ranks = dict(rank=b.rank, world_size=b.world_size, allreduce_sum=b.allreduce_sum) if collective else {}
-        return layerwise_embeddings(self.model, self.graph, encode, self.config.inference_batch_size, self.degrees,
-                                    **ranks)
+        return layerwise_embeddings(self.model, self.graph, self._encode, self.config.inference_batch_size,
+                                    self.degrees, **ranks)
 
     def _scoring(self, node_type: str, rows: np.ndarray, lo: int) -> np.ndarray:
         """The exported vectors of rows ``lo..`` of ``node_type`` (:func:`training.scoring.scoring_vectors`)."""

@@ -109,6 +109,18 @@ def check_metric(value: object, name: object) -> None:
         raise TypeError("value: expected a dense tensor, got a sparse one")
 
 
+def rank_rows(n: int, rank: int, world_size: int) -> tuple[int, int]:
+    """``(lo, hi)``: rank ``rank``'s contiguous share of ``n`` rows, ``ceil(n / world_size)`` each
+    (the last ranks' shares may be shorter or empty). Arguments are not checked (callers did).
+
+    Example:
+        >>> rank_rows(5, 1, 2)
+        (3, 5)
+    """
+    per = -(-n // world_size)
+    return min(n, rank * per), min(n, (rank + 1) * per)
+
+
 def check_tensor(tensor: object, name: object) -> None:
     """Validate the arguments of `Backend.allreduce_sum` (a dense tensor and a collective name)."""
     check_metric(tensor, name)
