@@ -2,24 +2,27 @@
 PYTHON ?= python3.11
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-HASH   := $(shell cat pyproject.toml training/distributed/build_horovod.sh | sha1sum | cut -c1-12)
+HASH   := $(shell cat pyproject.toml constraints.txt training/distributed/build_horovod.sh | sha1sum | cut -c1-12)
 BASE   := $(VENV)/.base-$(HASH)
 STAMP  := $(VENV)/.installed-$(HASH)
 LAKE   ?= ./lakehouse
 
 .PHONY: install install-base demo test cluster-test bench clean
 
+# the versions the suite passed with (constraints.txt; docs/operations.md says how to upgrade them)
+PIN    := -c constraints.txt
+
 # what the pipeline needs (the demo): no test tools, no Airflow, no Horovod build
-$(BASE): pyproject.toml training/distributed/build_horovod.sh
+$(BASE): pyproject.toml constraints.txt training/distributed/build_horovod.sh
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install --quiet $(PIN) -e .
 	@rm -f $(VENV)/.base-*
 	@touch $(BASE)
 
 # everything the tests exercise: test tools, the Airflow extra, Horovod (wheel cached in ~/.cache/graphlake)
 $(STAMP): $(BASE)
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet $(PIN) -e '.[test]'
 	bash training/distributed/build_horovod.sh $(PY)
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)

@@ -1,6 +1,9 @@
 """CLI verbs of the asset layer: ``publish``, ``embed-new``,
 ``assets list|show|gate|promote|rollback|retire|vacuum|history`` and ``sql`` (added to ``graphlake``'s parser by :func:`add_commands`).
 
+Each verb is ``fn(args, spark, emit)``: ``spark()`` returns the session, started on first call, so
+the verbs that only read the registry (``assets list|show|history``) start no JVM.
+
 Examples:
     graphlake publish --lake lakehouse [--run-id RUN] [--node-types user,item,shop] [--promote]
     graphlake embed-new --lake lakehouse [--version production|latest|N] [--node-types user,item] [--promote]
@@ -15,6 +18,8 @@ from __future__ import annotations
 
 import json
 import re
+
+from graphlake.errors import UsageError
 
 def _config(path):
     from assets.config import AssetConfig
@@ -47,7 +52,7 @@ def _emit_versions(emit, summary: dict, head: str, line) -> dict:
 def cmd_publish(args, spark, emit) -> dict:
     from assets.publish import publish
 
-    summary = publish(spark, args.lake, run_id=args.run_id, node_types=_node_types(args.node_types),
+    summary = publish(spark(), args.lake, run_id=args.run_id, node_types=_node_types(args.node_types),
                       config=_config(args.config), promote=args.promote)
     return _emit_versions(
         emit, summary, f"published run {summary['run_id']} (graph version {summary['graph_version']}) in "
@@ -59,7 +64,7 @@ def cmd_publish(args, spark, emit) -> dict:
 def cmd_embed_new(args, spark, emit) -> dict:
     from assets.embed_new import embed_new
 
-    summary = embed_new(spark, args.lake, version=_version_arg(args.version), node_types=_node_types(args.node_types),
+    summary = embed_new(spark(), args.lake, version=_version_arg(args.version), node_types=_node_types(args.node_types),
                         config=_config(args.config), max_new_nodes=args.max_new_nodes, promote=args.promote)
     return _emit_versions(
         emit, summary, f"embedded {summary['new_nodes']} new nodes after graph version {summary['graph_version']} "
@@ -93,20 +98,20 @@ def cmd_assets(args, spark, emit) -> dict:
     if action in ("gate", "promote"):
         run, outcome = ((lifecycle.gate, "passed the gate (still a candidate)") if action == "gate"
                         else (lifecycle.promote, "passed the gate and is production"))
-        summary = run(spark, args.lake, args.asset, args.version, _config(args.config))
+        summary = run(spark(), args.lake, args.asset, args.version, _config(args.config))
         out = {"asset": args.asset, "version": args.version, "figures": summary["figures"],
                "data_docs": summary["data_docs"]}
         emit(out, f"{args.asset} v{args.version} {outcome} {summary['figures']}")
         return out
     if action == "rollback":
-        moved = lifecycle.rollback(spark, args.lake, args.asset, args.to_version)
+        moved = lifecycle.rollback(spark(), args.lake, args.asset, args.to_version)
         emit(moved, f"{moved['asset']}: production v{moved['from']} -> v{moved['to']}")
         return moved
     if action == "retire":
-        lifecycle.retire(spark, args.lake, args.asset, args.version)
+        lifecycle.retire(spark(), args.lake, args.asset, args.version)
         emit({"asset": args.asset, "retired": args.version}, f"{args.asset} v{args.version} retired")
         return {}
-    gone = lifecycle.vacuum(spark, args.lake, args.asset, retention_hours=args.retention_hours)
+    gone = lifecycle.vacuum(spark(), args.lake, args.asset, retention_hours=args.retention_hours)
     emit({"asset": args.asset, "vacuumed": gone}, f"{args.asset}: vacuumed versions {gone or 'none'}")
     return {"vacuumed": gone}
 
@@ -118,10 +123,17 @@ def _version_arg(v: str):
 def cmd_sql(args, spark, emit) -> dict:
     import udfs
 
-    versions = udfs.register(spark, lake=args.lake, version=_version_arg(args.version))
-    udfs.register_views(spark, args.lake, versions)
-    df = spark.sql(args.query)
-    rows = [r.asDict(recursive=True) for r in df.limit(args.limit).collect()]
+    session = spark()
+    versions = udfs.register(session, lake=args.lake, version=_version_arg(args.version))
+    udfs.register_views(session, args.lake, versions)
+    try:
+        df = session.sql(args.query)
+        rows = [r.asDict(recursive=True) for r in df.limit(args.limit).collect()]
+    except Exception as exc:
+        explained = sql_usage_error(exc)
+        if explained is None:
+            raise
+        raise explained from exc
     if args.json:
         print(json.dumps({"versions": versions, "columns": df.columns, "rows": rows}, default=str))
     else:
@@ -129,14 +141,46 @@ def cmd_sql(args, spark, emit) -> dict:
     return {"rows": rows}
 
 
+_AGGREGATES = ("gl_mean_embedding", "gl_weighted_mean_embedding")
+
+
+def sql_usage_error(exc: Exception) -> UsageError | None:
+    """The user's mistake in a failed ``graphlake sql`` query, as one line; ``None`` when it is not one.
+
+    - a ``gl_*`` function rejected its arguments (``gl_recommend: k must be in 1..1000, got -1``);
+    - Spark's analysis rejected the query (a syntax error, an unknown column or function);
+    - ``gl_mean_embedding`` beside a built-in aggregate (Spark cannot mix a pandas group aggregate
+      with other aggregates in one ``GROUP BY``): the message shows the two-step query that works.
+    """
+    from pyspark.errors import AnalysisException, ParseException
+
+    udf_error = python_error(exc)
+    if udf_error:
+        return UsageError(udf_error)
+    text = str(exc)
+    if "INVALID_PANDAS_UDF_PLACEMENT" in text:
+        return UsageError(
+            f"{' / '.join(_AGGREGATES)} cannot share a GROUP BY with other aggregates (count, sum, ...: Spark runs "
+            "pandas group aggregates on their own); aggregate in two steps and join, e.g. "
+            "WITH e AS (SELECT shop_id, gl_mean_embedding(item_id) AS emb FROM items GROUP BY shop_id), "
+            "c AS (SELECT shop_id, count(*) AS n FROM items GROUP BY shop_id) "
+            "SELECT c.shop_id, c.n, e.emb FROM c JOIN e USING (shop_id)")
+    if isinstance(exc, (AnalysisException, ParseException)):
+        first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+        return UsageError(f"SQL: {first}")
+    return None
+
+
 def python_error(exc: Exception) -> str | None:
-    """The ``XxxError: message`` line a Python UDF raised, out of a Spark ``PythonException``."""
-    found = re.findall(r"^(?:ValueError|TypeError): .+$", str(exc), flags=re.M)
+    """The ``XxxError: gl_fn: message`` line a ``gl_*`` function raised for its arguments, out of a
+    Spark ``PythonException`` (other Python errors in a Spark job are not the user's: ``None``)."""
+    found = re.findall(r"^(?:ValueError|TypeError): gl_\w+: .+$", str(exc), flags=re.M)
     return found[-1] if found else None
 
 
 def add_commands(sub, common, wrap) -> None:
-    """Add the asset verbs to ``graphlake``'s subparsers (``wrap(fn)`` adapts a (args, spark, emit) command)."""
+    """Add the asset verbs to ``graphlake``'s subparsers (``wrap(fn)`` adapts a (args, spark, emit) command; ``spark`` is a
+    zero-argument function returning the session)."""
     p = sub.add_parser("publish", help="publish a training run as new embedding asset versions", parents=[common])
     p.set_defaults(func=wrap(cmd_publish))
     p.add_argument("--run-id", dest="run_id", default=None, help="default: the newest finished run")

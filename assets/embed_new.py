@@ -63,6 +63,7 @@ from assets.config import AssetConfig
 from assets.registry import AssetError, read_registry, resolve
 from graph_build import schema as G
 from graphlake import lake, tables
+from graphlake.errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ def embed_new(spark, lake_dir: str, version="production", node_types=None, confi
     if not isinstance(config, AssetConfig):
         raise TypeError(f"config: expected AssetConfig, got {type(config).__name__}")
     if isinstance(max_new_nodes, bool) or not isinstance(max_new_nodes, int) or max_new_nodes < 1:
-        raise ValueError(f"max_new_nodes: expected an int >= 1, got {max_new_nodes!r}")
+        raise UsageError(f"max_new_nodes: expected an int >= 1, got {max_new_nodes!r}")
     sources = _sources(lake_dir, version, node_types)
     run_ids = sorted({r["run_id"] for r in sources.values()})
     if len(run_ids) != 1:
@@ -149,7 +150,7 @@ def _sources(lake_dir: str, version, node_types) -> dict[str, dict]:
             raise AssetError(f"lake: no user or item embeddings are published under {lake_dir!r} "
                              "(run `graphlake publish` first)")
     if isinstance(node_types, str) or not node_types:
-        raise ValueError(f"node_types: expected a non-empty list of node types, got {node_types!r}")
+        raise UsageError(f"node_types: expected a non-empty list of node types, got {node_types!r}")
     return {A.asset_name(t): resolve(rows, A.asset_name(t), version) for t in node_types}
 
 

@@ -24,6 +24,7 @@ from assets.config import AssetConfig
 from assets.gate import read_version_rows, run_gate
 from assets.registry import AssetError, now, production, read_registry, resolve, update_registry, versions_of
 from graphlake import lake, quality
+from graphlake.errors import UsageError
 
 
 class GateFailedError(AssetError):
@@ -44,7 +45,7 @@ def _find(rows: list[dict], asset: str, version: int) -> dict:
 
 def _check_version(version) -> int:
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise ValueError(f"version: expected an asset version number >= 1, got {version!r}")
+        raise UsageError(f"version: expected an asset version number >= 1, got {version!r}")
     return version
 
 
@@ -209,7 +210,7 @@ def vacuum(spark, lake_dir: str, asset: str, retention_hours: int = 0) -> list[i
     from assets.publish import asset_table
 
     if isinstance(retention_hours, bool) or not isinstance(retention_hours, int) or retention_hours < 0:
-        raise ValueError(f"retention_hours: expected an int >= 0, got {retention_hours!r}")
+        raise UsageError(f"retention_hours: expected an int >= 0, got {retention_hours!r}")
     rows, _ = read_registry(lake_dir)
     gone = sorted(r["version"] for r in versions_of(rows, asset)
                   if r["status"] in (A.RETIRED, A.FAILED) and not r["vacuumed"])

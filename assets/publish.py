@@ -38,6 +38,7 @@ from assets.config import AssetConfig
 from assets.registry import (AssetError, RegistryConflictError, code_version, commit_registry, next_version, now,
                              read_registry, update_registry)
 from graphlake import lake, tables
+from graphlake.errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ def publish(spark, lake_dir: str, run_id: str | None = None, node_types=None, co
     if node_types is None:  # the run's user and item types; other types on request
         node_types = sorted({t.split("__")[i] for t in history for i in (0, 2)} & set(available)) or available
     if isinstance(node_types, str) or not node_types:
-        raise ValueError(f"node_types: expected a non-empty list of node types, got {node_types!r}")
+        raise UsageError(f"node_types: expected a non-empty list of node types, got {node_types!r}")
     missing = [t for t in node_types if t not in available]
     if missing:
         raise AssetError(f"node_types: run {run_id} has no embeddings of {missing} (it has {available}); "

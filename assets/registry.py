@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 
 from assets import schema as A
 from graphlake import lake, tables
+from graphlake.errors import InputNotFoundError
 
 _MAX_RETRIES = 8
 
@@ -34,7 +35,7 @@ class AssetError(RuntimeError):
     """An asset operation could not be done; the message says why and what to do."""
 
 
-class AssetNotFoundError(AssetError, LookupError):
+class AssetNotFoundError(AssetError, InputNotFoundError, LookupError):
     """No such asset, version, or no production version."""
 
 

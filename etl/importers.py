@@ -64,6 +64,7 @@ from pyspark.sql import types as T
 
 from etl import schema as S
 from graphlake import lake, tables
+from graphlake.errors import InputNotFoundError, UsageError
 
 IMPORT_TEST = tables.IMPORT_TEST
 SPLIT = S.SPLIT
@@ -359,9 +360,9 @@ def read_s3rec_attributes(spark, file_path: str) -> DataFrame:
         try:
             mapping = json.load(fh)
         except json.JSONDecodeError as exc:
-            raise ValueError(f"path: {file_path!r} is not valid JSON ({exc})") from exc
+            raise UsageError(f"path: {file_path!r} is not valid JSON ({exc})") from exc
     if not isinstance(mapping, dict):
-        raise ValueError(f"path: {file_path!r} must hold a JSON object item -> [attribute ids], "
+        raise UsageError(f"path: {file_path!r} must hold a JSON object item -> [attribute ids], "
                          f"got {type(mapping).__name__}")
 
     def text(v):
@@ -376,23 +377,23 @@ def read_s3rec_attributes(spark, file_path: str) -> DataFrame:
 
 def _check_inputs(fmt: str, path: str, lake_dir: str, seed: int) -> dict[str, str]:
     if fmt not in FORMATS:
-        raise ValueError(f"fmt: expected one of {FORMATS}, got {fmt!r}")
+        raise UsageError(f"fmt: expected one of {FORMATS}, got {fmt!r}")
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise TypeError(f"seed: expected an int, got {type(seed).__name__}")
     tables.table_path(lake_dir, tables.CLEAN_EVENTS)  # validates lake_dir
     required, optional = EXPECTED_FILES[fmt]
     expected = f"format {fmt!r} expects {list(required)} (optional {list(optional)})"
     if not isinstance(path, str) or not os.path.isdir(path):
-        raise FileNotFoundError(f"path: no dataset folder at {path!r}; {expected}")
+        raise InputNotFoundError(f"path: no dataset folder at {path!r}; {expected}")
     if fmt == "s3rec":
         seqs = sorted(glob.glob(os.path.join(path, "*.txt")))
         if len(seqs) != 1:
-            raise FileNotFoundError(f"path: {path!r} holds {len(seqs)} .txt files {seqs}; {expected}")
+            raise InputNotFoundError(f"path: {path!r} holds {len(seqs)} .txt files {seqs}; {expected}")
         name = os.path.splitext(os.path.basename(seqs[0]))[0]
         required, optional = (f"{name}.txt",), (f"{name}_item2attributes.json",)
     missing = [f for f in required if not os.path.isfile(os.path.join(path, f))]
     if missing:
-        raise FileNotFoundError(f"path: {path!r} lacks required file(s) {missing}; {expected}")
+        raise InputNotFoundError(f"path: {path!r} lacks required file(s) {missing}; {expected}")
     return {f: os.path.join(path, f) for f in required + optional if os.path.isfile(os.path.join(path, f))}
 
 

@@ -31,6 +31,7 @@ from etl import quality as Q
 from etl import schema as S
 from etl import transforms as X
 from graphlake import lake, tables
+from graphlake.errors import InputNotFoundError, UsageError
 from graphlake.quality import QualityError, run_suites
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ def available_dates(raw_dir: str) -> list[str]:
     """Dates of the ``raw/events/dt=YYYY-MM-DD`` folders, sorted."""
     root = os.path.join(raw_dir, S.RAW_EVENTS_DIR)
     if not os.path.isdir(root):
-        raise FileNotFoundError(f"raw: expected folder {root!r} with dt=YYYY-MM-DD subfolders; it does not exist")
+        raise InputNotFoundError(f"raw: expected folder {root!r} with dt=YYYY-MM-DD subfolders; it does not exist")
     found = []
     for name in os.listdir(root):
         if name.startswith("dt=") and _DATE_RE.match(name[3:]):
@@ -58,16 +59,16 @@ def _check_dates(raw_dir: str, dates) -> list[str]:
     have = available_dates(raw_dir)
     if dates is None:
         if not have:
-            raise FileNotFoundError(f"raw: no dt=YYYY-MM-DD folders under {os.path.join(raw_dir, S.RAW_EVENTS_DIR)!r}")
+            raise InputNotFoundError(f"raw: no dt=YYYY-MM-DD folders under {os.path.join(raw_dir, S.RAW_EVENTS_DIR)!r}")
         return have
     if isinstance(dates, str):
         dates = [dates]
     bad = [d for d in dates if not isinstance(d, str) or not _DATE_RE.match(d)]
     if bad:
-        raise ValueError(f"dates: expected YYYY-MM-DD strings, got {bad}")
+        raise UsageError(f"dates: expected YYYY-MM-DD strings, got {bad}")
     missing = [d for d in dates if d not in have]
     if missing:
-        raise FileNotFoundError(f"dates: no raw folder for {missing} (available: {have[:10]}{'...' if len(have) > 10 else ''})")
+        raise InputNotFoundError(f"dates: no raw folder for {missing} (available: {have[:10]}{'...' if len(have) > 10 else ''})")
     return sorted(set(dates))
 
 
@@ -299,18 +300,18 @@ def _runs(spark, lake_dir: str):
     """``meta/etl_runs`` (``FileNotFoundError`` when no ETL run was recorded)."""
     path = tables.table_path(lake_dir, tables.ETL_RUNS)
     if not lake.table_exists(path):
-        raise FileNotFoundError(f"lake: no ETL run recorded under {lake_dir!r} (run `graphlake etl` first)")
+        raise InputNotFoundError(f"lake: no ETL run recorded under {lake_dir!r} (run `graphlake etl` first)")
     return lake.read_table(spark, path)
 
 
 def get_run(spark, lake_dir: str, run_id: str) -> dict:
     """The report of ETL run ``run_id`` (its newest row in ``meta/etl_runs``)."""
     if not isinstance(run_id, str) or not run_id:
-        raise ValueError(f"run_id: expected an ETL run id, got {run_id!r}")
+        raise UsageError(f"run_id: expected an ETL run id, got {run_id!r}")
     found = [json.loads(r["report"]) for r in _runs(spark, lake_dir).filter(F.col("run_id") == run_id)
              .orderBy(F.col("finished_at").desc()).limit(1).collect()]
     if not found:
-        raise ValueError(f"run_id: no ETL run {run_id!r} in {tables.ETL_RUNS}")
+        raise UsageError(f"run_id: no ETL run {run_id!r} in {tables.ETL_RUNS}")
     return found[0]
 
 

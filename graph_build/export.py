@@ -21,6 +21,7 @@ import time
 from graph_build.manifest import load_graph_version, read_graph_table
 from graph_build.snapshot import open_snapshot, export_snapshot
 from graphlake import tables
+from graphlake.errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,6 @@ def _existing_manifest(out_dir: str, graph_version: int) -> dict:
     """The manifest of the snapshot at ``out_dir``, which must be one of ``graph_version``."""
     snap = open_snapshot(out_dir)
     if snap.graph_version != graph_version:
-        raise ValueError(f"out_dir: {out_dir} holds a snapshot of graph version {snap.graph_version}, not "
+        raise UsageError(f"out_dir: {out_dir} holds a snapshot of graph version {snap.graph_version}, not "
                          f"{graph_version} (pass overwrite=True to replace it)")
     return snap.manifest

@@ -37,6 +37,7 @@ from graph_build.manifest import GraphNotFoundError, load_graph_version, manifes
 from graph_build.nodes import node_keys, node_table
 from graph_build.quality import graph_suites
 from graphlake import lake, tables
+from graphlake.errors import InputNotFoundError
 from graphlake.quality import run_suites
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,7 @@ class _Writes:
 def _read_inputs(spark, lake_dir: str) -> tuple[dict, dict]:
     events_path = tables.table_path(lake_dir, tables.CLEAN_EVENTS)
     if not lake.table_exists(events_path):
-        raise FileNotFoundError(f"lake: no {tables.CLEAN_EVENTS} under {lake_dir!r} (run `graphlake etl` or "
+        raise InputNotFoundError(f"lake: no {tables.CLEAN_EVENTS} under {lake_dir!r} (run `graphlake etl` or "
                                 "`graphlake import` first)")
     versions, frames = {}, {}
     for name, schema in _INPUTS:

@@ -23,11 +23,12 @@ from pyspark.sql import functions as F
 
 from graph_build import schema as G
 from graphlake import lake, tables
+from graphlake.errors import InputNotFoundError, UsageError
 
 _TS_FORMAT = "yyyy-MM-dd'T'HH:mm:ss.SSSSSS'Z'"
 
 
-class GraphNotFoundError(FileNotFoundError):
+class GraphNotFoundError(InputNotFoundError):
     """The lake has no committed graph version (or not the requested one)."""
 
 
@@ -101,7 +102,7 @@ def load_graph_version(spark, lake_dir: str, version: int | None = None) -> dict
         GraphNotFoundError: no graph was built yet, or ``version`` does not exist.
     """
     if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 0):
-        raise ValueError(f"version: expected a non-negative int or None, got {version!r}")
+        raise UsageError(f"version: expected a non-negative int or None, got {version!r}")
     path = tables.table_path(lake_dir, tables.GRAPH_MANIFEST)
     manifest_version = lake.table_version(path)
     if manifest_version is None:

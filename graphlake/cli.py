@@ -32,6 +32,9 @@ import os
 import shlex
 import sys
 import time
+import traceback
+
+from graphlake.errors import EXIT_FAILED, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, InputNotFoundError, UsageError
 
 DEFAULT_LAKE = "./lakehouse"
 VALIDATE_STAGES = ("etl", "graph")
@@ -43,7 +46,7 @@ def _spark(args):
     conf = {}
     for item in args.conf or []:
         if "=" not in item:
-            raise ValueError(f"--conf: expected key=value, got {item!r}")
+            raise UsageError(f"--conf: expected key=value, got {item!r}")
         key, value = item.split("=", 1)
         conf[key] = value
     return get_spark(master=args.master, app_name=f"graphlake-{args.command}", conf=conf)
@@ -123,7 +126,7 @@ def cmd_validate(args) -> dict:
     from graphlake.quality import QualityError
 
     if args.stage not in VALIDATE_STAGES:
-        raise ValueError(f"--stage: expected one of {list(VALIDATE_STAGES)}, got {args.stage!r}")
+        raise UsageError(f"--stage: expected one of {list(VALIDATE_STAGES)}, got {args.stage!r}")
     spark = _spark(args)
     try:
         if args.stage == "graph":
@@ -242,6 +245,11 @@ def cmd_train(args) -> dict:
 
 def cmd_evaluate(args) -> dict:
     from training.evaluate import evaluate
+    from training.job import run_dir_of
+    from training.worker import read_run
+
+    if args.run_id:  # an unknown run fails before a Spark session starts
+        read_run(run_dir_of(args.lake, args.run_id))
 
     result = evaluate(_spark(args), args.lake, run_id=args.run_id, test_table=args.test_table,
                       test_file=args.test_file, split=args.split or None, k=args.k, max_users=args.max_users,
@@ -313,9 +321,10 @@ def cmd_report(args) -> str:
 
 
 def _asset_command(fn):
-    """Adapt an asset-layer command ``fn(args, spark, emit)`` (see :mod:`assets.cli`)."""
+    """Adapt an asset-layer command ``fn(args, spark, emit)`` (see :mod:`assets.cli`): ``spark()``
+    starts the session on first use, so registry reads start no JVM."""
     def run(args):
-        return fn(args, _spark(args), lambda summary, human: _emit(args, summary, human))
+        return fn(args, lambda: _spark(args), lambda summary, human: _emit(args, summary, human))
     return run
 
 
@@ -433,36 +442,100 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# commands that create their lake (every other command needs an existing one)
+_CREATES_LAKE = ("generate", "etl", "import", "demo")
+
+
+def _check_lake(args) -> None:
+    if args.command in _CREATES_LAKE or os.path.isdir(args.lake):
+        return
+    raise InputNotFoundError(f"--lake: no lake at {args.lake!r} (the folder does not exist; `graphlake etl` or "
+                             "`graphlake import` creates one)")
+
+
+def _job_failures() -> tuple[type, ...]:
+    """Exceptions of a job or gate that failed (exit 1); imported here, where the CLI is the one
+    place that knows every stage."""
+    from assets.registry import AssetError
+    from etl.job import EtlError
+    from graph_build.job import GraphBuildError
+    from graphlake.cluster import ClusterError
+    from graphlake.lake import LakeError
+    from graphlake.quality import QualityError
+    from training.checkpoint import UnsafeCheckpointError
+    from training.distributed.launch import LaunchError
+    from training.job import TrainError
+
+    return (EtlError, GraphBuildError, TrainError, AssetError, QualityError, LakeError, LaunchError, ClusterError,
+            UnsafeCheckpointError)
+
+
+def failure_log_dir(lake_dir: str | None) -> str:
+    """Where a failed command writes its trace: ``$GRAPHLAKE_LOG_DIR``, else ``<lake>/_logs`` when
+    the lake exists, else ``~/.cache/graphlake/logs``."""
+    if os.environ.get("GRAPHLAKE_LOG_DIR"):
+        return os.environ["GRAPHLAKE_LOG_DIR"]
+    if lake_dir and os.path.isdir(lake_dir) and os.access(lake_dir, os.W_OK):
+        return os.path.join(lake_dir, "_logs")
+    return os.path.join(os.path.expanduser("~"), ".cache", "graphlake", "logs")
+
+
+def _write_failure_log(args, argv, exc: BaseException) -> str:
+    folder = failure_log_dir(getattr(args, "lake", None))
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    path = os.path.abspath(os.path.join(folder, f"graphlake-{args.command}-{stamp}-{os.getpid()}.log"))
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(f"graphlake {' '.join(shlex.quote(a) for a in argv)}\n")
+            fh.write("".join(traceback.format_exception(exc)))
+    except OSError as log_exc:  # no writable log folder: say so rather than hide the failure
+        return f"(no log written: {log_exc})"
+    return path
+
+
+def _one_line(text: str) -> str:
+    return " | ".join(line.strip() for line in str(text).strip().splitlines() if line.strip())
+
+
+def classify(exc: BaseException) -> tuple[int, str]:
+    """``(exit code, message)`` for an exception a command raised (see :mod:`graphlake.errors`)."""
+    from assets.cli import sql_usage_error
+
+    if isinstance(exc, UsageError):
+        return EXIT_USAGE, f"error: {_one_line(exc)}"
+    explained = sql_usage_error(exc)  # a SQL function's argument or a query Spark cannot analyse
+    if explained is not None:
+        return EXIT_USAGE, f"error: {_one_line(explained)}"
+    if isinstance(exc, _job_failures()):
+        return EXIT_FAILED, str(exc)
+    return EXIT_INTERNAL, f"internal error (a bug, not your input): {type(exc).__name__}: {_one_line(exc)[:500]}"
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns the exit code (0 success, 1 a job or gate failed, 2 the user's
+    input, 3 an internal error: :mod:`graphlake.errors`)."""
     # OpenMP threads that spin while waiting slow torch down many times on a shared machine (a 2-thread
     # sort: 184 ms spinning vs 3.6 ms passive, measured with another process busy); the launched
     # training ranks inherit this
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     logging.basicConfig(level=os.environ.get("GRAPHLAKE_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(argv)  # a usage error exits 2 here, with argparse's message
     start = time.time()
     try:
+        _check_lake(args)
         args.func(args)
-    except (ValueError, TypeError, FileNotFoundError) as exc:
-        print(f"graphlake {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # a failed job: one readable line, the details in the log
-        from etl.job import EtlError
-        from graph_build.job import GraphBuildError
-        from assets.cli import python_error
-        from assets.registry import AssetError
-        from training.job import TrainError
-
-        if isinstance(exc, (EtlError, GraphBuildError, TrainError, AssetError)):
-            print(f"graphlake {args.command}: {exc}", file=sys.stderr)
-            return 1
-        udf_error = python_error(exc)
-        if udf_error:  # a gl_* function rejected its arguments
-            print(f"graphlake {args.command}: error: {udf_error}", file=sys.stderr)
-            return 2
-        raise
+    except KeyboardInterrupt:
+        print(f"graphlake {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        code, message = classify(exc)
+        log_path = _write_failure_log(args, argv, exc)
+        print(f"graphlake {args.command}: {message} (trace: {log_path})", file=sys.stderr)
+        return code
     logging.getLogger(__name__).info("%s finished in %.1f s", args.command, time.time() - start)
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

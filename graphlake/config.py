@@ -16,6 +16,8 @@ from typing import TypeVar
 
 import yaml
 
+from graphlake.errors import ConfigError, InputNotFoundError
+
 C = TypeVar("C")
 
 
@@ -28,34 +30,47 @@ def load_config(cls: type[C], source: str | Mapping | None, section: str | None 
         section: read only this top-level key of the document (e.g. ``"etl"``), if present.
 
     Raises:
-        FileNotFoundError: the file does not exist.
-        ValueError: the document is not a mapping, or names a key ``cls`` does not have.
+        InputNotFoundError: the file does not exist.
+        ConfigError: the file is not valid YAML (the message gives file:line:column), the document
+            is not a mapping, names a key ``cls`` does not have, or a value ``cls`` rejects.
     """
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"cls: expected a dataclass type, got {cls!r}")
     if source is None:
         return cls()
     if isinstance(source, str):
-        if not os.path.isfile(source):
-            raise FileNotFoundError(f"config: no such file {source!r}")
-        with open(source, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh) or {}
-        where = source
+        data, where = _read_yaml(source), source
     elif isinstance(source, Mapping):
         data, where = dict(source), "mapping"
     else:
         raise TypeError(f"source: expected a YAML path or a mapping, got {type(source).__name__}")
     if not isinstance(data, Mapping):
-        raise ValueError(f"config {where}: expected a mapping at the top level, got {type(data).__name__}")
+        raise ConfigError(f"config {where}: expected a mapping at the top level, got {type(data).__name__}")
     if section is not None and section in data:
         data = data[section]
         if not isinstance(data, Mapping):
-            raise ValueError(f"config {where}: section {section!r} must be a mapping, got {type(data).__name__}")
+            raise ConfigError(f"config {where}: section {section!r} must be a mapping, got {type(data).__name__}")
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ValueError(f"config {where}: unknown keys {unknown} for {cls.__name__} (known: {sorted(known)})")
-    return cls(**data)
+        raise ConfigError(f"config {where}: unknown keys {unknown} for {cls.__name__} (known: {sorted(known)})")
+    try:
+        return cls(**data)
+    except (ValueError, TypeError) as exc:  # __post_init__ names the field; say which file it came from
+        raise ConfigError(f"config {where}: {exc}") from exc
+
+
+def _read_yaml(path: str):
+    if not os.path.isfile(path):
+        raise InputNotFoundError(f"config: no such file {path!r}")
+    with open(path, encoding="utf-8") as fh:
+        try:
+            return yaml.safe_load(fh) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+            where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else path
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ConfigError(f"config {where}: not valid YAML ({problem})") from exc
 
 
 def to_dict(config) -> dict:

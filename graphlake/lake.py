@@ -37,6 +37,7 @@ from urllib.parse import unquote
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from graphlake.errors import InputNotFoundError
 from graphlake.spark import has_native_delta
 
 STAGING_DIR = "_gl_staging"
@@ -51,8 +52,9 @@ class LakeError(RuntimeError):
     """A lake operation failed; the table is unchanged."""
 
 
-class TableNotFoundError(LakeError, FileNotFoundError):
-    """The path holds no Delta table (or not the requested version)."""
+class TableNotFoundError(LakeError, InputNotFoundError):
+    """The path holds no Delta table (or not the requested version): the caller named a table or a
+    lake that is not there (exit 2 on the CLI)."""
 
 
 class SchemaMismatchError(LakeError, ValueError):
@@ -133,13 +135,7 @@ def read_table(spark, path: str, version: int | None = None):
             reader = reader.option("versionAsOf", version)
         return reader.load(path)
     table = _load(path, version)
-    features = set(table.protocol().reader_features or [])
-    unsupported = sorted(features.intersection(_UNSUPPORTED_READER_FEATURES))
-    if unsupported:
-        raise LakeError(
-            f"table {path!r} uses Delta reader features {unsupported}; read it on a Spark session "
-            "with the delta-spark package (spark.jars.packages io.delta:delta-spark_2.13)"
-        )
+    _check_reader_features(table, path)
     schema = spark_schema(path, version)
     files = table.file_uris()  # decoded file-system paths
     if not files:
@@ -150,12 +146,78 @@ def read_table(spark, path: str, version: int | None = None):
     return reader.parquet(*files).select(*schema.fieldNames())
 
 
+def _check_reader_features(table, path: str) -> None:
+    features = set(table.protocol().reader_features or [])
+    unsupported = sorted(features.intersection(_UNSUPPORTED_READER_FEATURES))
+    if unsupported:
+        raise LakeError(
+            f"table {path!r} uses Delta reader features {unsupported}; read it on a Spark session "
+            "with the delta-spark package (spark.jars.packages io.delta:delta-spark_2.13)"
+        )
+
+
 def read_arrow(path: str, version: int | None = None) -> pa.Table:
-    """A SMALL table (registries, manifests) read straight into the process with delta-rs.
+    """A SMALL table (registries, manifests) read straight into the process, without Spark.
+
+    delta-rs gives the version's data files and their partition values (its Rust log reader);
+    ``pyarrow.parquet`` reads the files from the local file system. This deliberately avoids
+    delta-rs' own scan (``DeltaTable.to_pyarrow_table`` / ``to_pyarrow_dataset``): that path goes
+    through delta-rs' Python file-system bridge and, with deltalake 1.6 and pyarrow 21-26, makes
+    the interpreter abort at exit ("terminate called without an active exception", exit 134) in
+    most runs of a process that used it, after all its work was done.
 
     For metadata tables of bounded size only; data tables go through :func:`read_table` (Spark).
+
+    Args:
+        path: table folder.
+        version: Delta version for time travel; ``None`` reads the latest.
+
+    Returns:
+        ``pyarrow.Table`` with the table's columns, partition columns included, in the table's
+        order (delta-rs' large/view types mapped to the plain ones, as :func:`read_table` does).
+
+    Example:
+        >>> registry = lake.read_arrow("lakehouse/assets/registry").to_pylist()
     """
-    return _load(path, version).to_pyarrow_table()
+    table = _load(path, version)
+    _check_reader_features(table, path)
+    schema = _plain_arrow_schema(pa.schema(table.schema().to_arrow()))
+    partition_cols = list(table.metadata().partition_columns)
+    actions = pa.table(table.get_add_actions(flatten=True))
+    if actions.num_rows == 0:
+        return schema.empty_table()
+    root = _local_root(path)
+    data_cols = [f.name for f in schema if f.name not in partition_cols]
+    parts = []
+    for i, rel in enumerate(actions.column("path").to_pylist()):
+        piece = pq.read_table(_data_file(root, rel), columns=data_cols)
+        n = piece.num_rows
+        columns = {}
+        for field in schema:
+            if field.name in partition_cols:
+                raw = actions.column(f"partition.{field.name}")[i].as_py()
+                value = None if raw is None else str(raw)
+                columns[field.name] = pa.array([value] * n, pa.string()).cast(field.type)
+            else:
+                columns[field.name] = piece.column(field.name).cast(field.type)
+        parts.append(pa.table(columns, schema=schema))
+    return pa.concat_tables(parts)
+
+
+def _local_root(path: str) -> str:
+    if "://" in path and not path.startswith("file://"):
+        raise LakeError(f"read_arrow: {path!r} is not on the local file system; read it with Spark (read_table)")
+    return os.path.abspath(path[len("file://"):] if path.startswith("file://") else path)
+
+
+def _data_file(root: str, rel: str) -> str:
+    """The local path of an add action's file (delta-rs gives it URI-encoded, relative or absolute)."""
+    if rel.startswith("file://"):
+        return unquote(rel[len("file://"):])
+    if "://" in rel:
+        raise LakeError(f"read_arrow: data file {rel!r} is not on the local file system; read it with Spark")
+    rel = unquote(rel)
+    return rel if os.path.isabs(rel) else os.path.join(root, rel)
 
 
 def history(path: str, limit: int | None = None) -> list[dict]:

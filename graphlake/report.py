@@ -28,6 +28,8 @@ from assets.registry import AssetError, AssetNotFoundError, read_registry, resol
 from graph_build import analytics as A
 from graph_build.manifest import GraphNotFoundError, graph_summary, load_graph_version, read_graph_table, table_rows
 from graphlake import lake, tables
+from graphlake.errors import InputNotFoundError, UsageError
+from training.job import run_dir_of
 from training.report import plots, png_bytes, read_history
 
 SECTIONS = ("Input and quarantine", "Graph statistics", "Training", "Evaluation", "Item embeddings",
@@ -198,10 +200,13 @@ def _graph_section(spark, lake_dir: str, graph: dict | None, figs: _Figures) -> 
     for r in sorted(lake.read_arrow(entry["path"], entry["version"]).to_pylist(),
                     key=lambda r: (r[A.EDGE_TYPE], r[A.DIRECTION], r[A.DEGREE])):
         hist.setdefault(r[A.EDGE_TYPE], {}).setdefault(r[A.DIRECTION], []).append((r[A.DEGREE], r[A.NUM_NODES]))
-    plt, plots = _pyplot(), []
+    plt, plots, empty = _pyplot(), [], []
     for edge_type, by_dir in sorted(hist.items()):
-        fig, ax = plt.subplots(figsize=(3.6, 2.7))
         pts = {direction: [(d, n) for d, n in by_dir.get(direction, []) if d > 0] for direction in (A.OUT, A.IN)}
+        if not any(pts.values()):  # no node has an edge of this type: nothing to draw on log axes
+            empty.append(edge_type)
+            continue
+        fig, ax = plt.subplots(figsize=(3.6, 2.7))
         for direction, marker in ((A.OUT, "o"), (A.IN, "s")):
             if pts[direction]:
                 ax.loglog(*zip(*pts[direction]), marker, ms=3, label=direction)
@@ -212,6 +217,8 @@ def _graph_section(spark, lake_dir: str, graph: dict | None, figs: _Figures) -> 
         plots.append(figs.plot(fig, f"degree_{edge_type}", f"Degree distribution of {edge_type} (log-log, "
                                                            "degree 0 left out)"))
     out.append('<h3>Degree distributions</h3><div class="grid">' + "".join(plots) + "</div>")
+    if empty:
+        out.append(_note(f"No edges (every degree 0), so no degree plot: {', '.join(empty)}."))
     ranked = []
     for t in graph["node_types"]:
         name = A.node_stats_table(t)
@@ -407,23 +414,25 @@ def _resolve(spark, lake_dir: str, graph_version, train_run_id) -> tuple[dict | 
     if train_run_id is not None:
         found = [r for r in runs if r["run_id"] == train_run_id]
         if not found:
-            raise ValueError(f"train_run_id: no finished run {train_run_id!r} in {tables.TRAIN_RUNS} of {lake_dir!r}")
+            raise InputNotFoundError(f"train_run_id: no finished run {train_run_id!r} in {tables.TRAIN_RUNS} of {lake_dir!r}")
         run = found[0]
         if graph_version is not None and graph_version != run["graph_version"]:
-            raise ValueError(f"graph_version: run {train_run_id} trained on graph version {run['graph_version']}, "
+            raise UsageError(f"graph_version: run {train_run_id} trained on graph version {run['graph_version']}, "
                              f"not {graph_version}")
         graph_version = int(run["graph_version"])
     try:
         graph = load_graph_version(spark, lake_dir, graph_version)
     except GraphNotFoundError as exc:
         if graph_version is not None:
-            raise ValueError(f"graph_version: {exc}") from exc
+            raise UsageError(f"graph_version: {exc}") from exc
         graph = None
     if run is None and graph is not None:
         mine = [r for r in runs if r["graph_version"] == graph["graph_version"]]
         run = max(mine, key=lambda r: (r["finished_at"], r["run_id"])) if mine else None
     if run is not None:
-        run = {**json.loads(run["summary"]), "config": json.loads(run["config"])}
+        # the run folder is where this lake keeps it (a summary's absolute path is stale once the lake moves)
+        run = {**json.loads(run["summary"]), "config": json.loads(run["config"]),
+               "run_dir": run_dir_of(lake_dir, run["run_id"])}
     return graph, run
 
 
@@ -448,7 +457,7 @@ def _check_args(lake_dir, name, etl_dates, graph_version, train_run_id, asset_ve
         (_int(sample) and 3 <= sample <= 100_000, "sample", "an int in 3..100000", sample)]
     for ok, arg, expected, got in checks:
         if not ok:
-            raise ValueError(f"{arg}: expected {expected}, got {got!r}")
+            raise UsageError(f"{arg}: expected {expected}, got {got!r}")
     if not _int(seed):
         raise TypeError(f"seed: expected an int, got {seed!r}")
 

@@ -38,7 +38,9 @@ _DEFAULT_CONF = {
     "spark.ui.showConsoleProgress": "false",
     "spark.sql.adaptive.enabled": "true",
     "spark.sql.ansi.enabled": "false",
-    "spark.driver.extraJavaOptions": "-Dlog4j2.level=WARN",
+    # graphlake's logging: WARN and up to stderr, stdout left to the commands' output
+    "spark.driver.extraJavaOptions": "-Dlog4j2.configurationFile=file:"
+                                     + os.path.join(os.path.dirname(os.path.abspath(__file__)), "log4j2.properties"),
 }
 
 

@@ -17,6 +17,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from graphlake import lake
+from tests import delta_rs
 from tests.conftest import assert_same_rows
 
 SCHEMA = T.StructType(
@@ -69,13 +70,14 @@ def test_unpartitioned_append_and_time_travel(spark, tmp_path, base):
 def test_readable_by_delta_rs_and_pyarrow(spark, tmp_path, base):
     path = str(tmp_path / "t")
     lake.write_table(base, path, mode="overwrite", partition_by=["dt"])
+    by_rs = sorted(delta_rs.scan(path), key=lambda r: r["id"])
+    assert [r["id"] for r in by_rs] == [1, 2, 3]
+    assert [r["dt"] for r in by_rs] == ["2024-01-01", "2024-01-01", "2024-01-02"]
+    assert [r["vec"] for r in by_rs] == [[1.0, 2.0], None, [0.5]]
+    # pyarrow alone (no delta-rs scan): the files delta-rs lists, as a dataset with Hive partitions
     table = DeltaTable(path)
-    arrow = pa.table(table.to_pyarrow_table()).sort_by("id")
-    assert arrow.column("id").to_pylist() == [1, 2, 3]
-    assert arrow.column("dt").to_pylist() == ["2024-01-01", "2024-01-01", "2024-01-02"]
-    assert arrow.column("vec").to_pylist() == [[1.0, 2.0], None, [0.5]]
-    dataset = table.to_pyarrow_dataset()
-    assert isinstance(dataset, pads.Dataset)
+    dataset = pads.dataset(table.file_uris(), format="parquet", partitioning="hive",
+                           partition_base_dir=os.path.abspath(path))
     assert dataset.to_table(filter=pads.field("dt") == "2024-01-02").num_rows == 1
     # per-file statistics from the Parquet footers make data skipping possible
     actions = pa.table(table.get_add_actions(flatten=True)).to_pylist()
@@ -83,12 +85,41 @@ def test_readable_by_delta_rs_and_pyarrow(spark, tmp_path, base):
     assert all(a["min.id"] is not None and a["max.id"] >= a["min.id"] for a in actions)
 
 
+def test_read_arrow_equals_delta_rs_scan(spark, tmp_path, base):
+    """The lake layer's Arrow read (file list from delta-rs, files read by pyarrow) gives delta-rs'
+    rows exactly, partition columns included, for every version."""
+    path = str(tmp_path / "t")
+    lake.write_table(base, path, mode="overwrite", partition_by=["dt"])
+    lake.write_table(rows(spark, [(7, "q", TS, [2.0], "2024-01-02")]), path, mode="overwrite",
+                     replace_partitions={"dt": ["2024-01-02"]})
+    got = lake.read_arrow(path)
+    assert got.schema.names == SCHEMA.fieldNames()
+    key = lambda r: r["id"]  # noqa: E731
+    assert sorted(_json_rows(got), key=key) == sorted(delta_rs.scan(path), key=key)
+    assert sorted(lake.read_arrow(path, version=0).column("id").to_pylist()) == [1, 2, 3]
+    assert lake.read_arrow(path).column("ts").type == pa.timestamp("us", tz="UTC")
+
+
+def test_read_arrow_of_an_empty_table(spark, tmp_path):
+    path = str(tmp_path / "t")
+    lake.write_table(rows(spark, []), path, partition_by=["dt"])
+    empty = lake.read_arrow(path)
+    assert empty.num_rows == 0 and empty.schema.names == SCHEMA.fieldNames()
+
+
+def _json_rows(table: pa.Table) -> list[dict]:
+    import json
+
+    return json.loads(json.dumps(table.to_pylist(), default=str))
+
+
 def test_partition_values_with_special_characters(spark, tmp_path):
     path = str(tmp_path / "t")
     df = rows(spark, [(1, "x", TS, None, "a:b c"), (2, "y", TS, None, "x/y%z")])
     lake.write_table(df, path, partition_by=["dt"])
     assert_same_rows(lake.read_table(spark, path), df)
-    assert sorted(pa.table(DeltaTable(path).to_pyarrow_table()).column("dt").to_pylist()) == ["a:b c", "x/y%z"]
+    assert sorted(r["dt"] for r in delta_rs.scan(path)) == ["a:b c", "x/y%z"]
+    assert sorted(lake.read_arrow(path).column("dt").to_pylist()) == ["a:b c", "x/y%z"]
 
 
 def test_overwrite_given_partitions_only(spark, tmp_path, base):

@@ -114,6 +114,45 @@ def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(planted, tmp_path)
     assert all(np.array_equal(a[t], b[t]) for t in a)
 
 
+class _RunsCode:
+    """A pickle payload: unpickling it would create a file (stands for running any code)."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_checkpoints_are_read_without_running_code(planted, tmp_path):
+    """Checkpoints hold tensors and plain values only and load with weights_only: a crafted pickle
+    in the lake is refused (nothing runs), for resume and warm start alike."""
+    _, snap_dir = planted
+    snap, backend = open_snapshot(snap_dir), get_backend("local")
+    run = tmp_path / "run"
+    trainer = Trainer(snap, TrainConfig(**{**BASE, "epochs": 1}, seed=5, validation_fraction=0.1), str(run),
+                      backend, progress=False)
+    trainer.fit()
+    state = ckpt.load_latest(str(run))  # weights_only=True: the real checkpoint (optimizer, history) loads
+    assert state["epoch"] == 1 and any(str(k).startswith("val_") for h in state["history"] for k in h)
+    marker = tmp_path / "pwned"
+    evil = run / "checkpoints" / ckpt.latest_path(str(run)).split("/")[-1]
+    torch.save({"model": {}, "global_step": 1, "payload": _RunsCode(str(marker))}, str(evil))
+    with pytest.raises(ckpt.UnsafeCheckpointError, match=r"checkpoint .*step_\d+\.pt: refused to load it"):
+        ckpt.load_latest(str(run))
+    resumed = Trainer(snap, TrainConfig(**{**BASE, "epochs": 2}, seed=5, validation_fraction=0.1), str(run),
+                      backend, progress=False)
+    with pytest.raises(ckpt.UnsafeCheckpointError):
+        resumed.fit(resume=True)
+    fresh = Trainer(snap, TrainConfig(**BASE, seed=5), str(tmp_path / "warm"), backend, progress=False)
+    with pytest.raises(ckpt.UnsafeCheckpointError):
+        fresh.fit(warm_start=str(evil))
+    assert not marker.exists()
+    assert ckpt.plain_state({"a": np.float64(0.5), "b": [np.int64(3)], "c": np.ones(2)})["c"].dtype == torch.float64
+    with pytest.raises(TypeError, match="a checkpoint holds tensors and plain values only, got _RunsCode"):
+        ckpt.plain_state({"x": _RunsCode("nope")})
+
+
 def test_prefetching_the_next_step_changes_nothing_but_the_speed(planted, tmp_path):
     _, snap_dir = planted
     snap, backend = open_snapshot(snap_dir), get_backend("local")

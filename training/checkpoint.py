@@ -5,6 +5,10 @@ within the epoch, global step) and the metric history. Every random choice of th
 derived from ``(seed, epoch, step, rank)`` (:func:`step_seed`), never from a running RNG, so a
 run resumed from a checkpoint takes exactly the steps the uninterrupted run would have taken.
 
+Checkpoints hold tensors and plain Python values only (numbers, strings, lists, tuples, dicts,
+``None``) and are read with ``torch.load(weights_only=True)``: a file in the lake cannot run code
+in the process that resumes or warm-starts from it (:class:`UnsafeCheckpointError` instead).
+
 Layout: ``<run_dir>/checkpoints/step_<global_step>.pt`` and ``<run_dir>/checkpoints/LATEST``
 (the file name of the newest complete checkpoint; written last, by rename).
 
@@ -17,10 +21,17 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 
+import numpy as np
 import torch
 
 LATEST = "LATEST"
+
+
+class UnsafeCheckpointError(RuntimeError):
+    """A checkpoint file holds something other than tensors and plain values (it could run code when
+    unpickled), or is not a checkpoint at all; nothing was loaded."""
 
 
 def checkpoint_dir(run_dir: str) -> str:
@@ -46,7 +57,7 @@ def save_checkpoint(run_dir: str, state: dict, keep: int = 3) -> str:
     os.makedirs(folder, exist_ok=True)
     name = f"step_{int(state['global_step']):09d}.pt"
     tmp = os.path.join(folder, f".{name}.tmp-{os.getpid()}")
-    torch.save(state, tmp)
+    torch.save(plain_state(state), tmp)
     os.replace(tmp, os.path.join(folder, name))
     latest_tmp = os.path.join(folder, f".{LATEST}.tmp-{os.getpid()}")
     with open(latest_tmp, "w") as f:
@@ -72,7 +83,44 @@ def latest_path(run_dir: str) -> str | None:
 def load_latest(run_dir: str) -> dict | None:
     """The newest complete checkpoint of ``run_dir`` (``None`` when there is none)."""
     path = latest_path(run_dir)
-    return None if path is None else torch.load(path, map_location="cpu", weights_only=False)
+    return None if path is None else load_checkpoint(path)
+
+
+def load_checkpoint(path: str) -> dict:
+    """Read a checkpoint without running code: tensors and plain values only (``weights_only``).
+
+    Raises:
+        UnsafeCheckpointError: the file holds other objects (a crafted or foreign pickle), or is
+            not a checkpoint.
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UnsafeCheckpointError(f"checkpoint {path}: refused to load it: it is not a checkpoint of tensors and "
+                                    f"plain values ({first}); nothing was loaded") from exc
+    if not isinstance(state, dict):
+        raise UnsafeCheckpointError(f"checkpoint {path}: expected a dict, got {type(state).__name__}")
+    return state
+
+
+def plain_state(value):
+    """``value`` with numpy scalars and arrays turned into Python numbers and tensors (what
+    ``weights_only`` loading accepts); raises ``TypeError`` naming any other object."""
+    if isinstance(value, torch.Tensor) or value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(value))
+    if isinstance(value, dict):
+        return {k: plain_state(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        items = [plain_state(v) for v in value]
+        return items if isinstance(value, list) else tuple(items)
+    if isinstance(value, torch.dtype):
+        return value
+    raise TypeError(f"state: a checkpoint holds tensors and plain values only, got {type(value).__name__}")
 
 
 def warm_start_state(current: dict, previous: dict) -> tuple[dict, dict]:
@@ -96,7 +144,7 @@ def warm_start_state(current: dict, previous: dict) -> tuple[dict, dict]:
             hidden dimension), or has FEWER rows now (ids are never removed).
 
     Example:
-        >>> state, report = warm_start_state(model.state_dict(), torch.load(path)["model"])
+        >>> state, report = warm_start_state(model.state_dict(), load_checkpoint(path)["model"])
         >>> model.load_state_dict(state)
     """
     state, report = {}, {"copied": [], "grown": [], "new": [], "dropped": sorted(set(previous) - set(current))}

@@ -38,6 +38,7 @@ from graph_build import schema as G
 from graph_build.manifest import load_graph_version, read_graph_table
 from graph_build.snapshot import open_snapshot
 from graphlake import lake, tables
+from graphlake.errors import InputNotFoundError, UsageError
 from training.cold_start import cold_start_metrics, read_cold_items
 from training.job import latest_run, run_dir_of
 from training.metrics import group_by_user, ranking_metrics
@@ -51,18 +52,18 @@ EVALUATION_FILE = "evaluation.json"
 def _pairs_frame(spark, test_table: str | None, test_file: str | None, lake_dir: str, split: str | None):
     if test_file is not None:
         if not os.path.isfile(test_file):
-            raise FileNotFoundError(f"test_file: no such file {test_file!r}")
+            raise InputNotFoundError(f"test_file: no such file {test_file!r}")
         lines = spark.read.text(test_file).select(F.split(F.trim("value"), r"\s+").alias("p"))
         lines = lines.filter(F.size("p") >= 2)
         return lines.select(F.col("p")[0].alias(S.USER_ID), F.explode(F.slice("p", 2, 1 << 30)).alias(S.ITEM_ID))
     path = tables.table_path(lake_dir, test_table)
     if not lake.table_exists(path):
-        raise FileNotFoundError(f"test_table: no table {test_table!r} under {lake_dir!r} (import a dataset with held-out "
+        raise InputNotFoundError(f"test_table: no table {test_table!r} under {lake_dir!r} (import a dataset with held-out "
                                 "interactions, or pass a test file)")
     df = lake.read_table(spark, path)
     for col in (S.USER_ID, S.ITEM_ID):
         if col not in df.columns:
-            raise ValueError(f"test_table: {test_table!r} has no column {col!r} (columns: {df.columns})")
+            raise UsageError(f"test_table: {test_table!r} has no column {col!r} (columns: {df.columns})")
     if split is not None and S.SPLIT in df.columns:
         df = df.filter(F.col(S.SPLIT) == split)
     return df.select(S.USER_ID, S.ITEM_ID)
@@ -119,9 +120,9 @@ def evaluate(spark, lake_dir: str, run_id: str | None = None, test_table: str = 
     """
     started = time.time()
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 1000:
-        raise ValueError(f"k: expected an int in 1..1000, got {k!r}")
+        raise UsageError(f"k: expected an int in 1..1000, got {k!r}")
     if max_users is not None and (isinstance(max_users, bool) or not isinstance(max_users, int) or max_users < 1):
-        raise ValueError(f"max_users: expected a positive int or None, got {max_users!r}")
+        raise UsageError(f"max_users: expected a positive int or None, got {max_users!r}")
     if cold_start is not None and not isinstance(cold_start, bool):
         raise TypeError(f"cold_start: expected True, False or None, got {cold_start!r}")
     run_id = run_id or latest_run(spark, lake_dir)["run_id"]
@@ -141,7 +142,7 @@ def evaluate(spark, lake_dir: str, run_id: str | None = None, test_table: str = 
     targets = [t for t in targets if t.split("__")[0] == user_type and t.split("__")[2] == item_type]
     for name in (user_type, item_type):
         if not os.path.isfile(embeddings_path(run_dir, name)):
-            raise FileNotFoundError(f"run_id: run {run_id} has no {name} embeddings (did it finish?)")
+            raise InputNotFoundError(f"run_id: run {run_id} has no {name} embeddings (did it finish?)")
     graph = load_graph_version(spark, lake_dir, spec["graph_version"])
     pairs = _pairs_frame(spark, test_table, test_file, lake_dir, split)
     users, items, n_pairs, unknown, total_users = _test_pairs(spark, pairs, graph, user_type, item_type, max_users, seed)

@@ -34,6 +34,7 @@ from graph_build import schema as G
 from graph_build.export import export_graph
 from graph_build.manifest import load_graph_version, read_graph_table
 from graphlake import lake, tables
+from graphlake.errors import InputNotFoundError, UsageError
 from training import checkpoint as ckpt
 from training.config import TrainConfig, config_hash, config_json
 from training.report import write_training_report
@@ -80,34 +81,34 @@ def _warm_start(spark, lake_dir: str, warm_start: str) -> dict:
         warm_start = latest_run(spark, lake_dir)["run_id"]
     run_dir = run_dir_of(lake_dir, warm_start)
     if not os.path.isfile(os.path.join(run_dir, DONE_FILE)):
-        raise ValueError(f"warm_start: run {warm_start!r} has not finished under {lake_dir!r} (no {DONE_FILE} in "
+        raise UsageError(f"warm_start: run {warm_start!r} has not finished under {lake_dir!r} (no {DONE_FILE} in "
                          f"{run_dir})")
     path = ckpt.latest_path(run_dir)
     if path is None:
-        raise ValueError(f"warm_start: run {warm_start!r} has no checkpoint")
+        raise UsageError(f"warm_start: run {warm_start!r} has no checkpoint")
     return {"run_id": warm_start, "checkpoint": path, "graph_version": read_run(run_dir)["graph_version"]}
 
 
 def _prepare(spark, lake_dir, config, graph_version, run_id, resume, warm_start=None) -> tuple[str, dict]:
     if resume:
         if not run_id:
-            raise ValueError("run_id: --resume needs the id of the run to continue")
+            raise UsageError("run_id: --resume needs the id of the run to continue")
         run_dir = run_dir_of(lake_dir, run_id)
         spec = read_run(run_dir)
         if config is not None and config_hash(config) != spec["config_hash"]:
-            raise ValueError(f"config: differs from the one run {run_id} started with (hash {spec['config_hash']}); "
+            raise UsageError(f"config: differs from the one run {run_id} started with (hash {spec['config_hash']}); "
                              "resume with the same config, or start a new run")
         return run_dir, spec
     config = config or TrainConfig()
     start_from = _warm_start(spark, lake_dir, warm_start) if warm_start is not None else None
     exported = export_graph(spark, lake_dir, version=graph_version)
     if start_from is not None and start_from["graph_version"] > exported["graph_version"]:
-        raise ValueError(f"warm_start: run {start_from['run_id']} trained on graph version "
+        raise UsageError(f"warm_start: run {start_from['run_id']} trained on graph version "
                          f"{start_from['graph_version']}, newer than the {exported['graph_version']} trained now")
     run_id = run_id or _new_run_id(exported["graph_version"], config)
     run_dir = run_dir_of(lake_dir, run_id)
     if os.path.exists(os.path.join(run_dir, RUN_FILE)):
-        raise ValueError(f"run_id: run {run_id} exists already (pass resume=True to continue it)")
+        raise UsageError(f"run_id: run {run_id} exists already (pass resume=True to continue it)")
     os.makedirs(run_dir, exist_ok=True)
     spec = {"run_id": run_id, "graph_version": exported["graph_version"], "snapshot": exported["path"],
             "config": json.loads(config_json(config)), "config_hash": config_hash(config), "lake": os.path.abspath(lake_dir)}
@@ -130,7 +131,7 @@ def _check_device(device) -> None:
         except RuntimeError:
             kind = None
         if kind not in ("cpu", "cuda"):
-            raise ValueError(f"device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+            raise UsageError(f"device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
 
 
 def _run_ranks(run_dir, backend, workers, resume, launcher, timeout_s, progress, spark, launcher_args=None,
@@ -221,13 +222,13 @@ def train(spark, lake_dir: str, config: TrainConfig | None = None, backend: str 
     """
     started = time.time()
     if backend not in BACKENDS:
-        raise ValueError(f"backend: expected one of {list(BACKENDS)}, got {backend!r}")
+        raise UsageError(f"backend: expected one of {list(BACKENDS)}, got {backend!r}")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers: expected an int >= 1, got {workers!r}")
+        raise UsageError(f"workers: expected an int >= 1, got {workers!r}")
     if backend == "local" and workers != 1:
-        raise ValueError(f"workers: the local backend runs one process, got {workers} (use --backend ddp|horovod)")
+        raise UsageError(f"workers: the local backend runs one process, got {workers} (use --backend ddp|horovod)")
     if launcher not in ("process", "spark"):
-        raise ValueError(f"launcher: expected 'process' or 'spark', got {launcher!r}")
+        raise UsageError(f"launcher: expected 'process' or 'spark', got {launcher!r}")
     _check_device(device)
     if backend == "local":  # this process is the rank: a GPU it lacks is an error before anything is written
         from training.distributed.base import resolve_device
@@ -239,7 +240,7 @@ def train(spark, lake_dir: str, config: TrainConfig | None = None, backend: str 
     if os.path.exists(os.path.join(run_dir, DONE_FILE)):
         os.remove(os.path.join(run_dir, DONE_FILE))
     if launcher_args and backend == "local":
-        raise ValueError("launcher_args: the local backend has no launcher (use --backend ddp|horovod)")
+        raise UsageError("launcher_args: the local backend has no launcher (use --backend ddp|horovod)")
     _run_ranks(run_dir, backend, workers, resume, launcher, timeout_s, progress, spark, launcher_args, device)
     if not os.path.isfile(os.path.join(run_dir, DONE_FILE)):
         raise TrainError(f"training run {spec['run_id']}: the ranks exited without finishing (no {DONE_FILE})")
@@ -265,6 +266,6 @@ def latest_run(spark, lake_dir: str) -> dict:
     """The newest finished run of ``meta/train_runs`` (``FileNotFoundError`` when there is none)."""
     path = tables.table_path(lake_dir, tables.TRAIN_RUNS)
     if not lake.table_exists(path):
-        raise FileNotFoundError(f"lake: no finished training run under {lake_dir!r} (run `graphlake train` first)")
+        raise InputNotFoundError(f"lake: no finished training run under {lake_dir!r} (run `graphlake train` first)")
     row = lake.read_table(spark, path).orderBy(F.col("finished_at").desc(), F.col(RUN_ID).desc()).first()
     return {**json.loads(row["summary"]), "config": json.loads(row["config"])}

@@ -296,7 +296,7 @@ class Trainer:
         epoch = step = global_step = 0
         state = ckpt.load_latest(self.run_dir) if resume else None
         if state is None and warm_start is not None:
-            previous = torch.load(warm_start, map_location="cpu", weights_only=False)["model"]
+            previous = ckpt.load_checkpoint(warm_start)["model"]
             loaded, report = ckpt.warm_start_state(self.model.state_dict(), previous)
             self.model.load_state_dict(loaded)
             log.info("rank %d warm start from %s: %d copied, %d grown, %d new, %d dropped", b.rank, warm_start,

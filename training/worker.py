@@ -18,6 +18,8 @@ import sys
 
 import numpy as np
 
+from graphlake.errors import InputNotFoundError
+
 RUN_FILE = "run.json"
 DONE_FILE = "DONE"
 RANKS_DIR = "ranks"
@@ -51,7 +53,11 @@ def write_rank_file(run_dir: str, rank: int, world_size: int) -> str:
 def read_run(run_dir: str) -> dict:
     path = os.path.join(run_dir, RUN_FILE)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"run_dir: {run_dir} has no {RUN_FILE}")
+        runs = os.path.dirname(os.path.abspath(run_dir))
+        known = sorted(n for n in os.listdir(runs) if os.path.isfile(os.path.join(runs, n, RUN_FILE))) \
+            if os.path.isdir(runs) else []
+        raise InputNotFoundError(f"run_id: no training run {os.path.basename(os.path.abspath(run_dir))!r} in {runs} "
+                                 f"(runs there: {known[-5:] if known else 'none'})")
     with open(path) as f:
         return json.load(f)
 

@@ -28,6 +28,8 @@ import os
 import torch
 from torch import nn
 
+from graphlake.errors import UsageError
+
 BACKEND_ENV = "GRAPHLAKE_BACKEND"
 BACKEND_NAMES = ("local", "horovod", "ddp")
 
@@ -59,7 +61,7 @@ def resolve_device(local_rank: int, device: str | torch.device | None = None) ->
         if device.type != "cuda":
             return device
         if not torch.cuda.is_available():
-            raise ValueError(f"device: {str(device)!r} asked for, but torch {torch.__version__} sees no CUDA GPU "
+            raise UsageError(f"device: {str(device)!r} asked for, but torch {torch.__version__} sees no CUDA GPU "
                              "(a CPU-only torch build, or no driver); use 'cpu' or 'auto'")
         if device.index is not None:
             return device
