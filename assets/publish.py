@@ -60,7 +60,7 @@ def run_metrics(run_dir: str) -> dict:
         return {}
     with open(path) as f:
         ev = json.load(f)
-    out = {k: float(v) for k, v in ev.items() if (k.startswith("recall@") or k.startswith("ndcg@"))
+    out = {k: float(v) for k, v in ev.items() if k.startswith(("recall@", "ndcg@", "hr@"))
            and isinstance(v, (int, float))}
     cold = ev.get("cold_start")
     if isinstance(cold, dict):

@@ -226,6 +226,9 @@ def cmd_train(args) -> dict:
             config = TrainConfig(**{**_asdict(config), "seed": args.seed})
         if args.epochs is not None:
             config = TrainConfig(**{**_asdict(config), "epochs": args.epochs})
+        if args.target is not None:
+            edge = args.target if "__" in args.target else f"user__{args.target}__item"
+            config = TrainConfig(**{**_asdict(config), "targets": (edge,)})
     summary = train(_spark(args), args.lake, config, backend=args.backend, workers=args.workers,
                     graph_version=args.graph_version, run_id=args.run_id, resume=args.resume,
                     launcher=args.launcher, timeout_s=args.timeout, progress=not args.json,
@@ -253,13 +256,19 @@ def cmd_evaluate(args) -> dict:
 
     result = evaluate(_spark(args), args.lake, run_id=args.run_id, test_table=args.test_table,
                       test_file=args.test_file, split=args.split or None, k=args.k, max_users=args.max_users,
-                      seed=args.seed or 0, cold_start=True if args.cold_start else None)
+                      seed=args.seed or 0, cold_start=True if args.cold_start else None, target=args.target,
+                      mask=args.mask)
     k, lines = result["k"], []
     if f"recall@{k}" in result:
-        lines.append(f"run {result['run_id']} (graph version {result['graph_version']}): recall@{k} "
-                     f"{result[f'recall@{k}']:.4f}  ndcg@{k} {result[f'ndcg@{k}']:.4f}  over {result['users']:,} users / "
-                     f"{result['test_pairs']:,} pairs ({result['unknown_pairs']:,} pairs with ids unknown to the graph), "
-                     f"{result['seconds']} s")
+        lines.append(f"run {result['run_id']} (graph version {result['graph_version']}), target {result['target']} "
+                     f"(masked: {', '.join(result['masked'])}): recall@{k} {result[f'recall@{k}']:.4f}  "
+                     f"ndcg@{k} {result[f'ndcg@{k}']:.4f}  hr@{k} {result[f'hr@{k}']:.4f}  over {result['users']:,} "
+                     f"users / {result['test_pairs']:,} pairs ({result['unknown_pairs']:,} pairs with ids unknown to "
+                     f"the graph), {result['seconds']} s")
+        lines.append("  by the user's training degree in the masked behaviour:")
+        lines += [f"    {name:>5}: {g['users']:>7,} users  recall@{k} {g[f'recall@{k}']:.4f}  ndcg@{k} "
+                  f"{g[f'ndcg@{k}']:.4f}  hr@{k} {g[f'hr@{k}']:.4f}"
+                  for name, g in result["by_degree"].items() if g["users"]]
     if "cold_start" in result:
         c = result["cold_start"]
         lines.append(f"cold start (run {result['run_id']}): {c['items']:,} held-out items, {c['users']:,} users / "
@@ -400,6 +409,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--launcher-args", dest="launcher_args", default=None, metavar="FLAGS",
                    help="extra horovodrun / torchrun flags, e.g. \"-H host1:4,host2:4\" for several hosts")
     p.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
+    p.add_argument("--target", default=None, metavar="BEHAVIOUR|EDGE_TYPE",
+                   help="the target behaviour (e.g. purchase = user__purchase__item); overrides the config's "
+                        "targets (default: purchase when the graph has it, else every user->item behaviour)")
     p.add_argument("--timeout", type=float, default=None, help="fail when the ranks run longer (seconds)")
 
     p = add("evaluate", cmd_evaluate, "Recall@K / NDCG@K of a training run (full ranking)")
@@ -409,6 +421,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", help="split of the test table ('' = all)")
     p.add_argument("--k", type=int, default=20)
     p.add_argument("--max-users", dest="max_users", type=int, default=None, help="evaluate a sample of users")
+    p.add_argument("--target", default=None, metavar="BEHAVIOUR|EDGE_TYPE",
+                   help="the behaviour evaluated (default: the run's target behaviour)")
+    p.add_argument("--mask", default="target", choices=["target", "targets"],
+                   help="mask the user's training items of the evaluated behaviour only (default, MuLe's protocol) "
+                        "or of every target behaviour of the run")
     p.add_argument("--cold-start", dest="cold_start", action="store_true",
                    help="only the run's held-out (cold-start) items, ranked among themselves; runs with held-out "
                         "items report them without the flag too")

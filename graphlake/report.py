@@ -272,6 +272,8 @@ def _evaluation_section(lake_dir: str, run: dict | None, figs: _Figures) -> str:
                                  "metrics", "Recall@K / NDCG@K per source"))
         out.append("<h3>Cold start</h3>" + (_table(["source", "metric", "value"], cold) if cold else _note(
             "No cold-start metrics (the run held out no items, or it was not evaluated).")))
+    if run is not None:
+        out.append(_by_degree_section(run["run_dir"], figs))
     assets = sorted(list_assets(lake_dir), key=lambda a: (a["created_at"], a["asset"], a["version"]), reverse=True)
     if assets:
         out.append("<h3>Assets registry (newest 20)</h3>" + _table(
@@ -281,6 +283,24 @@ def _evaluation_section(lake_dir: str, run: dict | None, figs: _Figures) -> str:
     else:
         out.append(_note(f"Nothing is published ({tables.ASSETS_REGISTRY} is absent)."))
     return "".join(out)
+
+
+def _by_degree_section(run_dir: str, figs: _Figures) -> str:
+    """The run's evaluation by the users' training degree in the masked behaviour (where sparse
+    users stand), from ``evaluation.json``."""
+    path = os.path.join(run_dir, "evaluation.json")
+    ev = json.load(open(path)) if os.path.isfile(path) else {}
+    groups = {name: g for name, g in (ev.get("by_degree") or {}).items() if g.get("users")}
+    if not groups:
+        return "<h3>By user activity</h3>" + _note("No evaluation by training degree (run `graphlake evaluate`).")
+    k = ev["k"]
+    names = [f"recall@{k}", f"ndcg@{k}", f"hr@{k}"]
+    rows = [[name, g["users"], *[round(g[m], 4) for m in names]] for name, g in groups.items()]
+    head = (f"<h3>By user activity</h3><p>Target {_esc(ev.get('target', ''))}; users binned by their number of "
+            f"training items in {_esc(', '.join(ev.get('masked', [])))} (the masked behaviour).</p>")
+    plot = figs.plot(_barh([f"degree {r[0]} ({r[1]:,} users)" for r in rows], [r[2] for r in rows], f"recall@{k}"),
+                     "by_degree", f"Recall@{k} by the user's training degree")
+    return head + _table(["training degree", "users", *names], rows) + plot
 
 
 # ------------------------------------------------------------------------------ 5. item embeddings

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from training.metrics import group_by_user, ranking_metrics
+from training.metrics import degree_buckets, group_by_user, ranking_metrics
 
 # 2 users, 4 items, 1-d embeddings: scores are user * item
 USERS = torch.tensor([[1.0], [-1.0]])
@@ -53,3 +53,23 @@ def test_bad_arguments():
         ranking_metrics(USERS, torch.ones(4, 2), torch.tensor([0]), torch.tensor([1]), k=2)
     with pytest.raises(TypeError, match="user_emb: expected a tensor"):
         ranking_metrics([[1.0]], ITEMS, torch.tensor([0]), torch.tensor([1]), k=2)
+
+
+def test_hit_ratio_and_figures_per_user_group():
+    # k=1: user 0's top-1 is item 0 (test {0}: hit), user 1's top-1 is item 3 (test {0, 2}: miss)
+    m = ranking_metrics(USERS, ITEMS, torch.tensor([0, 1, 1]), torch.tensor([0, 0, 2]), k=1,
+                        user_groups=torch.tensor([1, 0]), group_names=["cold", "warm", "empty"])
+    assert m["hr@1"] == 0.5 and m["recall@1"] == 0.5
+    assert m["by_group"]["warm"] == {"recall@1": 1.0, "ndcg@1": 1.0, "hr@1": 1.0, "users": 1}
+    assert m["by_group"]["cold"] == {"recall@1": 0.0, "ndcg@1": 0.0, "hr@1": 0.0, "users": 1}
+    assert m["by_group"]["empty"]["users"] == 0 and math.isnan(m["by_group"]["empty"]["hr@1"])
+    with pytest.raises(ValueError, match=r"user_groups: expected shape \(2,\), got \(3,\)"):
+        ranking_metrics(USERS, ITEMS, torch.tensor([0]), torch.tensor([0]), k=1, user_groups=torch.tensor([0, 0, 0]))
+
+
+def test_degree_buckets():
+    groups, names = degree_buckets(torch.tensor([0, 1, 2, 3, 5, 6, 10, 11, 400]))
+    assert names == ["0", "1-2", "3-5", "6-10", "11+"]
+    assert groups.tolist() == [0, 1, 1, 2, 2, 3, 3, 4, 4]
+    with pytest.raises(ValueError, match=r"leave degrees \[0\] uncovered"):
+        degree_buckets(torch.tensor([0, 3]), bounds=((1, None),))

@@ -41,7 +41,8 @@ from graphlake import lake, tables
 from graphlake.errors import InputNotFoundError, UsageError
 from training.cold_start import cold_start_metrics, read_cold_items
 from training.job import latest_run, run_dir_of
-from training.metrics import group_by_user, ranking_metrics
+from training.metrics import degree_buckets, group_by_user, ranking_metrics
+from training.run_data import TARGET_BEHAVIOUR, resolve_targets
 from training.sampling import csr_rows
 from training.scoring import ranking_score
 from training.worker import embeddings_path, read_run
@@ -89,9 +90,27 @@ def _test_pairs(spark, pairs, graph: dict, user_type: str, item_type: str, max_u
             total_users)
 
 
+MASKS = ("target", "targets")
+
+
+def _evaluated_target(target: str | None, run_targets: list[str], edge_types) -> str:
+    """The edge type whose held-out pairs are scored: ``target`` (an edge type, or a behaviour
+    name meaning ``user__<behaviour>__item``), else the run's target behaviour (purchase when the
+    run trains it, else its first target)."""
+    if target is None:
+        purchase = f"user__{TARGET_BEHAVIOUR}__item"
+        return purchase if purchase in run_targets else run_targets[0]
+    if not isinstance(target, str) or not target:
+        raise UsageError(f"target: expected an edge type or a behaviour name, got {target!r}")
+    edge = target if "__" in target else f"user__{target}__item"
+    if edge not in edge_types:
+        raise UsageError(f"target: {edge!r} is not an edge type of the run's graph (edge types: {sorted(edge_types)})")
+    return edge
+
+
 def evaluate(spark, lake_dir: str, run_id: str | None = None, test_table: str = tables.IMPORT_TEST,
              test_file: str | None = None, split: str | None = "test", k: int = 20, max_users: int | None = None,
-             seed: int = 0, target: str | None = None, cold_start: bool | None = None) -> dict:
+             seed: int = 0, target: str | None = None, cold_start: bool | None = None, mask: str = "target") -> dict:
     """Evaluate run ``run_id`` (default: the newest finished run) on held-out pairs.
 
     Args:
@@ -104,15 +123,22 @@ def evaluate(spark, lake_dir: str, run_id: str | None = None, test_table: str = 
         k: the K of Recall@K / NDCG@K.
         max_users: evaluate a deterministic sample of at most this many users.
         seed: the sample's seed.
-        target: the ``<user type>__<rel>__<item type>`` whose edges are masked as training items
-            (default: every target of the run with the run's first target's node types).
+        target: the behaviour evaluated: an edge type ``<user type>__<rel>__<item type>`` or a
+            behaviour name (``purchase``); default the run's target behaviour (purchase when the
+            run trains it, else its first target).
+        mask: which training items are removed from a user's ranking: ``target`` (default: the
+            user's training edges of the evaluated behaviour only, MuLe's protocol: an item the
+            user only carted or collected can still be hit) or ``targets`` (every target
+            behaviour of the run with the same node types).
         cold_start: ``None``: add the cold-start evaluation when the run held items out;
             ``True``: only the cold-start evaluation (error when the run held nothing out; no
             test pairs are read); ``False``: never.
 
     Returns:
-        ``{"run_id", "graph_version", "recall@K", "ndcg@K", "users", "test_pairs", "unknown_pairs",
-        "k", "seconds"}`` plus ``"cold_start": {"recall@K", "ndcg@K", "random_recall@K",
+        ``{"run_id", "graph_version", "recall@K", "ndcg@K", "hr@K", "users", "test_pairs",
+        "unknown_pairs", "k", "target", "masked", "by_degree", "seconds"}`` (``by_degree``: the
+        figures per bucket of the users' training degree in the masked behaviour, ``"0"``,
+        ``"1-2"``, ``"3-5"``, ``"6-10"``, ``"11+"``) plus ``"cold_start": {"recall@K", "ndcg@K", "random_recall@K",
         "random_ndcg@K", "items", "users", "pairs", ...}`` (:func:`training.cold_start.
         cold_start_metrics`) for a run with held-out items; with ``cold_start=True`` only
         ``{"run_id", "graph_version", "cold_start", "k", "seconds"}``. Also saved as
@@ -125,6 +151,8 @@ def evaluate(spark, lake_dir: str, run_id: str | None = None, test_table: str = 
         raise UsageError(f"max_users: expected a positive int or None, got {max_users!r}")
     if cold_start is not None and not isinstance(cold_start, bool):
         raise TypeError(f"cold_start: expected True, False or None, got {cold_start!r}")
+    if mask not in MASKS:
+        raise UsageError(f"mask: expected one of {list(MASKS)}, got {mask!r}")
     run_id = run_id or latest_run(spark, lake_dir)["run_id"]
     run_dir = run_dir_of(lake_dir, run_id)
     spec = read_run(run_dir)
@@ -134,12 +162,13 @@ def evaluate(spark, lake_dir: str, run_id: str | None = None, test_table: str = 
         return _save(run_dir, result)
     snap = open_snapshot(spec["snapshot"])
     from training.config import TrainConfig
-    from training.run_data import resolve_targets
 
     config = TrainConfig(**{k_: v for k_, v in spec["config"].items()})
-    targets = [target] if target else resolve_targets(snap, config)
-    user_type, _, item_type = targets[0].split("__")
-    targets = [t for t in targets if t.split("__")[0] == user_type and t.split("__")[2] == item_type]
+    run_targets = resolve_targets(snap, config)
+    evaluated = _evaluated_target(target, run_targets, snap.edge_types)
+    user_type, _, item_type = evaluated.split("__")
+    masked = [evaluated] if mask == "target" else \
+        [t for t in run_targets if t.split("__")[0] == user_type and t.split("__")[2] == item_type]
     for name in (user_type, item_type):
         if not os.path.isfile(embeddings_path(run_dir, name)):
             raise InputNotFoundError(f"run_id: run {run_id} has no {name} embeddings (did it finish?)")
@@ -147,15 +176,19 @@ def evaluate(spark, lake_dir: str, run_id: str | None = None, test_table: str = 
     pairs = _pairs_frame(spark, test_table, test_file, lake_dir, split)
     users, items, n_pairs, unknown, total_users = _test_pairs(spark, pairs, graph, user_type, item_type, max_users, seed)
     src, dst = [], []
-    for t in targets:  # the training items to mask: the union of the target edges
+    for t in masked:  # the training items to mask
         indptr, indices, _ = snap.csr(t)
         src.append(csr_rows(torch.from_numpy(np.array(indptr, dtype=np.int64))))
         dst.append(torch.from_numpy(np.asarray(indices).astype(np.int64)))
     train_ptr, train_items = group_by_user(torch.cat(src), torch.cat(dst), snap.num_nodes(user_type))
+    groups, names = degree_buckets(train_ptr[1:] - train_ptr[:-1])  # users by their training degree (masked edges)
     metrics = ranking_metrics(np.load(embeddings_path(run_dir, user_type)), np.load(embeddings_path(run_dir, item_type)),
-                              users, items, train_ptr, train_items, k=k, score=ranking_score(config.model_config()))
+                              users, items, train_ptr, train_items, k=k, score=ranking_score(config.model_config()),
+                              user_groups=groups, group_names=names)
+    by_degree = metrics.pop("by_group")
     result = {"run_id": run_id, "graph_version": spec["graph_version"], **metrics, "unknown_pairs": unknown,
-              "input_pairs": n_pairs, "users_with_test_items": total_users, "k": k, "targets": targets,
+              "input_pairs": n_pairs, "users_with_test_items": total_users, "k": k, "target": evaluated,
+              "targets": run_targets, "masked": masked, "by_degree": by_degree,
               "sampled_users": max_users is not None and total_users > max_users,
               "seconds": round(time.time() - started, 1)}
     if cold_start is None and read_cold_items(run_dir) is not None:

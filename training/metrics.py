@@ -6,6 +6,10 @@ masked out, and the top-K list is compared with the test items:
 * ``recall@K = |top-K ∩ test| / |test|``
 * ``ndcg@K = DCG / IDCG`` with binary relevance, ``DCG = Σ_{hit at rank r} 1/log2(r + 1)`` and
   ``IDCG`` the DCG of ``min(|test|, K)`` hits in front.
+* ``hr@K`` (hit ratio): 1 when any test item is in the top K (MuLe's / RecBole's HR@K).
+
+With ``user_groups`` the same figures are also given per group of users (e.g. by training
+degree: :func:`degree_buckets`).
 
 Both are averaged over the evaluated users (as LightGCN's code does; note its recall divides by
 ``|test|`` even when ``|test| > K``).
@@ -38,8 +42,33 @@ def group_by_user(users: torch.Tensor, items: torch.Tensor, num_users: int) -> t
     return indptr, items.index_select(0, order)
 
 
+DEGREE_BUCKETS = ((0, 0), (1, 2), (3, 5), (6, 10), (11, None))
+
+
+def bucket_name(lo: int, hi: int | None) -> str:
+    return f"{lo}+" if hi is None else (str(lo) if lo == hi else f"{lo}-{hi}")
+
+
+def degree_buckets(degrees, bounds=DEGREE_BUCKETS) -> tuple[torch.Tensor, list[str]]:
+    """``(group of each user (int64), group names)``: users binned by their training degree.
+
+    Example:
+        >>> groups, names = degree_buckets(torch.tensor([0, 1, 4, 30]))
+        >>> groups.tolist(), names
+        ([0, 1, 2, 4], ['0', '1-2', '3-5', '6-10', '11+'])
+    """
+    degrees = _as_tensor("degrees", degrees, torch.int64)
+    groups = torch.full_like(degrees, -1)
+    for g, (lo, hi) in enumerate(bounds):
+        inside = (degrees >= lo) if hi is None else ((degrees >= lo) & (degrees <= hi))
+        groups[inside] = g
+    if bool((groups < 0).any()):
+        raise ValueError(f"bounds: {bounds} leave degrees {sorted(set(degrees[groups < 0].tolist()))[:5]} uncovered")
+    return groups, [bucket_name(lo, hi) for lo, hi in bounds]
+
+
 def ranking_metrics(user_emb, item_emb, test_users, test_items, train_indptr=None, train_indices=None, k: int = 20,
-                    chunk: int = 1024, score: str = "dot") -> dict:
+                    chunk: int = 1024, score: str = "dot", user_groups=None, group_names=None) -> dict:
     """Recall@K / NDCG@K over all items minus each user's training items.
 
     Args:
@@ -49,9 +78,13 @@ def ranking_metrics(user_emb, item_emb, test_users, test_items, train_indptr=Non
             of the ranking); ``None`` masks nothing.
         k: list length. chunk: users scored at a time (memory: chunk x num_items floats).
         score: ``dot`` or ``cosine``.
+        user_groups: optional int64 ``(num_users,)``: a group index per user (``-1``: none);
+            ``group_names`` names the groups (default ``"0"``, ``"1"``, ...).
 
     Returns:
-        ``{"recall@K", "ndcg@K", "users", "test_pairs"}`` (users = users with a test item).
+        ``{"recall@K", "ndcg@K", "hr@K", "users", "test_pairs"}`` (users = users with a test
+        item), plus ``"by_group": {name: {"recall@K", "ndcg@K", "hr@K", "users"}}`` with
+        ``user_groups`` (every named group, ``users`` 0 and NaN figures for an empty one).
     """
     user_emb = _as_tensor("user_emb", user_emb, torch.float32)
     item_emb = _as_tensor("item_emb", item_emb, torch.float32)
@@ -80,7 +113,7 @@ def ranking_metrics(user_emb, item_emb, test_users, test_items, train_indptr=Non
     evaluated = torch.nonzero(test_ptr[1:] > test_ptr[:-1]).flatten()
     discounts = 1.0 / torch.log2(torch.arange(2, k + 2, dtype=torch.float64))
     ideal = torch.cumsum(discounts, 0)
-    recall_sum = ndcg_sum = 0.0
+    per_user = torch.zeros(3, len(evaluated), dtype=torch.float64)  # recall, ndcg, hit of each evaluated user
     item_t = item_emb.t().contiguous()
     for lo in range(0, len(evaluated), chunk):
         users = evaluated[lo:lo + chunk]
@@ -94,12 +127,29 @@ def ranking_metrics(user_emb, item_emb, test_users, test_items, train_indptr=Non
         truth[rows, cols] = True
         hits = torch.gather(truth, 1, top).to(torch.float64)
         n_test = (test_ptr[users + 1] - test_ptr[users]).to(torch.float64)
-        recall_sum += float((hits.sum(1) / n_test).sum())
         idcg = ideal.index_select(0, (torch.clamp(n_test, max=k) - 1).to(torch.int64))
-        ndcg_sum += float(((hits * discounts).sum(1) / idcg).sum())
-    n = max(1, len(evaluated))
-    return {f"recall@{k}": recall_sum / n, f"ndcg@{k}": ndcg_sum / n, "users": int(len(evaluated)),
-            "test_pairs": int(len(test_users))}
+        per_user[0, lo:lo + len(users)] = hits.sum(1) / n_test
+        per_user[1, lo:lo + len(users)] = (hits * discounts).sum(1) / idcg
+        per_user[2, lo:lo + len(users)] = (hits.sum(1) > 0).to(torch.float64)
+    out = {**_means(per_user, k, empty=0.0), "users": int(len(evaluated)), "test_pairs": int(len(test_users))}
+    if user_groups is not None:
+        user_groups = _as_tensor("user_groups", user_groups, torch.int64)
+        if user_groups.shape != (n_users,):
+            raise ValueError(f"user_groups: expected shape ({n_users},), got {tuple(user_groups.shape)}")
+        of = user_groups.index_select(0, evaluated)
+        n_groups = int(user_groups.max()) + 1 if len(user_groups) else 0
+        names = list(group_names) if group_names is not None else [str(g) for g in range(n_groups)]
+        if len(names) < n_groups:
+            raise ValueError(f"group_names: expected at least {n_groups} names, got {len(names)}")
+        out["by_group"] = {name: {**_means(per_user[:, of == g], k, empty=float("nan")), "users": int((of == g).sum())}
+                           for g, name in enumerate(names)}
+    return out
+
+
+def _means(per_user: torch.Tensor, k: int, empty: float) -> dict:
+    n = per_user.shape[1]
+    values = per_user.sum(1) / n if n else torch.full((3,), empty, dtype=torch.float64)
+    return {f"recall@{k}": float(values[0]), f"ndcg@{k}": float(values[1]), f"hr@{k}": float(values[2])}
 
 
 def _pairs_of(users: torch.Tensor, indptr: torch.Tensor, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

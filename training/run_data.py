@@ -24,13 +24,24 @@ from training.sampling.base import REVERSE_PREFIX
 
 FEATURE_NAMES = ("numeric", "numeric_missing", "categorical", "text", "image", "has_image")
 BEHAVIOURS = ("click", "view", "cart", "fav", "purchase")
+TARGET_BEHAVIOUR = "purchase"  # the behaviour a run predicts when its config names no targets
+
+
+def default_targets(edge_types) -> list[str]:
+    """The target edge types of a run whose config names none: the target behaviour
+    ``user__purchase__item`` when the graph has it (the other behaviours are auxiliary: relations
+    the model propagates over, not objectives, and not masked in evaluation: MuLe's / MB-CGCN's
+    setting), else every ``user -> item`` behaviour edge type."""
+    behaviours = [e for e in edge_types if e.startswith("user__") and e.endswith("__item")
+                  and e.split("__")[1] in BEHAVIOURS]
+    target = f"user__{TARGET_BEHAVIOUR}__item"
+    return [target] if target in behaviours else behaviours
 
 
 def resolve_targets(snapshot, config: TrainConfig) -> list[str]:
-    """The target edge types: ``config.targets``, or every user -> item behaviour edge type."""
+    """The target edge types: ``config.targets``, or :func:`default_targets` of the snapshot."""
     available = snapshot.edge_types
-    targets = list(config.targets) or [e for e in available if e.split("__")[1] in BEHAVIOURS
-                                       and e.startswith("user__") and e.endswith("__item")]
+    targets = list(config.targets) or default_targets(available)
     missing = [t for t in targets if t not in available]
     if missing:
         raise ValueError(f"targets: {missing} not in the snapshot (edge types: {available})")
