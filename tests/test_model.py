@@ -72,6 +72,32 @@ def test_weight_free_uses_given_full_degrees_and_zeroes_a_type_without_edges():
         HeteroSAGEConv([CLICK], 2, 3, weight_free=True)
 
 
+def test_learned_relation_weights_scale_each_relations_message():
+    """relation_weights='learned': relation r's LightGCN message times exp(s_r); s_r = 0 at the start
+    (the plain sum), and a gradient reaches every s_r."""
+    plain = HeteroSAGEConv([CLICK, REV, FOLLOW], 2, 2, weight_free=True)
+    learned = HeteroSAGEConv([CLICK, REV, FOLLOW], 2, 2, weight_free=True, relation_weights="learned")
+    assert sorted(learned.rel_scale) == sorted(["user__click__item", "item__rev_click__user", "user__follow__user"])
+    u, i = UI_EDGES
+    blk = Block({U: 3, I: 3}, {U: 3, I: 3}, {CLICK: edges(u, i), REV: edges(i, u), FOLLOW: edges([0, 1], [1, 2])})
+    h = {U: E_USER, I: E_ITEM}
+    torch.testing.assert_close(learned(blk, h)[U], plain(blk, h)[U])
+    with torch.no_grad():
+        learned.rel_scale["user__follow__user"].fill_(math.log(3.0))
+    only_rev = plain(Block({U: 3, I: 3}, {U: 3, I: 3}, {REV: edges(i, u)}), h)[U]
+    only_follow = plain(Block({U: 3, I: 3}, {U: 3, I: 3}, {FOLLOW: edges([0, 1], [1, 2])}), h)[U]
+    out = learned(blk, h)
+    torch.testing.assert_close(out[U], only_rev + 3.0 * only_follow)
+    (out[U].sum() + out[I].sum()).backward()
+    assert all(p.grad is not None for p in learned.rel_scale.values())
+    with pytest.raises(ValueError, match="relation_weights: 'learned' scales the relations of weight-free"):
+        HeteroSAGEConv([CLICK], 2, 2, relation_weights="learned")
+    with pytest.raises(ValueError, match="relation_weights: 'learned' needs weight_free: true"):
+        ModelConfig(relation_weights="learned")
+    with pytest.raises(ValueError, match=r"relation_weights: expected one of \('equal', 'learned'\), got 'x'"):
+        ModelConfig(weight_free=True, relation_weights="x")
+
+
 def _lightgcn_with(emb_user, emb_item, num_layers):
     model = HeteroGraphSAGE.lightgcn({U: 3, I: 3}, [CLICK, REV], dim=2, num_layers=num_layers)
     with torch.no_grad():

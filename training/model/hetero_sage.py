@@ -30,7 +30,7 @@ from torch import nn
 
 from training.model.decoder import SCORE_KINDS
 from training.model.encoders import CATEGORICAL_COMBINES, FUSIONS, HeteroEncoder, NodeFeatureSpec, resolve_per_type
-from training.model.sage_layer import AGGRS, COMBINES, NORMS, HeteroSAGEConv, check_relations
+from training.model.sage_layer import AGGRS, COMBINES, NORMS, RELATION_WEIGHTS, HeteroSAGEConv, check_relations
 from training.sampling.base import Relation, SampledBatch
 
 LAYER_COMBINATIONS = ("last", "mean")
@@ -66,7 +66,8 @@ class HeteroGraphSAGE(nn.Module):
                  last_activation: bool = False, fusion: str = "sum",
                  use_id_embedding: bool | Mapping[str, bool] = True, categorical_combine: str = "sum",
                  sparse_id_embedding: bool = False, layer_combination: str = "last",
-                 attention_dim: int | None = None, score_bias_types: Sequence[str] = ()):
+                 attention_dim: int | None = None, score_bias_types: Sequence[str] = (),
+                 relation_weights: str = "equal"):
         super().__init__()
         self.relations = check_relations(relations)
         if not isinstance(specs, Mapping) or not all(isinstance(s, NodeFeatureSpec) for s in specs.values()):
@@ -87,7 +88,8 @@ class HeteroGraphSAGE(nn.Module):
         self.layers = nn.ModuleList([
             HeteroSAGEConv(self.relations, hidden_dim, hidden_dim, aggr=aggr, combine=combine, residual=residual,
                            norm=norm, activation=last_activation if i == num_layers - 1 else True, dropout=dropout,
-                           weight_free=weight_free, self_loop=self_loop, attention_dim=attention_dim)
+                           weight_free=weight_free, self_loop=self_loop, attention_dim=attention_dim,
+                           relation_weights=relation_weights)
             for i in range(num_layers)])
         if isinstance(score_bias_types, str) or not all(t in specs for t in score_bias_types):
             raise ValueError(f"score_bias_types: expected node types of the specs, got {score_bias_types!r}")
@@ -128,7 +130,7 @@ class HeteroGraphSAGE(nn.Module):
                    weight_free=config.weight_free, last_activation=config.last_activation, fusion=config.fusion,
                    use_id_embedding=config.use_id_embedding, categorical_combine=config.categorical_combine,
                    sparse_id_embedding=config.sparse_id_embedding, layer_combination=config.layer_combination,
-                   attention_dim=config.attention_dim,
+                   attention_dim=config.attention_dim, relation_weights=config.relation_weights,
                    score_bias_types=tuple(destination_types) if config.destination_bias else ())
 
     def forward(self, batch: SampledBatch, features: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
@@ -267,6 +269,9 @@ class ModelConfig:
         destination_bias: a learned scalar per destination node of the target edge types (an item
             bias), added to its score in the loss and in the exported scoring vectors.
         attention_dim: semantic-attention width (None: hidden_dim).
+        relation_weights: ``"equal"`` (default) or ``"learned"``: with ``weight_free``, each
+            layer scales relation ``r``'s normalised message by a learned ``exp(s_r)`` (``s_r = 0``
+            at the start), so a multi-behaviour graph can weigh its behaviours.
 
     Example:
         >>> ModelConfig.from_dict({"model": {"weight_free": True, "layer_combination": "mean"}}).num_layers
@@ -294,6 +299,7 @@ class ModelConfig:
     popularity_prior: float = 0.0
     destination_bias: bool = False
     attention_dim: int | None = None
+    relation_weights: str = "equal"
 
     def __post_init__(self):
         for name in ("hidden_dim", "num_layers"):
@@ -306,7 +312,8 @@ class ModelConfig:
             object.__setattr__(self, "norm", None)
         for name, choices in (("aggr", AGGRS), ("combine", COMBINES), ("norm", NORMS), ("fusion", FUSIONS),
                               ("categorical_combine", CATEGORICAL_COMBINES),
-                              ("layer_combination", LAYER_COMBINATIONS), ("decoder", SCORE_KINDS)):
+                              ("layer_combination", LAYER_COMBINATIONS), ("decoder", SCORE_KINDS),
+                              ("relation_weights", RELATION_WEIGHTS)):
             _check_choice(name, getattr(self, name), choices)
         for name in ("residual", "self_loop", "last_activation", "use_features", "sparse_id_embedding",
                      "weight_free"):
@@ -323,6 +330,9 @@ class ModelConfig:
             raise ValueError(f"popularity_prior: expected a finite number >= 0, got {b!r}")
         if not isinstance(self.destination_bias, bool):
             raise TypeError(f"destination_bias: expected true or false, got {self.destination_bias!r}")
+        if self.relation_weights == "learned" and not self.weight_free:
+            raise ValueError("relation_weights: 'learned' needs weight_free: true (a weighted layer has a matrix per "
+                             "relation already)")
         a = self.attention_dim
         if a is not None and (isinstance(a, bool) or not isinstance(a, int) or a < 1):
             raise ValueError(f"attention_dim: expected an int >= 1 or null, got {a!r}")

@@ -46,6 +46,7 @@ from training.model.spmm import spmm
 
 AGGRS = ("mean", "weighted_mean", "sum")
 COMBINES = ("sum", "mean", "attention")
+RELATION_WEIGHTS = ("equal", "learned")
 NORMS = ("layer", "batch", None)
 
 
@@ -100,7 +101,7 @@ class HeteroSAGEConv(nn.Module):
     def __init__(self, relations: Sequence[Relation], in_dim: int, out_dim: int, aggr: str = "mean",
                  combine: str = "sum", residual: bool = True, norm: str | None = "layer", activation: bool = True,
                  dropout: float = 0.0, weight_free: bool = False, self_loop: bool = True, bias: bool = True,
-                 attention_dim: int | None = None):
+                 attention_dim: int | None = None, relation_weights: str = "equal"):
         super().__init__()
         self.relations = check_relations(relations)
         self.in_dim, self.out_dim = _dim("in_dim", in_dim), _dim("out_dim", out_dim)
@@ -116,15 +117,23 @@ class HeteroSAGEConv(nn.Module):
                 raise TypeError(f"{name}: expected a bool, got {value!r}")
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout: expected a float in [0, 1), got {dropout!r}")
+        if relation_weights not in RELATION_WEIGHTS:
+            raise ValueError(f"relation_weights: expected one of {RELATION_WEIGHTS}, got {relation_weights!r}")
+        if relation_weights == "learned" and not weight_free:
+            raise ValueError("relation_weights: 'learned' scales the relations of weight-free propagation; the "
+                             "weighted layer already has a matrix per relation (use combine: attention to weight them)")
         if weight_free and in_dim != out_dim:
             raise ValueError(f"out_dim: weight_free propagation keeps the width, expected {in_dim}, got {out_dim}")
         self.aggr, self.combine, self.norm_kind = aggr, combine, norm
         self.residual, self.activation, self.weight_free, self.self_loop = residual, activation, weight_free, self_loop
         self.node_types = tuple(sorted({r[0] for r in self.relations} | {r[2] for r in self.relations}))
         self.rel_lin = self.root_lin = self.res_lin = self.norms = self.bias = None
-        self.att_lin = self.att_q = None
+        self.att_lin = self.att_q = self.rel_scale = None
         self.dropout = nn.Dropout(dropout)
         if weight_free:
+            if relation_weights == "learned":  # exp(s_r), s_r = 0 at the start: the plain sum
+                self.rel_scale = nn.ParameterDict({relation_name(r): nn.Parameter(torch.zeros(()))
+                                                   for r in self.relations})
             return
         self.rel_lin = nn.ModuleDict({relation_name(r): nn.Linear(in_dim, out_dim, bias=False)
                                       for r in self.relations})
@@ -177,7 +186,9 @@ class HeteroSAGEConv(nn.Module):
         out, attention = {}, {}
         for t, nd in block.num_dst.items():
             parts = messages[t]
-            if self.weight_free:  # summed over relations; no incoming edge -> zeros
+            if self.weight_free:  # summed over relations (scaled by exp(s_r) when learned); none -> zeros
+                if self.rel_scale is not None:
+                    parts = [(r, torch.exp(self.rel_scale[relation_name(r)]) * m) for r, m in parts]
                 z = parts[0][1] if parts else zeros(nd)
                 for _, m in parts[1:]:
                     z = z + m
