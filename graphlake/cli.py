@@ -497,10 +497,11 @@ def failure_log_dir(lake_dir: str | None) -> str:
     return os.path.join(os.path.expanduser("~"), ".cache", "graphlake", "logs")
 
 
-def _write_failure_log(args, argv, exc: BaseException) -> str:
-    folder = failure_log_dir(getattr(args, "lake", None))
+def _write_failure_log(command: str, lake_dir: str | None, argv, exc: BaseException) -> str:
+    folder = failure_log_dir(lake_dir)
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-    path = os.path.abspath(os.path.join(folder, f"graphlake-{args.command}-{stamp}-{os.getpid()}.log"))
+    name = command.replace(" ", "-")
+    path = os.path.abspath(os.path.join(folder, f"graphlake-{name}-{stamp}-{os.getpid()}.log"))
     try:
         os.makedirs(folder, exist_ok=True)
         with open(path, "w", encoding="utf-8") as fh:
@@ -529,6 +530,15 @@ def classify(exc: BaseException) -> tuple[int, str]:
     return EXIT_INTERNAL, f"internal error (a bug, not your input): {type(exc).__name__}: {_one_line(exc)[:500]}"
 
 
+def report_failure(command: str, lake_dir: str | None, argv, exc: BaseException) -> int:
+    """Write ``exc``'s trace to a log file, print the one line ``graphlake <command>: <message>
+    (trace: <log>)`` on stderr and return the exit code (:func:`classify`)."""
+    code, message = classify(exc)
+    log_path = _write_failure_log(command, lake_dir, argv, exc)
+    print(f"graphlake {command}: {message} (trace: {log_path})", file=sys.stderr)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns the exit code (0 success, 1 a job or gate failed, 2 the user's
     input, 3 an internal error: :mod:`graphlake.errors`)."""
@@ -547,10 +557,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"graphlake {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
-        code, message = classify(exc)
-        log_path = _write_failure_log(args, argv, exc)
-        print(f"graphlake {args.command}: {message} (trace: {log_path})", file=sys.stderr)
-        return code
+        return report_failure(args.command, getattr(args, "lake", None), argv, exc)
     logging.getLogger(__name__).info("%s finished in %.1f s", args.command, time.time() - start)
     return EXIT_OK
 

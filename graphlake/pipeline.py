@@ -228,7 +228,14 @@ def main(argv=None) -> int:
         parser.error(f"expected --key value pairs after the step, got {rest}")
     kwargs = {k[2:].replace("-", "_"): _parse_value(v) for k, v in zip(rest[::2], rest[1::2])}
     logging.basicConfig(level=os.environ.get("GRAPHLAKE_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
-    print(json.dumps(run_step(args.step, **kwargs), sort_keys=True))
+    try:
+        result = run_step(args.step, **kwargs)
+    except Exception as exc:  # the CLI's exit codes and one-line errors (graphlake.errors)
+        from graphlake.cli import report_failure
+
+        return report_failure(f"pipeline {args.step}", kwargs.get("lake"), argv if argv is not None else sys.argv[1:],
+                              exc)
+    print(json.dumps(result, sort_keys=True))
     return 0
 
 
