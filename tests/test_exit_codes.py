@@ -99,7 +99,7 @@ def _unknown_key(tmp_path):
                                          "--version", "1"),
      r"asset: no asset named 'shop_embeddings' is published"),
     ("unknown run", lambda lake, tmp: ("evaluate", "--lake", lake, "--run-id", "no-such-run"),
-     r"run_id: no training run 'no-such-run' in .*_runs/train \(runs there: \['hand-1'\]\)"),
+     r"run_id: no training run 'no-such-run' in .*_runs/train \(no run\.json there; runs there: \['hand-1'\]\)"),
     ("bad SQL argument", lambda lake, tmp: ("sql", "--lake", lake, "SELECT gl_recommend('u1', -1)"),
      r"gl_recommend: k must be in 1\.\.1000, got -1"),
     ("gl_mean_embedding beside count(*)",

@@ -57,7 +57,7 @@ def read_run(run_dir: str) -> dict:
         known = sorted(n for n in os.listdir(runs) if os.path.isfile(os.path.join(runs, n, RUN_FILE))) \
             if os.path.isdir(runs) else []
         raise InputNotFoundError(f"run_id: no training run {os.path.basename(os.path.abspath(run_dir))!r} in {runs} "
-                                 f"(runs there: {known[-5:] if known else 'none'})")
+                                 f"(no {RUN_FILE} there; runs there: {known[-5:] if known else 'none'})")
     with open(path) as f:
         return json.load(f)
 
