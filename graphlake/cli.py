@@ -410,8 +410,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="extra horovodrun / torchrun flags, e.g. \"-H host1:4,host2:4\" for several hosts")
     p.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
     p.add_argument("--target", default=None, metavar="BEHAVIOUR|EDGE_TYPE",
-                   help="the target behaviour (e.g. purchase = user__purchase__item); overrides the config's "
-                        "targets (default: purchase when the graph has it, else every user->item behaviour)")
+                   help="the target behaviour (e.g. purchase = user__purchase__item), the others staying auxiliary "
+                        "relations; overrides the config's targets (default: every user->item behaviour)")
     p.add_argument("--timeout", type=float, default=None, help="fail when the ranks run longer (seconds)")
 
     p = add("evaluate", cmd_evaluate, "Recall@K / NDCG@K of a training run (full ranking)")

@@ -27,6 +27,8 @@ import logging
 import os
 import sys
 
+from graphlake.errors import UsageError
+
 log = logging.getLogger(__name__)
 
 TRAIN_MODES = ("incremental", "full")
@@ -65,7 +67,7 @@ def validate_etl(lake: str, etl_run_id: str | None = None, ds: str | None = None
     if etl_run_id is None:
         newest = last_run(spark, lake)
         if ds is not None and ds not in newest["dates"]:
-            raise ValueError(f"etl_run_id: the newest ETL run {newest['run_id']} covers {newest['dates']}, not {ds}")
+            raise UsageError(f"etl_run_id: the newest ETL run {newest['run_id']} covers {newest['dates']}, not {ds}")
         etl_run_id = newest["run_id"]
     summary = gate_run(spark, lake, etl_run_id, rules=_config(EtlRules, config, "etl"))
     return {"run_id": etl_run_id, "success": summary["success"], "suites": list(summary["suites"]),
@@ -105,7 +107,7 @@ def train(lake: str, graph_version: int, mode: str = "incremental", config: str 
     from training.job import latest_run, train as run
 
     if mode not in TRAIN_MODES:
-        raise ValueError(f"mode: expected one of {list(TRAIN_MODES)}, got {mode!r}")
+        raise UsageError(f"mode: expected one of {list(TRAIN_MODES)}, got {mode!r}")
     spark = _spark()
     train_config = _config(TrainConfig, config, "train") or TrainConfig()
     if epochs is not None:
@@ -138,7 +140,7 @@ def evaluate(lake: str, run_id: str, k: int = 20) -> dict:
     with open(done) as f:
         validation = json.load(f).get("validation") or {}
     if not validation:
-        raise ValueError(f"run_id: run {run_id} has no test table to evaluate on and no validation slice "
+        raise UsageError(f"run_id: run {run_id} has no test table to evaluate on and no validation slice "
                          "(train with validation_fraction > 0 or import a dataset with a test split)")
     return {"run_id": run_id, "source": "validation", **validation}
 
@@ -159,7 +161,7 @@ def _run_versions(lake: str, run_id: str) -> dict:
     rows, _ = read_registry(lake)
     found = {r["asset"]: int(r["version"]) for r in rows if r["run_id"] == run_id and r["status"] == A.CANDIDATE}
     if not found:
-        raise ValueError(f"run_id: no candidate asset version of run {run_id!r} in the registry (publish it first)")
+        raise UsageError(f"run_id: no candidate asset version of run {run_id!r} in the registry (publish it first)")
     return found
 
 
@@ -171,7 +173,7 @@ def gate(lake: str, assets: dict | None = None, run_id: str | None = None, confi
 
     if assets is None:
         if not run_id:
-            raise ValueError("assets: expected {asset: version} or a run_id whose candidates to gate")
+            raise UsageError("assets: expected {asset: version} or a run_id whose candidates to gate")
         assets = _run_versions(lake, run_id)
     spark, asset_config = _spark(), _config(AssetConfig, config, "assets")
     out = {asset: run(spark, lake, asset, int(version), asset_config)["figures"]
@@ -206,7 +208,7 @@ STEPS = {f.__name__: f for f in (etl, validate_etl, build_graph, validate_graph,
 def run_step(step: str, **kwargs) -> dict:
     """Run pipeline step ``step`` with ``kwargs`` (see each step's function); returns its JSON-able result."""
     if step not in STEPS:
-        raise ValueError(f"step: expected one of {sorted(STEPS)}, got {step!r}")
+        raise UsageError(f"step: expected one of {sorted(STEPS)}, got {step!r}")
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     result = STEPS[step](**kwargs)
     return json.loads(json.dumps(result, default=str))

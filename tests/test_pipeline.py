@@ -25,5 +25,6 @@ def test_main_parses_key_value_pairs(capsys):
     with pytest.raises(SystemExit) as exc:
         pipeline.main(["etl", "--lake"])
     assert exc.value.code == 2 and "expected --key value pairs" in capsys.readouterr().err
-    with pytest.raises(ValueError, match="mode: expected one of"):
-        pipeline.main(["train", "--lake", "x", "--graph-version", "3", "--mode", "warm"])
+    assert pipeline.main(["train", "--lake", "x", "--graph-version", "3", "--mode", "warm"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("graphlake pipeline train: error: mode: expected one of"), err

@@ -64,10 +64,9 @@ class TrainConfig:
 
     Attributes:
         targets: stored edge types whose edges are the positive pairs (link prediction); empty
-            = the target behaviour ``user__purchase__item`` when the graph has it (the other
-            behaviours stay in the graph as auxiliary relations), else every
-            ``user__<behaviour>__item`` edge type (``training.run_data.default_targets``).
-            ``graphlake train --target REL`` sets it from the command line.
+            = every ``user__<behaviour>__item`` edge type (``training.run_data.default_targets``).
+            ``graphlake train --target purchase`` trains the target behaviour alone, the other
+            behaviours staying in the graph as auxiliary relations (the multi-behaviour setting).
         edge_types: stored edge types used for message passing; empty = every edge type.
         mode: ``sampled`` (mini-batches over sampled neighbourhoods; scales to any graph) or
             ``full`` (every step propagates over the whole graph: LightGCN's training).

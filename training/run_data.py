@@ -24,18 +24,16 @@ from training.sampling.base import REVERSE_PREFIX
 
 FEATURE_NAMES = ("numeric", "numeric_missing", "categorical", "text", "image", "has_image")
 BEHAVIOURS = ("click", "view", "cart", "fav", "purchase")
-TARGET_BEHAVIOUR = "purchase"  # the behaviour a run predicts when its config names no targets
+TARGET_BEHAVIOUR = "purchase"  # the behaviour evaluated when a run trains it (graphlake evaluate's default)
 
 
 def default_targets(edge_types) -> list[str]:
-    """The target edge types of a run whose config names none: the target behaviour
-    ``user__purchase__item`` when the graph has it (the other behaviours are auxiliary: relations
-    the model propagates over, not objectives, and not masked in evaluation: MuLe's / MB-CGCN's
-    setting), else every ``user -> item`` behaviour edge type."""
-    behaviours = [e for e in edge_types if e.startswith("user__") and e.endswith("__item")
-                  and e.split("__")[1] in BEHAVIOURS]
-    target = f"user__{TARGET_BEHAVIOUR}__item"
-    return [target] if target in behaviours else behaviours
+    """The target edge types of a run whose config names none: every ``user -> item`` behaviour
+    edge type. (Purchase alone, the other behaviours as auxiliary relations, is the multi-behaviour
+    setting: ``graphlake train --target purchase``; it is not the default because a small lake has
+    too few purchases to train on: the 4,000-event demo got one step and no validation slice.)"""
+    return [e for e in edge_types if e.startswith("user__") and e.endswith("__item")
+            and e.split("__")[1] in BEHAVIOURS]
 
 
 def resolve_targets(snapshot, config: TrainConfig) -> list[str]:
