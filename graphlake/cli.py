@@ -227,8 +227,9 @@ def cmd_train(args) -> dict:
         if args.epochs is not None:
             config = TrainConfig(**{**_asdict(config), "epochs": args.epochs})
         if args.target is not None:
-            edge = args.target if "__" in args.target else f"user__{args.target}__item"
-            config = TrainConfig(**{**_asdict(config), "targets": (edge,)})
+            from training.run_data import behaviour_edge
+
+            config = TrainConfig(**{**_asdict(config), "targets": (behaviour_edge(args.target),)})
     summary = train(_spark(args), args.lake, config, backend=args.backend, workers=args.workers,
                     graph_version=args.graph_version, run_id=args.run_id, resume=args.resume,
                     launcher=args.launcher, timeout_s=args.timeout, progress=not args.json,

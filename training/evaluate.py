@@ -42,7 +42,7 @@ from graphlake.errors import InputNotFoundError, UsageError
 from training.cold_start import cold_start_metrics, read_cold_items
 from training.job import latest_run, run_dir_of
 from training.metrics import degree_buckets, group_by_user, ranking_metrics
-from training.run_data import TARGET_BEHAVIOUR, resolve_targets
+from training.run_data import TARGET_BEHAVIOUR, behaviour_edge, resolve_targets
 from training.sampling import csr_rows
 from training.scoring import ranking_score
 from training.worker import embeddings_path, read_run
@@ -102,7 +102,7 @@ def _evaluated_target(target: str | None, run_targets: list[str], edge_types) ->
         return purchase if purchase in run_targets else run_targets[0]
     if not isinstance(target, str) or not target:
         raise UsageError(f"target: expected an edge type or a behaviour name, got {target!r}")
-    edge = target if "__" in target else f"user__{target}__item"
+    edge = behaviour_edge(target)
     if edge not in edge_types:
         raise UsageError(f"target: {edge!r} is not an edge type of the run's graph (edge types: {sorted(edge_types)})")
     return edge

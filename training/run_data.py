@@ -27,6 +27,11 @@ BEHAVIOURS = ("click", "view", "cart", "fav", "purchase")
 TARGET_BEHAVIOUR = "purchase"  # the behaviour evaluated when a run trains it (graphlake evaluate's default)
 
 
+def behaviour_edge(name: str) -> str:
+    """An edge type, or a behaviour name meaning ``user__<name>__item`` (``purchase``)."""
+    return name if "__" in name else f"user__{name}__item"
+
+
 def default_targets(edge_types) -> list[str]:
     """The target edge types of a run whose config names none: every ``user -> item`` behaviour
     edge type. (Purchase alone, the other behaviours as auxiliary relations, is the multi-behaviour
