@@ -98,7 +98,7 @@ def _evaluated_target(target: str | None, run_targets: list[str], edge_types) ->
     name meaning ``user__<behaviour>__item``), else the run's target behaviour (purchase when the
     run trains it, else its first target)."""
     if target is None:
-        purchase = f"user__{TARGET_BEHAVIOUR}__item"
+        purchase = behaviour_edge(TARGET_BEHAVIOUR)
         return purchase if purchase in run_targets else run_targets[0]
     if not isinstance(target, str) or not target:
         raise UsageError(f"target: expected an edge type or a behaviour name, got {target!r}")
