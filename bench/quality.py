@@ -6,9 +6,13 @@ Datasets (``../shared/datasets``; anchors in its README):
   gowalla  LightGCN's split, Recall@20 / NDCG@20, config ``bench/configs/gowalla.yaml``
   tmall    MuLe's copy (buy, cart, collect), target purchase, HR@10 / NDCG@10,
            config ``bench/configs/tmall.yaml``
+  beauty   S3-Rec's Amazon Beauty with brand and category attributes, no test file: cold start
+           (``cold_start_fraction``: held-out items ranked from their attributes, Recall@20 /
+           NDCG@20 against the attribute-popularity and random references) and warm items
+           (``--validation``: a slice of the kept items' interactions), config ``bench/configs/beauty.yaml``
 
 The imported and built lake is cached under ``--work``, in a folder keyed by the dataset's files
-(names, sizes, modification times): other data never reuses it. With ``--validation F`` each run
+(names and contents): other data never reuses it. With ``--validation F`` each run
 holds out a share F of the target's training edges and reports the validation metrics only (tune
 there); without it the run is scored once on the dataset's test file. ``--seeds N`` trains N runs
 (seeds 0..N-1). Every run prints one JSON line (metrics, seconds, config hash, seed, test
@@ -43,16 +47,45 @@ DATASETS = {
                           "MB-HGCN": {"hr@10": 0.1443, "ndcg@10": 0.0769},
                           "MuLe": {"hr@10": 0.2112, "ndcg@10": 0.1177}},
               "anchor_note": "published models also trained on 1.8M view interactions this copy does not have"},
+    "beauty": {"format": "s3rec", "k": 20, "metrics": ("recall@20", "ndcg@20"), "test_file": False, "anchors": {},
+               "anchor_note": "no published cold-start figure uses this protocol: compare with the popularity "
+                              "and random references of the same run"},
 }
 
 
 def data_key(folder: str) -> str:
-    """A key of the dataset's files (names, sizes, mtimes): a changed dataset gets a new lake."""
-    entries = sorted((n, os.path.getsize(os.path.join(folder, n)), int(os.path.getmtime(os.path.join(folder, n))))
-                     for n in os.listdir(folder) if os.path.isfile(os.path.join(folder, n)))
-    if not entries:
+    """A key of the dataset's files (names and contents, SHA-256): a changed dataset gets a new
+    lake, and the same files keep theirs wherever they were copied or touched."""
+    names = sorted(n for n in os.listdir(folder) if os.path.isfile(os.path.join(folder, n)))
+    if not names:
         raise FileNotFoundError(f"--data: no files in {folder!r}")
-    return hashlib.sha256(json.dumps([os.path.abspath(folder), entries]).encode()).hexdigest()[:12]
+    digest = hashlib.sha256()
+    for name in names:
+        digest.update(name.encode() + b"\0")
+        with open(os.path.join(folder, name), "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        digest.update(b"\0")
+    return digest.hexdigest()[:12]
+
+
+def _record(ledger: str, run_id: str, out: dict, label, seed: int) -> int:
+    """Append one test evaluation to the work folder's ledger; the number of them so far."""
+    with open(ledger, "a") as fh:
+        fh.write(json.dumps({"run_id": run_id, "config_hash": out["config_hash"], "label": label, "seed": seed}) + "\n")
+    with open(ledger) as fh:
+        return sum(1 for _ in fh)
+
+
+def _figures(out: dict, spec: dict) -> dict:
+    """The figures of one run that the mean and sd are taken over: the test metrics, else the
+    cold-start ones (``cold_*``, with their references), else the validation ones."""
+    if spec["metrics"][0] in out:
+        return {m: out[m] for m in spec["metrics"]}
+    if "cold_start" in out:
+        return {f"cold_{m}": v for m, v in out["cold_start"].items()
+                if isinstance(v, float) and ("recall@" in m or "ndcg@" in m)}
+    return {m: v for m, v in out.get("validation", {}).items() if "recall@" in m or "ndcg@" in m or "hr@" in m}
 
 
 def _overrides(pairs: list[str]) -> dict:
@@ -109,6 +142,10 @@ def main(argv=None) -> list[dict]:
     overrides = {k: v for k, v in {"epochs": args.epochs, "validation_fraction": args.validation}.items()
                  if v is not None}
     overrides.update(_overrides(args.sets))
+    probe = TrainConfig(**{**to_dict(base), **overrides})
+    if not spec.get("test_file", True) and probe.validation_fraction == 0 and probe.cold_start_fraction == 0:
+        raise SystemExit(f"--dataset {args.dataset} has no test file: train with cold_start_fraction > 0 "
+                         f"(--set cold_start_fraction=0.1) and/or --validation F")
     ledger = os.path.join(work, "test_evaluations.jsonl")  # every scoring of the test file, for the docs
     results = []
     for seed in range(args.first_seed, args.first_seed + args.seeds):
@@ -123,25 +160,26 @@ def main(argv=None) -> list[dict]:
         if config.validation_fraction > 0:
             out["validation"] = {k: round(v, 4) for k, v in (summary["validation"] or {}).items()
                                  if isinstance(v, float)}
-        else:
+        if config.cold_start_fraction > 0:  # the held-out items are this run's test set: scored once
+            cold = evaluate(spark, lake_dir, run_id=summary["run_id"], k=spec["k"], cold_start=True)["cold_start"]
+            out["cold_start"] = {k: round(v, 4) if isinstance(v, float) else v for k, v in cold.items()
+                                 if k not in ("targets", "node_type")}
+            out["test_evaluations_in_work_folder"] = _record(ledger, summary["run_id"], out, args.label, seed)
+        elif config.validation_fraction == 0:
             result = evaluate(spark, lake_dir, run_id=summary["run_id"], k=spec["k"])
             out.update({m: round(result[m], 4) for m in (*spec["metrics"], f"recall@{spec['k']}")})
             out.update(target=result["target"], masked=result["masked"], users=result["users"],
                        by_degree={n: {m: round(g[m], 4) for m in spec["metrics"]} | {"users": g["users"]}
                                   for n, g in result["by_degree"].items() if g["users"]})
-            with open(ledger, "a") as fh:
-                fh.write(json.dumps({"run_id": summary["run_id"], "config_hash": out["config_hash"],
-                                     "label": args.label, "seed": seed}) + "\n")
-            with open(ledger) as fh:
-                out["test_evaluations_in_work_folder"] = sum(1 for _ in fh)
+            out["test_evaluations_in_work_folder"] = _record(ledger, summary["run_id"], out, args.label, seed)
         prep = {}
         results.append(out)
         print(json.dumps(out), flush=True)
-    scored = [r for r in results if spec["metrics"][0] in r]
-    if len(scored) > 1:
-        summary = {m: {"mean": round(statistics.mean(r[m] for r in scored), 4),
-                       "sd": round(statistics.stdev(r[m] for r in scored), 4)} for m in spec["metrics"]}
-        print(json.dumps({"bench": "quality", "dataset": args.dataset, "label": args.label, "seeds": len(scored),
+    figures = [_figures(r, spec) for r in results]
+    if len(figures) > 1 and figures[0]:
+        summary = {m: {"mean": round(statistics.mean(f[m] for f in figures), 4),
+                       "sd": round(statistics.stdev(f[m] for f in figures), 4)} for m in figures[0]}
+        print(json.dumps({"bench": "quality", "dataset": args.dataset, "label": args.label, "seeds": len(figures),
                           **summary, "anchors": spec["anchors"], "anchor_note": spec.get("anchor_note")}), flush=True)
     return results
 

@@ -219,17 +219,20 @@ def cmd_train(args) -> dict:
     from training.config import TrainConfig
     from training.job import train
 
-    config = None
-    if args.config or not args.resume:
+    config, overrides = None, {k: v for k, v in (("seed", args.seed), ("epochs", args.epochs)) if v is not None}
+    if args.config:
         config = load_config(TrainConfig, args.config, section="train")
-        if args.seed is not None:
-            config = TrainConfig(**{**_asdict(config), "seed": args.seed})
-        if args.epochs is not None:
-            config = TrainConfig(**{**_asdict(config), "epochs": args.epochs})
         if args.target is not None:
             from training.run_data import behaviour_edge
 
-            config = TrainConfig(**{**_asdict(config), "targets": (behaviour_edge(args.target),)})
+            overrides["targets"] = (behaviour_edge(args.target),)
+        config = TrainConfig(**{**_asdict(config), **overrides})
+    elif not args.resume:  # no config: the recipe for this graph (training.recipe)
+        from graph_build.manifest import load_graph_version
+        from training.recipe import recommended_config
+
+        graph = load_graph_version(_spark(args), args.lake, args.graph_version)
+        config = recommended_config(graph, target=args.target, **overrides)
     summary = train(_spark(args), args.lake, config, backend=args.backend, workers=args.workers,
                     graph_version=args.graph_version, run_id=args.run_id, resume=args.resume,
                     launcher=args.launcher, timeout_s=args.timeout, progress=not args.json,
@@ -273,8 +276,9 @@ def cmd_evaluate(args) -> dict:
     if "cold_start" in result:
         c = result["cold_start"]
         lines.append(f"cold start (run {result['run_id']}): {c['items']:,} held-out items, {c['users']:,} users / "
-                     f"{c['pairs']:,} pairs: recall@{k} {c[f'recall@{k}']:.4f} (random {c[f'random_recall@{k}']:.4f})  "
-                     f"ndcg@{k} {c[f'ndcg@{k}']:.4f} (random {c[f'random_ndcg@{k}']:.4f})")
+                     f"{c['pairs']:,} pairs: recall@{k} {c[f'recall@{k}']:.4f} (popularity "
+                     f"{c[f'popularity_recall@{k}']:.4f}, random {c[f'random_recall@{k}']:.4f})  ndcg@{k} "
+                     f"{c[f'ndcg@{k}']:.4f} (popularity {c[f'popularity_ndcg@{k}']:.4f}, random {c[f'random_ndcg@{k}']:.4f})")
     _emit(args, result, "\n".join(lines))
     return result
 
@@ -395,7 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--overwrite", action="store_true", help="re-export an existing snapshot")
 
     p = add("train", cmd_train, "train the heterogeneous GraphSAGE on a graph version; embeddings -> Delta")
-    p.add_argument("--config", help="YAML with training rules (top-level or under `train:`)")
+    p.add_argument("--config", help="YAML with training rules (top-level or under `train:`); default: the recipe "
+                                    "for the graph (training/recipe.py, docs/quality.md)")
     p.add_argument("--backend", default="local", choices=["local", "ddp", "horovod"])
     p.add_argument("--workers", type=int, default=1, help="ranks (ddp / horovod)")
     p.add_argument("--device", default="auto",
@@ -411,8 +416,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="extra horovodrun / torchrun flags, e.g. \"-H host1:4,host2:4\" for several hosts")
     p.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
     p.add_argument("--target", default=None, metavar="BEHAVIOUR|EDGE_TYPE",
-                   help="the target behaviour (e.g. purchase = user__purchase__item), the others staying auxiliary "
-                        "relations; overrides the config's targets (default: every user->item behaviour)")
+                   help="the target behaviour (e.g. purchase = user__purchase__item): with --config it replaces the "
+                        "config's targets (the others stay relations); without, the recipe trains it with the other "
+                        "behaviours as auxiliary targets (default purchase)")
     p.add_argument("--timeout", type=float, default=None, help="fail when the ranks run longer (seconds)")
 
     p = add("evaluate", cmd_evaluate, "Recall@K / NDCG@K of a training run (full ranking)")

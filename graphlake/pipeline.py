@@ -109,9 +109,15 @@ def train(lake: str, graph_version: int, mode: str = "incremental", config: str 
     if mode not in TRAIN_MODES:
         raise UsageError(f"mode: expected one of {list(TRAIN_MODES)}, got {mode!r}")
     spark = _spark()
-    train_config = _config(TrainConfig, config, "train") or TrainConfig()
+    train_config = _config(TrainConfig, config, "train")  # None: the recipe for the graph (training.recipe)
     if epochs is not None:
-        train_config = dataclasses.replace(train_config, epochs=int(epochs))
+        if train_config is None:
+            from graph_build.manifest import load_graph_version
+            from training.recipe import recommended_config
+
+            train_config = recommended_config(load_graph_version(spark, lake, int(graph_version)), epochs=int(epochs))
+        else:
+            train_config = dataclasses.replace(train_config, epochs=int(epochs))
     warm = None
     if mode == "incremental":
         try:

@@ -21,7 +21,7 @@ import torch
 from graph_build.snapshot import open_snapshot
 from graphlake import cli
 from training import checkpoint as ckpt
-from training.cold_start import COLD_START_FILE, cold_start_metrics, select_cold_items
+from training.cold_start import COLD_START_FILE, attribute_popularity, cold_start_metrics, select_cold_items
 from training.config import TrainConfig, config_hash, config_json
 from training.distributed import get_backend
 from training.evaluate import evaluate
@@ -185,6 +185,22 @@ def test_resume_with_cold_start_equals_an_uninterrupted_run(lake, tmp_path):
 
 
 # ------------------------------------------------------------------ cold-start evaluation
+def test_attribute_popularity_ranks_new_items_by_their_attributes_kept_items(tmp_path):
+    """Items 0-3 kept (3, 1, 0, 2 buys), 4-7 held out. Category 0 holds 0, 1 and 4; category 1
+    holds 2 and 5; brand 0 holds 3 and 5; category 2 holds only held-out 6 (whose 5 buys, the
+    ground truth, must not count); 7 has no attribute."""
+    src = [0, 1, 2, 0, 0, 1, 0, 1, 2, 0, 1]
+    dst = [0, 0, 0, 1, 3, 3, 6, 6, 6, 6, 6]
+    snap = open_snapshot(write_snapshot(str(tmp_path / "s"), {"user": 3, "item": 8, "category": 3, "brand": 1}, {
+        TARGET: (np.array(src), np.array(dst), np.ones(len(src))),
+        BELONGS: (np.array([0, 1, 2, 4, 5, 6]), np.array([0, 0, 1, 0, 1, 2]), np.ones(6)),
+        "item__belongs_to__brand": (np.array([3, 5]), np.array([0, 0]), np.ones(2))}, {}))
+    scores = attribute_popularity(snap, [TARGET], torch.tensor([4, 5, 6, 7]))
+    # 4: category 0 = mean(3, 1); 5: mean(category 1 = 0, brand 0 = 2); 6: category 2 has no kept
+    # item; 7: the kept items' mean, (3 + 1 + 0 + 2) / 4
+    assert scores.tolist() == [2.0, 1.0, 0.0, 1.5]
+
+
 def test_cold_start_ranking_beats_random(lake, cold_run, monkeypatch, capsys):
     lake_dir, snap_dir = lake
     snap, cold = open_snapshot(snap_dir), _cold_ids(cold_run)
@@ -197,6 +213,7 @@ def test_cold_start_ranking_beats_random(lake, cold_run, monkeypatch, capsys):
     # four held-out items per community, ~2 per user: the features and categories find them
     assert m["recall@5"] >= 0.8 and m["recall@5"] >= 2 * m["random_recall@5"], m
     assert m["ndcg@5"] >= 1.5 * m["random_ndcg@5"], m
+    assert 0.0 <= m["popularity_recall@5"] <= 1.0 and 0.0 <= m["popularity_ndcg@5"] <= 1.0
     # through evaluate (no test pairs needed) and the CLI flag; saved in evaluation.json
     result = evaluate(None, lake_dir, run_id="cold", k=5, cold_start=True)
     assert result["cold_start"] == m and "recall@5" not in result

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import torch
 import pytest
 
 from training.config import TrainConfig
@@ -103,3 +104,44 @@ def test_only_the_target_behaviours_training_items_are_masked(spark, mule_lake, 
         evaluate(spark, mule_lake, run_id=both["run_id"], target="view")
     with pytest.raises(ValueError, match=r"mask: expected one of \['target', 'targets'\], got 'all'"):
         evaluate(spark, mule_lake, run_id=both["run_id"], mask="all")
+
+
+def test_target_weights_scale_each_targets_share_of_the_loss(spark, mule_lake, tmp_path):
+    """A step's loss is ``sum_e w_e B_e L_e / sum_e w_e B_e``: two weightings of the same step
+    give the per-target losses, which must predict a third weighting exactly."""
+    import dataclasses
+
+    from graph_build.export import export_graph
+    from graph_build.snapshot import open_snapshot
+    from training.distributed import get_backend
+    from training.trainer import Trainer
+
+    snap = open_snapshot(export_graph(spark, mule_lake)["path"])
+    config = TrainConfig(**{**SMALL, "epochs": 1}, targets=(BUY, FAV), target_weights={FAV: 1.0})
+    trainer = Trainer(snap, config, str(tmp_path / "w"), get_backend("local"), progress=False)
+    prepared = trainer._prepare_step(0, 0)
+    sizes = {e: b for e, _, _, _, _, b, _, _ in prepared.plan}
+    assert sizes[BUY] > 0 and sizes[FAV] > 0
+
+    def loss(weights: dict) -> float:
+        trainer.config = dataclasses.replace(config, target_weights=weights)
+        with torch.no_grad():
+            value, count = trainer._step_loss(0, 0, prepared)
+        assert count == sizes[BUY] + sizes[FAV]
+        return float(value)
+
+    b, f = sizes[BUY], sizes[FAV]
+    one, three = loss({FAV: 1.0}), loss({FAV: 3.0})
+    # one = (b L_b + f L_f) / (b + f); three = (b L_b + 3 f L_f) / (b + 3 f)
+    l_fav = (three * (b + 3 * f) - one * (b + f)) / (2 * f)
+    l_buy = (one * (b + f) - f * l_fav) / b
+    assert loss({FAV: 0.25, BUY: 2.0}) == pytest.approx((2 * b * l_buy + 0.25 * f * l_fav) / (2 * b + 0.25 * f),
+                                                        rel=1e-5)
+    assert l_fav != pytest.approx(l_buy, rel=1e-3)  # the two targets' losses differ: the weights matter
+    with pytest.raises(ValueError, match=r"target_weights: \['user__cart__item'\] are not targets of this run"):
+        Trainer(snap, TrainConfig(**SMALL, target_weights={"user__cart__item": 1.0}), str(tmp_path / "x"),
+                get_backend("local"), progress=False)
+    with pytest.raises(ValueError, match=r"target_weights: 'user__cart__item' is not one of the targets"):
+        TrainConfig(targets=(BUY,), target_weights={"user__cart__item": 1.0})
+    with pytest.raises(ValueError, match=r"target_weights\['user__fav__item'\]: expected > 0.0, got 0"):
+        TrainConfig(targets=(BUY, FAV), target_weights={FAV: 0})

@@ -32,7 +32,9 @@ held-out item, the candidates are the held-out items only, every user with a hel
 ranked against all of them (nothing to mask: the user's training items are not candidates),
 and Recall@K / NDCG@K are averaged over those users as in :mod:`training.metrics`. The random
 reference is the exact expectation for a uniformly random ranking: ``recall = min(K, C) / C``
-and ``E[DCG] = |T_u| / C * sum_{r <= min(K, C)} 1 / log2(r + 1)`` over ``C`` candidates.
+and ``E[DCG] = |T_u| / C * sum_{r <= min(K, C)} 1 / log2(r + 1)`` over ``C`` candidates; the
+popularity reference ranks the held-out items by their attributes' popularity among the kept
+items (:func:`attribute_popularity`).
 
 Example:
     >>> m = cold_start_metrics(run_dir, k=20)
@@ -239,6 +241,47 @@ def random_ranking_metrics(truth_per_user: torch.Tensor, candidates: int, k: int
             f"random_ndcg@{k}": float((dcg / idcg).sum()) / users}
 
 
+def attribute_popularity(snapshot, targets, item_ids: torch.Tensor) -> torch.Tensor:
+    """float64 ``(len(item_ids),)``: the attribute-popularity reference's score of each held-out item.
+
+    A new item has no interactions, so "most popular first" ranks it by its attributes: an
+    attribute's popularity is the mean number of target interactions of the *kept* items that
+    have it (shop, brand, category: the :data:`KEEP_RELATIONS` edges of the item type), and an
+    item's score is the mean over its attributes (the mean over kept items when it has none).
+    The held-out items' own interactions — the ground truth — never enter it.
+
+    Example:
+        >>> scores = attribute_popularity(snap, ["user__purchase__item"], torch.tensor([3, 9]))
+    """
+    item_type = targets[0].split("__")[2]
+    n_items = snapshot.num_nodes(item_type)
+    held = torch.zeros(n_items, dtype=torch.bool)
+    held[item_ids] = True
+    interactions = torch.zeros(n_items, dtype=torch.float64)
+    for t in targets:
+        indices = torch.from_numpy(np.asarray(snapshot.csr(t)[1]).astype(np.int64))
+        interactions += torch.bincount(indices, minlength=n_items).to(torch.float64)
+    interactions[held] = 0.0
+    total, count = torch.zeros(n_items, dtype=torch.float64), torch.zeros(n_items, dtype=torch.float64)
+    for e in snapshot.edge_types:
+        src_type, rel, dst_type = e.split("__")
+        if src_type != item_type or rel not in KEEP_RELATIONS:
+            continue
+        indptr, indices, _ = snapshot.csr(e)
+        item = csr_rows(torch.from_numpy(np.array(indptr, dtype=np.int64)))
+        attr = torch.from_numpy(np.asarray(indices).astype(np.int64))
+        n_attr = snapshot.num_nodes(dst_type)
+        kept = ~held.index_select(0, item)
+        sums = torch.bincount(attr[kept], weights=interactions.index_select(0, item[kept]), minlength=n_attr)
+        sizes = torch.bincount(attr[kept], minlength=n_attr).to(torch.float64)
+        mean = sums / sizes.clamp(min=1.0)
+        total += torch.bincount(item, weights=mean.index_select(0, attr), minlength=n_items)
+        count += torch.bincount(item, minlength=n_items).to(torch.float64)
+    fallback = interactions[~held].mean() if bool((~held).any()) else torch.tensor(0.0, dtype=torch.float64)
+    score = torch.where(count > 0, total / count.clamp(min=1.0), fallback)
+    return score.index_select(0, item_ids)
+
+
 def cold_start_metrics(run_dir: str, k: int = 20) -> dict:
     """Recall@K / NDCG@K of the run's held-out items (protocol: the module docstring).
 
@@ -246,8 +289,9 @@ def cold_start_metrics(run_dir: str, k: int = 20) -> dict:
     ``embed_all`` wrote) and its snapshot's target edges as the ground truth.
 
     Returns:
-        ``{"recall@K", "ndcg@K", "random_recall@K", "random_ndcg@K", "items", "users", "pairs",
-        "node_type", "targets", "k"}``; ``items`` = candidates (held-out items), ``pairs`` =
+        ``{"recall@K", "ndcg@K", "random_recall@K", "random_ndcg@K", "popularity_recall@K",
+        "popularity_ndcg@K", "items", "users", "pairs", "node_type", "targets", "k"}`` (``popularity_*``:
+        the held-out items ranked by :func:`attribute_popularity`, the same list for every user); ``items`` = candidates (held-out items), ``pairs`` =
         held-out user -> item pairs, ``users`` = users with at least one.
 
     Raises:
@@ -284,5 +328,9 @@ def cold_start_metrics(run_dir: str, k: int = 20) -> dict:
     m = ranking_metrics(user_emb, item_emb, users, local, k=kk, score=ranking_score(config.model_config()))
     per_user = torch.bincount(users, minlength=user_emb.shape[0])
     rnd = random_ranking_metrics(per_user[per_user > 0], len(items), k)
+    # one ranking for every user: the held-out items by attribute popularity
+    pop = ranking_metrics(torch.ones(user_emb.shape[0], 1), attribute_popularity(snap, targets, items)[:, None].float(),
+                          users, local, k=kk)
+    rnd.update({f"popularity_recall@{k}": pop[f"recall@{kk}"], f"popularity_ndcg@{k}": pop[f"ndcg@{kk}"]})
     return {f"recall@{k}": m[f"recall@{kk}"], f"ndcg@{k}": m[f"ndcg@{kk}"], **rnd, "items": int(len(items)),
             "users": m["users"], "pairs": int(len(users)), "node_type": item_type, "targets": targets, "k": k}

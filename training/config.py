@@ -67,6 +67,11 @@ class TrainConfig:
             = every ``user__<behaviour>__item`` edge type (``training.run_data.default_targets``).
             ``graphlake train --target purchase`` trains the target behaviour alone, the other
             behaviours staying in the graph as auxiliary relations (the multi-behaviour setting).
+        target_weights: loss weight per target edge type (default 1.0 each): a step's loss is
+            ``sum_e w_e * B_e * loss_e / sum_e w_e * B_e`` over its targets ``e`` with ``B_e``
+            positives, so ``{user__purchase__item: 1.0, user__fav__item: 0.3}`` trains collects
+            as an auxiliary objective at a third of a purchase's weight. Keys are edge types of
+            ``targets`` (a run whose targets are the defaults may name any ``user__<b>__item``).
         edge_types: stored edge types used for message passing; empty = every edge type.
         mode: ``sampled`` (mini-batches over sampled neighbourhoods; scales to any graph) or
             ``full`` (every step propagates over the whole graph: LightGCN's training).
@@ -112,6 +117,7 @@ class TrainConfig:
     """
 
     targets: tuple = ()
+    target_weights: dict = field(default_factory=dict)
     edge_types: tuple = ()
     mode: str = "sampled"
     fanouts: tuple = (10, 5)
@@ -144,6 +150,16 @@ class TrainConfig:
             if isinstance(value, str) or not isinstance(value, (list, tuple)):
                 raise TypeError(f"{name}: expected a list of edge types, got {type(value).__name__} {value!r}")
             object.__setattr__(self, name, tuple(_edge_type(f"{name}[{i}]", v) for i, v in enumerate(value)))
+        if not isinstance(self.target_weights, Mapping):
+            raise TypeError(f"target_weights: expected a mapping edge type -> weight, got "
+                            f"{type(self.target_weights).__name__} {self.target_weights!r}")
+        weights = {}
+        for key, value in sorted(self.target_weights.items()):
+            e = _edge_type(f"target_weights key {key!r}", key)
+            if self.targets and e not in self.targets:
+                raise ValueError(f"target_weights: {e!r} is not one of the targets {list(self.targets)}")
+            weights[e] = _float(f"target_weights[{e!r}]", value, strict=True)
+        object.__setattr__(self, "target_weights", weights)
         if self.mode not in MODES:
             raise ValueError(f"mode: expected one of {list(MODES)}, got {self.mode!r}")
         if isinstance(self.fanouts, (str, int)) or not isinstance(self.fanouts, (list, tuple)) or not self.fanouts:
@@ -234,7 +250,7 @@ class TrainConfig:
 # options added after runs were recorded: left out of the JSON at their default, so the hash of
 # every config that does not use them (and the run ids and resume checks built on it) is unchanged
 _OMITTED_AT_DEFAULT = {"cold_start_fraction": 0.0, "lr_schedule": "constant", "final_lr_ratio": 0.0, "prefetch": True,
-                       "inference": "layerwise"}
+                       "inference": "layerwise", "target_weights": {}}
 
 
 def _recorded_values(config: TrainConfig) -> dict:

@@ -139,7 +139,7 @@ def evaluate(spark, lake_dir: str, run_id: str | None = None, test_table: str = 
         "unknown_pairs", "k", "target", "masked", "by_degree", "seconds"}`` (``by_degree``: the
         figures per bucket of the users' training degree in the masked behaviour, ``"0"``,
         ``"1-2"``, ``"3-5"``, ``"6-10"``, ``"11+"``) plus ``"cold_start": {"recall@K", "ndcg@K", "random_recall@K",
-        "random_ndcg@K", "items", "users", "pairs", ...}`` (:func:`training.cold_start.
+        "random_ndcg@K", "popularity_recall@K", "popularity_ndcg@K", "items", "users", "pairs", ...}`` (:func:`training.cold_start.
         cold_start_metrics`) for a run with held-out items; with ``cold_start=True`` only
         ``{"run_id", "graph_version", "cold_start", "k", "seconds"}``. Also saved as
         ``evaluation.json`` in the run folder.

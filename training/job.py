@@ -37,6 +37,7 @@ from graphlake import lake, tables
 from graphlake.errors import InputNotFoundError, UsageError
 from training import checkpoint as ckpt
 from training.config import TrainConfig, config_hash, config_json
+from training.recipe import recommended_config
 from training.report import write_training_report
 from training.worker import DONE_FILE, RUN_FILE, embeddings_path, read_run
 
@@ -99,9 +100,10 @@ def _prepare(spark, lake_dir, config, graph_version, run_id, resume, warm_start=
             raise UsageError(f"config: differs from the one run {run_id} started with (hash {spec['config_hash']}); "
                              "resume with the same config, or start a new run")
         return run_dir, spec
-    config = config or TrainConfig()
     start_from = _warm_start(spark, lake_dir, warm_start) if warm_start is not None else None
     exported = export_graph(spark, lake_dir, version=graph_version)
+    if config is None:  # the recipe for this graph version (training.recipe)
+        config = recommended_config(load_graph_version(spark, lake_dir, exported["graph_version"]))
     if start_from is not None and start_from["graph_version"] > exported["graph_version"]:
         raise UsageError(f"warm_start: run {start_from['run_id']} trained on graph version "
                          f"{start_from['graph_version']}, newer than the {exported['graph_version']} trained now")

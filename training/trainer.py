@@ -88,6 +88,9 @@ class Trainer:
         self.snapshot, self.config, self.run_dir, self.backend, self.progress = snapshot, config, run_dir, backend, progress
         self.device = backend.device
         self.targets = resolve_targets(snapshot, config)
+        unknown = sorted(set(config.target_weights) - set(self.targets))
+        if unknown:
+            raise ValueError(f"target_weights: {unknown} are not targets of this run (targets: {self.targets})")
         csr, self.validation, self.cold = training_csr(snapshot, config, self.targets)
         self.node_types = trained_node_types(csr)
         self.graph = HeteroCSRGraph({t: snapshot.num_nodes(t) for t in self.node_types}, csr)
@@ -231,7 +234,7 @@ class Trainer:
         plan = prepared.plan
         out = self._forward(self.full if c.mode == "full" else prepared.batch)
         out = {t: out[t].index_select(0, rows.to(self.device)) for t, rows in prepared.rows.items()}
-        losses, count = [], 0
+        losses, count, total = [], 0, 0.0
         for e, s_type, d_type, s_off, d_off, b, pos_dst, neg_ids in plan:
             if b == 0:
                 continue
@@ -258,11 +261,13 @@ class Trainer:
                     neg_scores = score(u, n, kind=kind, temperature=temp)
                 loss = (bpr_loss(pos_scores, neg_scores) if c.loss == "bpr"
                         else sampled_softmax_loss(pos_scores, neg_scores))
-            losses.append(loss * b + c.l2 * reg * b)
+            w = c.target_weights.get(e, 1.0) * b
+            losses.append(loss * w + c.l2 * reg * w)
             count += b
+            total += w
         if count == 0:
             return torch.zeros((), requires_grad=True), 0
-        return torch.stack(losses).sum() / count, count
+        return torch.stack(losses).sum() / total, count
 
     def _inputs(self, node_ids: dict) -> tuple[dict, dict | None]:
         """The features of ``node_ids`` on the device and the cold-start ``id_mask`` (held-out rows:

@@ -1,0 +1,57 @@
+"""The recipe ``graphlake train`` uses without a config (training/recipe.py): a pure function of
+the graph's edge and node counts."""
+
+from __future__ import annotations
+
+import pytest
+
+from graphlake.errors import UsageError
+from training.recipe import AUXILIARY_WEIGHT, FULL_GRAPH_MAX_EDGES, recommended_config
+
+BUY, CART, FAV, CLICK = "user__purchase__item", "user__cart__item", "user__fav__item", "user__click__item"
+TMALL = {"edge_counts": {BUY: 255_586, CART: 1_996, FAV: 221_514, "item__co_purchase__item": 239_000},
+         "node_counts": {"user": 41_484, "item": 23_719}}
+
+
+def test_multi_behaviour_graph_trains_purchase_with_weighted_auxiliaries():
+    c = recommended_config(TMALL)
+    assert c.targets == (BUY, CART, FAV) and c.target_weights == {CART: AUXILIARY_WEIGHT, FAV: AUXILIARY_WEIGHT}
+    assert c.edge_types == (CART, FAV, BUY)  # sorted; the derived co-purchase edges are left out
+    assert (c.mode, c.batch_size, c.num_negatives, c.loss, c.shared_negatives) == (
+        "full", 8192, 4096, "sampled_softmax", True)
+    m = c.model_config()
+    assert (m.hidden_dim, m.num_layers, m.weight_free, m.decoder, m.temperature, m.destination_bias) == (
+        64, 3, True, "cosine", 0.1, True)
+    cart_first = recommended_config(TMALL, target="cart", seed=4)
+    assert cart_first.targets == (CART, FAV, BUY) and cart_first.target_weights == {BUY: 0.3, FAV: 0.3}
+    assert cart_first.seed == 4
+
+
+def test_single_behaviour_and_attribute_graphs():
+    beauty = {"edge_counts": {BUY: 178_000, "item__belongs_to__brand": 7_492, "item__belongs_to__category": 30_000},
+              "node_counts": {"item": 12_101}}
+    c = recommended_config(beauty)
+    assert c.targets == (BUY,) and c.target_weights == {}
+    assert c.edge_types == ("item__belongs_to__brand", "item__belongs_to__category", BUY)
+    clicks = recommended_config({"edge_counts": {CLICK: 5_000, CART: 100}, "node_counts": {"item": 50}})
+    # no purchase: every behaviour a target of weight 1; a small graph gets smaller batches and
+    # no more negatives than items
+    assert clicks.targets == (CART, CLICK) and clicks.target_weights == {}
+    assert clicks.batch_size == 5_100 // 16 and clicks.num_negatives == 50
+
+
+def test_a_graph_too_big_for_full_propagation_is_sampled():
+    big = {"edge_counts": {BUY: FULL_GRAPH_MAX_EDGES + 1}, "node_counts": {"item": 10**6}}
+    c = recommended_config(big)
+    assert c.mode == "sampled" and c.fanouts == (10, 5) and c.model_config().num_layers == 2
+
+
+def test_bad_graphs_and_arguments_are_named():
+    with pytest.raises(UsageError, match=r"graph: no user -> item behaviour edges .* edge types: \['item__co_view__item'\]"):
+        recommended_config({"edge_counts": {"item__co_view__item": 3}})
+    with pytest.raises(UsageError, match=r"target: 'user__view__item' is not an edge type of the graph"):
+        recommended_config(TMALL, target="view")
+    with pytest.raises(TypeError, match=r"overrides: unknown TrainConfig fields \['epoch'\]"):
+        recommended_config(TMALL, epoch=3)
+    with pytest.raises(TypeError, match="graph: expected load_graph_version's dict"):
+        recommended_config([BUY])

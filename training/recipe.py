@@ -1,0 +1,96 @@
+"""The training recipe ``graphlake train`` uses when it is given no config: the configuration the
+public-data experiments validated (docs/quality.md), adapted to the graph it trains on.
+
+What the graph decides (``graph``: :func:`graph_build.manifest.load_graph_version`'s dict):
+
+* **targets**: with purchases and other behaviours, the target behaviour ``purchase`` plus every
+  other ``user -> item`` behaviour as an auxiliary target at :data:`AUXILIARY_WEIGHT` of a
+  purchase's loss weight (Tmall: the multi-behaviour setting that beat purchase alone); with
+  purchases only, purchase; with no purchase, every behaviour at weight 1.
+* **relations** the model propagates over: the behaviours and the item attribute edges
+  (``belongs_to``: shop, brand, category — what a new item has), not the derived item–item
+  edges (``co_*``: on Tmall adding co-purchase lowered the validation figures).
+* **mode**: ``full`` (LightGCN's full-graph propagation every step: the recipe behind every
+  figure) up to :data:`FULL_GRAPH_MAX_EDGES` relation edges, ``sampled`` above (mini-batches over
+  sampled neighbourhoods of fanouts (10, 5), any size; GraphSAGE layers with weights, since
+  weight-free propagation needs the full graph's degrees — no public-data figure backs this branch yet).
+* **batch size and negatives**: 8,192 positives per step and 4,096 shared negatives, fewer on a
+  small graph (at least :data:`MIN_STEPS_PER_EPOCH` steps an epoch; no more negatives than items).
+
+The rest is fixed: width 64 (the papers'), 3 weight-free layers averaged, cosine scores at
+temperature 0.1 with a learned item bias, sampled softmax, Adam at 0.01 with cosine decay,
+12 epochs.
+
+Example:
+    >>> from graph_build.manifest import load_graph_version
+    >>> config = recommended_config(load_graph_version(spark, "lakehouse"), seed=3)
+    >>> config.targets, config.mode
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from graphlake.errors import UsageError
+from training.config import TrainConfig
+from training.run_data import BEHAVIOURS, TARGET_BEHAVIOUR, behaviour_edge, default_targets
+
+AUXILIARY_WEIGHT = 0.3
+FULL_GRAPH_MAX_EDGES = 20_000_000
+MIN_STEPS_PER_EPOCH = 16
+ATTRIBUTE_RELATIONS = ("belongs_to",)
+MODEL = {"hidden_dim": 64, "num_layers": 3, "weight_free": True, "layer_combination": "mean", "decoder": "cosine",
+         "temperature": 0.1, "destination_bias": True}
+SAMPLED_FANOUTS = (10, 5)
+SAMPLED_MODEL = {"hidden_dim": 64, "decoder": "cosine", "temperature": 0.1, "destination_bias": True}
+
+
+def recommended_config(graph: dict, target: str | None = None, **overrides) -> TrainConfig:
+    """The recipe for ``graph`` (module docstring), with ``overrides`` (TrainConfig fields) on top.
+
+    Args:
+        graph: ``{"edge_counts": {edge type: edges}, "node_counts": {node type: nodes}, ...}``
+            (:func:`graph_build.manifest.load_graph_version`).
+        target: the target behaviour (``purchase``) or edge type; default purchase when the graph
+            has purchases. The other behaviours become auxiliary targets.
+        overrides: TrainConfig fields that replace the recipe's (``seed=3``, ``epochs=2``).
+
+    Returns:
+        A checked :class:`TrainConfig`.
+
+    Raises:
+        UsageError: the graph has no ``user -> item`` behaviour to train on, or ``target`` is not
+            one of its edge types.
+    """
+    counts = graph.get("edge_counts") if isinstance(graph, dict) else None
+    if not isinstance(counts, dict):
+        raise TypeError(f"graph: expected load_graph_version's dict with 'edge_counts', got {type(graph).__name__}")
+    present = sorted(e for e, n in counts.items() if n > 0)
+    behaviours = default_targets(present)
+    if not behaviours:
+        raise UsageError(f"graph: no user -> item behaviour edges ({list(BEHAVIOURS)}) to train on; "
+                         f"edge types: {present}")
+    main = behaviour_edge(target) if target is not None else behaviour_edge(TARGET_BEHAVIOUR)
+    if target is not None and main not in present:
+        raise UsageError(f"target: {main!r} is not an edge type of the graph (edge types: {present})")
+    if main in behaviours:
+        targets = [main] + [e for e in behaviours if e != main]
+        weights = {e: AUXILIARY_WEIGHT for e in targets[1:]}
+    else:  # no purchase: every behaviour is a target of equal weight
+        targets, weights = behaviours, {}
+    relations = sorted(set(behaviours) | {e for e in present if e.split("__")[1] in ATTRIBUTE_RELATIONS})
+    relation_edges = sum(counts[e] for e in relations)
+    target_edges = sum(counts[e] for e in targets)
+    items = int((graph.get("node_counts") or {}).get(main.split("__")[2], 0)) or 4096
+    batch = max(64, min(8192, target_edges // MIN_STEPS_PER_EPOCH))
+    full = relation_edges <= FULL_GRAPH_MAX_EDGES
+    recipe = {"targets": tuple(targets), "target_weights": weights, "edge_types": tuple(relations),
+              "mode": "full" if full else "sampled", "fanouts": SAMPLED_FANOUTS, "batch_size": batch,
+              "epochs": 12, "lr": 0.01, "lr_schedule": "cosine", "l2": 0.0, "loss": "sampled_softmax",
+              "num_negatives": min(4096, items), "shared_negatives": True, "negatives": {"uniform": 1.0},
+              "checkpoint_every": 1000,
+              "model": dict(MODEL) if full else {**SAMPLED_MODEL, "num_layers": len(SAMPLED_FANOUTS)}}
+    unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(TrainConfig)})
+    if unknown:
+        raise TypeError(f"overrides: unknown TrainConfig fields {unknown}")
+    return TrainConfig(**{**recipe, **overrides})
