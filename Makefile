@@ -38,6 +38,8 @@ demo: install-base
 # 2 pytest-xdist workers (the suite is mostly Spark/JVM latency, not CPU); a file's tests stay on one
 # worker (tests/conftest.py groups them); TEST_WORKERS=0 runs them in this process
 TEST_WORKERS ?= 2
+# the 30 slowest setups/tests are listed at the end of every run: where the suite's time goes
+PYTEST_ARGS ?= --durations=30
 
 test: install
 	$(PY) -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup) $(PYTEST_ARGS)

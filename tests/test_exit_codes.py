@@ -56,10 +56,10 @@ def test_registry_read_exits_0_thirty_times(cli_lake):
     assert '"item_embeddings"' in runs[0].stdout
 
 
-@pytest.mark.parametrize("args, times", [
-    (("assets", "show", "--asset", "item_embeddings", "--version", "production", "--json"), 3),
-    (("assets", "history", "--json"), 3),
-    (("lake", "history", "assets/registry", "--json"), 3),
+@pytest.mark.parametrize("args, times", [  # (repeated fresh processes: the thirty `assets list` above)
+    (("assets", "show", "--asset", "item_embeddings", "--version", "production", "--json"), 1),
+    (("assets", "history", "--json"), 1),
+    (("lake", "history", "assets/registry", "--json"), 1),
     (("graph", "stats", "--json"), 1),
     (("validate", "--stage", "graph", "--json"), 1),
     (("sql", "SELECT gl_similar_items('i1', 2) AS s", "--json"), 1),
