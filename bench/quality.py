@@ -19,7 +19,7 @@ there); without it the run is scored once on the dataset's test file. ``--seeds 
 evaluations so far in this work folder); the last line is the mean and sd over the seeds.
 
 Usage:
-    python bench/quality.py --dataset tmall [--config C] [--seeds 3] [--validation 0.1] [--epochs N]
+    python bench/quality.py --dataset tmall [--config C | --recipe] [--seeds 3] [--validation 0.1] [--epochs N]
         [--set key=value ...]     (a TrainConfig field, YAML value: --set edge_types=[user__purchase__item])
 """
 
@@ -108,6 +108,8 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--data", default=None, help="dataset folder (default ../shared/datasets/<dataset>)")
     parser.add_argument("--work", default=os.path.expanduser("~/.cache/graphlake/bench-quality"))
     parser.add_argument("--config", default=None, help="default bench/configs/<dataset>.yaml")
+    parser.add_argument("--recipe", action="store_true",
+                        help="train with what `graphlake train` uses without a config (training/recipe.py)")
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--first-seed", dest="first_seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=None)
@@ -138,7 +140,13 @@ def main(argv=None) -> list[dict]:
         import_dataset(spark, spec["format"], data, lake_dir)
         build_graph(spark, lake_dir, GraphConfig(text_model="hashing", text_dim=16), build_docs=False)
         prep["prepare_s"] = round(time.time() - t0, 1)
-    base = load_config(TrainConfig, config_path, section="train")
+    if args.recipe:
+        from graph_build.manifest import load_graph_version
+        from training.recipe import recommended_config
+
+        base, config_path = recommended_config(load_graph_version(spark, lake_dir)), "training/recipe.py"
+    else:
+        base = load_config(TrainConfig, config_path, section="train")
     overrides = {k: v for k, v in {"epochs": args.epochs, "validation_fraction": args.validation}.items()
                  if v is not None}
     overrides.update(_overrides(args.sets))
@@ -154,7 +162,8 @@ def main(argv=None) -> list[dict]:
         summary = train(spark, lake_dir, config, progress=sys.stderr.isatty())
         train_s = time.time() - t0
         out = {"bench": "quality", "dataset": args.dataset, "label": args.label, "seed": seed,
-               "config": os.path.relpath(config_path, ROOT), "overrides": {k: v for k, v in overrides.items()},
+               "config": os.path.relpath(config_path, ROOT) if os.path.isabs(config_path) else config_path,
+               "overrides": dict(overrides),
                "config_hash": config_hash(config), "run_id": summary["run_id"], "train_s": round(train_s, 1),
                "steps": summary["steps"], "epochs": config.epochs, "dim": config.model.get("hidden_dim"), **prep}
         if config.validation_fraction > 0:

@@ -148,19 +148,18 @@ def test_target_weights_scale_each_targets_share_of_the_loss(spark, mule_lake, t
 
 
 def test_train_without_a_config_uses_the_recipe(spark, mule_lake, capsys):
-    """``graphlake train`` with no config on a multi-behaviour lake: purchase the target, fav an
-    auxiliary target at the recipe's weight, full-graph propagation over the behaviours."""
+    """``graphlake train`` with no config on a multi-behaviour lake: purchase the first target,
+    fav an auxiliary target of equal weight, full-graph propagation over the behaviours."""
     import json
 
     from graphlake import cli
     from training.job import run_dir_of
-    from training.recipe import AUXILIARY_WEIGHT
     from training.worker import read_run
 
     assert cli.main(["train", "--lake", mule_lake, "--epochs", "2", "--seed", "5", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     config = read_run(run_dir_of(mule_lake, summary["run_id"]))["config"]
-    assert config["targets"] == [BUY, FAV] and config["target_weights"] == {FAV: AUXILIARY_WEIGHT}
+    assert config["targets"] == [BUY, FAV] and "target_weights" not in config  # equal weights: the default
     assert (config["mode"], config["epochs"], config["seed"], config["edge_types"]) == ("full", 2, 5, [FAV, BUY])
     # 80 buys + 480 collects: at least 16 steps an epoch; no more negatives than the 48 items
     assert (config["batch_size"], config["num_negatives"], summary["steps"]) == (64, 48, 18)
