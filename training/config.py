@@ -65,8 +65,9 @@ class TrainConfig:
     Attributes:
         targets: stored edge types whose edges are the positive pairs (link prediction); empty
             = every ``user__<behaviour>__item`` edge type (``training.run_data.default_targets``).
-            ``graphlake train --target purchase`` trains the target behaviour alone, the other
-            behaviours staying in the graph as auxiliary relations (the multi-behaviour setting).
+            ``graphlake train --config C --target purchase`` trains the target behaviour alone, the
+            other behaviours staying in the graph as relations; without ``--config`` the recipe
+            (:mod:`training.recipe`) trains the other behaviours as auxiliary targets too.
         target_weights: loss weight per target edge type (default 1.0 each): a step's loss is
             ``sum_e w_e * B_e * loss_e / sum_e w_e * B_e`` over its targets ``e`` with ``B_e``
             positives, so ``{user__purchase__item: 1.0, user__fav__item: 0.3}`` trains collects
