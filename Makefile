@@ -44,7 +44,7 @@ PYTEST_ARGS ?= --durations=30
 test: install
 	$(PY) -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup) $(PYTEST_ARGS)
 
-# the full cluster checks (graphlake.cluster: a standalone master + 2 workers on 127.0.0.1): a worker
+# the full cluster checks (graphlake.app.cluster: a standalone master + 2 workers on 127.0.0.1): a worker
 # SIGKILLed during graph build, training through horovod.spark.run / TorchDistributor, a killed rank
 cluster-test: install
 	OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest -m cluster_full tests/test_cluster_full.py $(PYTEST_ARGS)

@@ -1,7 +1,7 @@
 """``graphlake_daily``: for a logical date, ETL → validate → graph build → validate → train → evaluate
 → publish → gate → promote → report.
 
-Every task calls ONE packaged entry point, :func:`graphlake.pipeline.run_step`; nothing heavy is
+Every task calls ONE packaged entry point, :func:`graphlake.app.pipeline.run_step`; nothing heavy is
 imported and no data is touched when Airflow parses this file. Runs are one at a time, in date
 order (``max_active_runs=1``: training starts from the previous run's model), so a backfill over
 a date range (``airflow backfill create --dag-id graphlake_daily --from-date … --to-date …``)
@@ -41,7 +41,7 @@ TRAIN_TIMEOUT = timedelta(hours=int(os.environ.get("GRAPHLAKE_TRAIN_TIMEOUT_HOUR
 
 
 def _step(step: str, **kwargs) -> dict:
-    from graphlake.pipeline import run_step  # imported when the task runs, not when the DAG is parsed
+    from graphlake.app.pipeline import run_step  # imported when the task runs, not when the DAG is parsed
 
     return run_step(step, **kwargs)
 
@@ -52,7 +52,7 @@ def _spark_submit(task_id: str, step: str, args: list[str]):
 
     from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
-    return SparkSubmitOperator(task_id=task_id, conn_id=SPARK_CONN_ID, application=find_spec("graphlake.pipeline").origin,
+    return SparkSubmitOperator(task_id=task_id, conn_id=SPARK_CONN_ID, application=find_spec("graphlake.app.pipeline").origin,
                                application_args=[step, *args], name=f"graphlake-{step}-{{{{ ds }}}}",
                                packages=os.environ.get("GRAPHLAKE_SPARK_PACKAGES") or None)
 

@@ -36,8 +36,8 @@ import uuid
 import numpy as np
 import pandas as pd
 
-from assets import schema as A
-from assets.config import AssetConfig
+from graphlake.assets import schema as A
+from graphlake.assets.config import AssetConfig
 
 _BLOCK = 1 << 16
 _CACHE: dict[str, "Bundle"] = {}
@@ -103,7 +103,7 @@ def recall_at(found: np.ndarray, exact: np.ndarray, k: int) -> float:
 def calibrate_nprobe(index, vectors: np.ndarray, score: str, config: AssetConfig) -> dict:
     """Set ``index.nprobe`` to the smallest of 1, 2, 3, 4, 6, 8, 12, ... (then ``nlist``) whose recall@k against
     an exact search reaches ``config.ivf_target_recall`` on both query kinds (see
-    :class:`assets.config.AssetConfig`); returns the figures measured."""
+    :class:`graphlake.assets.config.AssetConfig`); returns the figures measured."""
     import faiss
 
     k = min(config.ivf_calibration_k, vectors.shape[0])

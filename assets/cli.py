@@ -19,11 +19,11 @@ from __future__ import annotations
 import json
 import re
 
-from graphlake.errors import UsageError
+from graphlake.core.errors import UsageError
 
 def _config(path):
-    from assets.config import AssetConfig
-    from graphlake.config import load_config
+    from graphlake.assets.config import AssetConfig
+    from graphlake.core.config import load_config
 
     return load_config(AssetConfig, path, section="assets")
 
@@ -50,7 +50,7 @@ def _emit_versions(emit, summary: dict, head: str, line) -> dict:
 
 
 def cmd_publish(args, spark, emit) -> dict:
-    from assets.publish import publish
+    from graphlake.assets.publish import publish
 
     summary = publish(spark(), args.lake, run_id=args.run_id, node_types=_node_types(args.node_types),
                       config=_config(args.config), promote=args.promote)
@@ -62,7 +62,7 @@ def cmd_publish(args, spark, emit) -> dict:
 
 
 def cmd_embed_new(args, spark, emit) -> dict:
-    from assets.embed_new import embed_new
+    from graphlake.assets.embed_new import embed_new
 
     summary = embed_new(spark(), args.lake, version=_version_arg(args.version), node_types=_node_types(args.node_types),
                         config=_config(args.config), max_new_nodes=args.max_new_nodes, promote=args.promote)
@@ -75,7 +75,7 @@ def cmd_embed_new(args, spark, emit) -> dict:
 
 
 def cmd_assets(args, spark, emit) -> dict:
-    from assets import lifecycle
+    from graphlake.assets import lifecycle
 
     action = args.assets_command
     if action == "list":
@@ -83,7 +83,7 @@ def cmd_assets(args, spark, emit) -> dict:
         emit({"assets": rows}, "\n".join(_asset_line(r) for r in rows) or "nothing published yet")
         return {"assets": rows}
     if action == "show":
-        from assets.registry import read_registry, resolve
+        from graphlake.assets.registry import read_registry, resolve
 
         regs, _ = read_registry(args.lake)
         row = resolve(regs, args.asset, _version_arg(args.version))
@@ -121,7 +121,7 @@ def _version_arg(v: str):
 
 
 def cmd_sql(args, spark, emit) -> dict:
-    import udfs
+    from graphlake import udfs
 
     session = spark()
     versions = udfs.register(session, lake=args.lake, version=_version_arg(args.version))

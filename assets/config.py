@@ -1,7 +1,7 @@
 """Asset configuration: the quality gate's thresholds and the ANN index choice.
 
 Example:
-    >>> from graphlake.config import load_config
+    >>> from graphlake.core.config import load_config
     >>> cfg = load_config(AssetConfig, {"min_category_lift": 2.0, "max_regression": 0.02})
 """
 
@@ -29,7 +29,7 @@ class AssetConfig:
         index: ``flat`` (exact inner product), ``ivf`` (approximate: FAISS ``IndexIVFFlat``),
             ``hnsw`` (approximate) or ``auto`` (flat up to ``flat_max_items`` items, ivf above).
         flat_max_items: the ``auto`` threshold (50k: above it an exact search costs more than
-            ~0.1 ms per query on one core; see README "SQL functions: speed and indexes").
+            ~0.1 ms per query on one core; see docs/assets-and-sql.md, "Speed and indexes").
         ivf_nlist: IVF lists; 0 = ``round(4 * sqrt(rows))`` (at most ``rows / 39``: k-means
             wants about 39 training vectors per list).
         ivf_nprobe: lists searched per query; 0 = calibrated when the index is built: the smallest

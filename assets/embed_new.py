@@ -7,12 +7,12 @@ Steps (a thin job over the lake; every transform is the graph build's own):
    its graph version (manifest: id maps, feature spec, config, decay reference time) and the
    node / edge types the run modelled.
 2. **new nodes** (Spark): the keys of the current clean tables
-   (:func:`graph_build.nodes.node_keys`) that the graph version's id maps lack get provisional
-   ids after the graph's (:func:`graph_build.ids.new_ids_by_type`, ascending key order; nothing
+   (:func:`graphlake.graph_build.nodes.node_keys`) that the graph version's id maps lack get provisional
+   ids after the graph's (:func:`graphlake.graph_build.ids.new_ids_by_type`, ascending key order; nothing
    is written to the id maps: the next graph build assigns the real ids). New shops, brands and
    categories are new nodes too when the run modelled their type, so a new item can hang off a
    new shop.
-3. **features** (Spark): :func:`graph_build.features.build_features` with ``fitted`` = the graph
+3. **features** (Spark): :func:`graphlake.graph_build.features.build_features` with ``fitted`` = the graph
    version's feature spec, so new nodes are standardised with the build's means/stds/medians
    and indexed with its vocabularies (a value outside them is "other"), text embedded by the
    same model.
@@ -21,7 +21,7 @@ Steps (a thin job over the lake; every transform is the graph build's own):
    catalogue rows that involve a new node, kept when an endpoint is new and the run trains on
    the edge type. Derived item-item edges (co-view, co-purchase) are not made for new items:
    their per-item top-k needs the whole graph; the next build adds them.
-5. **embed**: :func:`training.inductive.embed_new_nodes` on the run's checkpoint (messages flow
+5. **embed**: :func:`graphlake.training.inductive.embed_new_nodes` on the run's checkpoint (messages flow
    from the existing graph into new nodes, never back, so every existing embedding stays valid).
    The new nodes' features and edges are brought to this process for it: a bounded set
    (``max_new_nodes``, default 1M, is checked with a Spark count before anything is collected;
@@ -30,7 +30,7 @@ Steps (a thin job over the lake; every transform is the graph build's own):
    ``origin = inductive`` row per new node (``node_id`` = the provisional id), its files (the
    item index rebuilt over all rows) and a registry row ``candidate`` with ``base_version`` =
    the source version, the run's metrics and a note; claimed, written and registered exactly as
-   :func:`assets.publish.publish` does (a concurrent publish gets a conflict, a failure marks the
+   :func:`graphlake.assets.publish.publish` does (a concurrent publish gets a conflict, a failure marks the
    row failed). Gate and promote it like any version.
 
 Re-running embed-new on a version it made recomputes every post-graph node from the current
@@ -57,13 +57,13 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from assets import schema as A
-from assets.bundle import bundle_dir, write_bundle
-from assets.config import AssetConfig
-from assets.registry import AssetError, read_registry, resolve
-from graph_build import schema as G
-from graphlake import lake, tables
-from graphlake.errors import UsageError
+from graphlake.assets import schema as A
+from graphlake.assets.bundle import bundle_dir, write_bundle
+from graphlake.assets.config import AssetConfig
+from graphlake.assets.registry import AssetError, read_registry, resolve
+from graphlake.graph_build import schema as G
+from graphlake.core import lake, tables
+from graphlake.core.errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def embed_new(spark, lake_dir: str, version="production", node_types=None, confi
             runs, or the graph version lacks what re-encoding needs (its recorded vocabularies).
         PublishConflictError: another publish changed the registry first; nothing was written.
     """
-    from assets.publish import _run
+    from graphlake.assets.publish import _run
 
     started = time.time()
     config = config or AssetConfig()
@@ -123,7 +123,7 @@ def embed_new(spark, lake_dir: str, version="production", node_types=None, confi
     log.info("embed-new: features (%.1f s)", time.time() - started)
     new_edges = _edges(spark, ctx, fresh, counts)
     log.info("embed-new: edges (%.1f s)", time.time() - started)
-    from training.inductive import embed_new_nodes
+    from graphlake.training.inductive import embed_new_nodes
 
     emb = embed_new_nodes(run_dir, new_nodes, {e: v for e, v in new_edges.items() if len(v[0])})
     log.info("embed-new: embedded (%.1f s)", time.time() - started)
@@ -133,7 +133,7 @@ def embed_new(spark, lake_dir: str, version="production", node_types=None, confi
                "new_edges": {e: int(len(v[0])) for e, v in sorted(new_edges.items())}}
     summary["assets"] = _publish(spark, lake_dir, run_id, run_dir, spec, sources, fresh, ctx["bases"], emb, config)
     if promote:
-        from assets.publish import promote_results
+        from graphlake.assets.publish import promote_results
 
         promote_results(spark, lake_dir, summary["assets"], config, build_docs)
     summary["seconds"] = round(time.time() - started, 1)
@@ -155,13 +155,13 @@ def _sources(lake_dir: str, version, node_types) -> dict[str, dict]:
 
 
 def _context(spark, lake_dir: str, spec: dict) -> dict:
-    from graph_build.config import GraphConfig
-    from graph_build.job import _read_inputs
-    from graph_build.manifest import load_graph_version
-    from graph_build.snapshot import open_snapshot
-    from graphlake.config import load_config
-    from training.config import TrainConfig
-    from training.run_data import resolve_targets, run_edge_types, trained_node_types
+    from graphlake.graph_build.config import GraphConfig
+    from graphlake.graph_build.job import _read_inputs
+    from graphlake.graph_build.manifest import load_graph_version
+    from graphlake.graph_build.snapshot import open_snapshot
+    from graphlake.core.config import load_config
+    from graphlake.training.config import TrainConfig
+    from graphlake.training.run_data import resolve_targets, run_edge_types, trained_node_types
 
     graph = load_graph_version(spark, lake_dir, spec["graph_version"])
     snapshot = open_snapshot(spec["snapshot"])
@@ -176,9 +176,9 @@ def _context(spark, lake_dir: str, spec: dict) -> dict:
 
 # ---------------------------------------------------------------- 2. new nodes
 def _new_ids(spark, lake_dir: str, ctx: dict, max_new_nodes: int) -> tuple[dict, dict]:
-    from graph_build.ids import new_ids_by_type
-    from graph_build.manifest import read_graph_table
-    from graph_build.nodes import node_keys
+    from graphlake.graph_build.ids import new_ids_by_type
+    from graphlake.graph_build.manifest import read_graph_table
+    from graphlake.graph_build.nodes import node_keys
 
     graph, frames = ctx["graph"], ctx["frames"]
     keys = node_keys(frames[tables.CLEAN_EVENTS], frames[tables.CLEAN_ITEMS], frames[tables.CLEAN_USERS],
@@ -196,7 +196,7 @@ def _new_ids(spark, lake_dir: str, ctx: dict, max_new_nodes: int) -> tuple[dict,
 
 
 def _full_map(spark, ctx: dict, fresh: dict, node_type: str) -> DataFrame | None:
-    from graph_build.manifest import read_graph_table
+    from graphlake.graph_build.manifest import read_graph_table
 
     if node_type not in fresh:
         return None
@@ -206,7 +206,7 @@ def _full_map(spark, ctx: dict, fresh: dict, node_type: str) -> DataFrame | None
 
 # ---------------------------------------------------------------- 3. features
 def _features(spark, ctx: dict, fresh: dict, counts: dict) -> dict:
-    from graph_build.features import build_features
+    from graphlake.graph_build.features import build_features
 
     types = [t for t in sorted(fresh) if counts.get(t)]
     snapshot, frames = ctx["snapshot"], ctx["frames"]
@@ -251,10 +251,10 @@ def _touching(df: DataFrame, column: str, fresh: DataFrame | None) -> DataFrame:
 
 
 def _edges(spark, ctx: dict, fresh: dict, counts: dict) -> dict:
-    from etl import schema as S
-    from graph_build.edges import (behaviour_edges, belongs_to_edges, child_of_edges, follows_edges,
+    from graphlake.etl import schema as S
+    from graphlake.graph_build.edges import (behaviour_edges, belongs_to_edges, child_of_edges, follows_edges,
                                    searched_edges)
-    from graph_build.nodes import normalise_query
+    from graphlake.graph_build.nodes import normalise_query
 
     frames, config, ref = ctx["frames"], ctx["config"], ctx["reference_us"]
     events, items, users = frames[tables.CLEAN_EVENTS], frames[tables.CLEAN_ITEMS], frames[tables.CLEAN_USERS]
@@ -308,8 +308,8 @@ def _edges(spark, ctx: dict, fresh: dict, counts: dict) -> dict:
 
 # ---------------------------------------------------------------- 6. publish
 def _publish(spark, lake_dir, run_id, run_dir, spec, sources, fresh, bases, emb, config) -> dict:
-    from assets.publish import _claim, _item_like, _mark_failed, _register, _score_and_history, asset_table, run_metrics
-    from training.worker import embeddings_path
+    from graphlake.assets.publish import _claim, _item_like, _mark_failed, _register, _score_and_history, asset_table, run_metrics
+    from graphlake.training.worker import embeddings_path
 
     score, history = _score_and_history(spec)
 

@@ -1,6 +1,6 @@
 """Promote, roll back, retire and vacuum asset versions; read an asset at any version.
 
-Each state change is ONE registry commit (:func:`assets.registry.update_registry`), so
+Each state change is ONE registry commit (:func:`graphlake.assets.registry.update_registry`), so
 ``production`` moves atomically from one version to the next and every move is in the registry's
 Delta history. Statuses: ``candidate`` → ``production`` (the previous production version
 goes back to ``candidate``, still readable) → ``retired`` (explicitly; still readable) →
@@ -19,12 +19,12 @@ from __future__ import annotations
 import json
 import shutil
 
-from assets import schema as A
-from assets.config import AssetConfig
-from assets.gate import read_version_rows, run_gate
-from assets.registry import AssetError, now, production, read_registry, resolve, update_registry, versions_of
-from graphlake import lake, quality
-from graphlake.errors import UsageError
+from graphlake.assets import schema as A
+from graphlake.assets.config import AssetConfig
+from graphlake.assets.gate import read_version_rows, run_gate
+from graphlake.assets.registry import AssetError, now, production, read_registry, resolve, update_registry, versions_of
+from graphlake.core import lake, quality
+from graphlake.core.errors import UsageError
 
 
 class GateFailedError(AssetError):
@@ -207,7 +207,7 @@ def vacuum(spark, lake_dir: str, asset: str, retention_hours: int = 0) -> list[i
     version within ``retention_hours`` references are deleted (the other versions' rows are in
     the latest table version and stay).
     """
-    from assets.publish import asset_table
+    from graphlake.assets.publish import asset_table
 
     if isinstance(retention_hours, bool) or not isinstance(retention_hours, int) or retention_hours < 0:
         raise UsageError(f"retention_hours: expected an int >= 0, got {retention_hours!r}")
@@ -255,7 +255,7 @@ def list_assets(lake_dir: str, asset: str | None = None) -> list[dict]:
 
 def registry_history(lake_dir: str, limit: int | None = 50) -> list[dict]:
     """The registry's commits, newest first: version, time, action, asset, asset version."""
-    from assets.registry import registry_path
+    from graphlake.assets.registry import registry_path
 
     if not lake.table_exists(registry_path(lake_dir)):
         return []

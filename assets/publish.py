@@ -7,14 +7,14 @@ Steps (a thin job over the lake, the registry and the bundle writer):
    one can make that commit; the other gets :class:`PublishConflictError` having written nothing.
 2. **data**: per asset, a Spark job copies the run's ``train/embeddings_<type>`` partition into
    ``emb/<asset>`` partition ``asset_version=<N>`` (one Delta commit; earlier versions untouched).
-3. **files**: vectors, keys and (item-like assets) the FAISS index (:mod:`assets.bundle`).
+3. **files**: vectors, keys and (item-like assets) the FAISS index (:mod:`graphlake.assets.bundle`).
 4. **register**: one registry commit turns the rows into ``candidate`` with the Delta table
    version, row count, dimension, metrics (``evaluation.json`` of the run) and file folder.
    Any failure in 2–4 marks the rows ``failed`` with the reason; readers never see a pending or
-   failed version (:func:`assets.registry.resolve`).
+   failed version (:func:`graphlake.assets.registry.resolve`).
 
 ``promote=True`` then runs the quality gate and promotes each version that passes
-(:func:`assets.lifecycle.promote`).
+(:func:`graphlake.assets.lifecycle.promote`).
 
 Example:
     >>> summary = publish(spark, "lakehouse")                  # the newest training run
@@ -32,13 +32,13 @@ import time
 
 from pyspark.sql import functions as F
 
-from assets import schema as A
-from assets.bundle import bundle_dir, write_bundle
-from assets.config import AssetConfig
-from assets.registry import (AssetError, RegistryConflictError, code_version, commit_registry, next_version, now,
+from graphlake.assets import schema as A
+from graphlake.assets.bundle import bundle_dir, write_bundle
+from graphlake.assets.config import AssetConfig
+from graphlake.assets.registry import (AssetError, RegistryConflictError, code_version, commit_registry, next_version, now,
                              read_registry, update_registry)
-from graphlake import lake, tables
-from graphlake.errors import UsageError
+from graphlake.core import lake, tables
+from graphlake.core.errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def asset_table(lake_dir: str, asset: str) -> str:
 
 def run_metrics(run_dir: str) -> dict:
     """The ranking metrics of the run's ``evaluation.json`` (``{}`` when it was not evaluated)."""
-    from training.evaluate import EVALUATION_FILE
+    from graphlake.training.evaluate import EVALUATION_FILE
 
     path = os.path.join(run_dir, EVALUATION_FILE)
     if not os.path.isfile(path):
@@ -70,8 +70,8 @@ def run_metrics(run_dir: str) -> dict:
 
 
 def _run(spark, lake_dir: str, run_id: str | None) -> tuple[str, str, dict]:
-    from training.job import latest_run, run_dir_of
-    from training.worker import DONE_FILE, read_run
+    from graphlake.training.job import latest_run, run_dir_of
+    from graphlake.training.worker import DONE_FILE, read_run
 
     run_id = run_id or latest_run(spark, lake_dir)["run_id"]
     run_dir = run_dir_of(lake_dir, run_id)
@@ -89,11 +89,11 @@ def _item_like(spec: dict) -> set[str]:
 
 def _score_and_history(spec: dict) -> tuple[str, list[str]]:
     """The score the run's vectors rank by (its decoder, or ``dot`` with a popularity prior:
-    :func:`training.scoring.ranking_score`) and its target edge types (the users' histories)."""
-    from graph_build.snapshot import open_snapshot
-    from training.config import TrainConfig
-    from training.scoring import ranking_score
-    from training.run_data import resolve_targets
+    :func:`graphlake.training.scoring.ranking_score`) and its target edge types (the users' histories)."""
+    from graphlake.graph_build.snapshot import open_snapshot
+    from graphlake.training.config import TrainConfig
+    from graphlake.training.scoring import ranking_score
+    from graphlake.training.run_data import resolve_targets
 
     config = TrainConfig(**spec["config"])
     return ranking_score(config.model_config()), resolve_targets(open_snapshot(spec["snapshot"]), config)
@@ -121,7 +121,7 @@ def publish(spark, lake_dir: str, run_id: str | None = None, node_types=None, co
         PublishConflictError: another publish changed the registry first; nothing was written.
         AssetError: the run did not finish or has no embeddings of a requested type.
     """
-    from training.worker import embeddings_path
+    from graphlake.training.worker import embeddings_path
 
     started = time.time()
     config = config or AssetConfig()
@@ -162,7 +162,7 @@ def publish(spark, lake_dir: str, run_id: str | None = None, node_types=None, co
 def promote_results(spark, lake_dir: str, results: dict, config: AssetConfig, build_docs: bool = True) -> None:
     """Gate and promote each new version of ``results`` ({asset: {"version", ...}}, updated in place:
     ``status`` production, or ``gate`` = why the gate failed; production then stays as it was)."""
-    from assets.lifecycle import GateFailedError, promote as promote_version
+    from graphlake.assets.lifecycle import GateFailedError, promote as promote_version
 
     for asset, res in results.items():
         try:
@@ -200,7 +200,7 @@ def _claim(spark, lake_dir, run_id, spec, node_types, metrics, base_versions: di
 
 def _publish_one(spark, lake_dir, run_id, node_type, asset, version, vectors_path, item_like, meta_common,
                  config) -> dict:
-    from training.job import RUN_ID, embeddings_table
+    from graphlake.training.job import RUN_ID, embeddings_table
 
     source = lake.read_table(spark, tables.table_path(lake_dir, embeddings_table(node_type))).filter(
         F.col(RUN_ID) == run_id)

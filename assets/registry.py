@@ -24,9 +24,9 @@ import subprocess
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-from assets import schema as A
-from graphlake import lake, tables
-from graphlake.errors import InputNotFoundError
+from graphlake.assets import schema as A
+from graphlake.core import lake, tables
+from graphlake.core.errors import InputNotFoundError
 
 _MAX_RETRIES = 8
 

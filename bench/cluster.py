@@ -1,5 +1,5 @@
 """Cluster benchmark: graph build on ``local[2]`` vs a 2-worker Spark standalone cluster of this
-machine (:mod:`graphlake.cluster`, 1 core per worker) for the same events, whether the two graphs
+machine (:mod:`graphlake.app.cluster`, 1 core per worker) for the same events, whether the two graphs
 match, and the launch overhead of ``horovod.spark.run`` on that cluster vs ``horovodrun``.
 
 Prints one JSON line, e.g.::
@@ -12,7 +12,7 @@ Steps, each in a fresh process (own driver JVM), as in bench/graph_build.py (who
 ``build`` it reuses): generate + ETL once (``prepare_s``, not part of the figures); copy the clean
 tables to two lakes; ``build_graph`` with ``GRAPHLAKE_SPARK_MASTER=local[2]`` and with the
 cluster's URL; checksums (row count + sum of xxhash64 of every row, floats rounded to 9 decimals:
-:mod:`graphlake.compare`) of every graph table of both.
+:mod:`graphlake.app.compare`) of every graph table of both.
 The Horovod figures are the wall time of ``launch("horovod", 2, training.distributed.selftest)``
 (5 tiny steps: the time is launch overhead) with ``horovodrun`` and with ``horovod.spark.run`` on
 the cluster (session already started).
@@ -58,11 +58,11 @@ def _child(args: list[str], env: dict | None = None) -> dict:
 
 def checksums(lake_dir: str) -> dict:
     """{graph table: [rows, sum of xxhash64(row)]} of the latest version of every graph table, floats
-    rounded to :data:`graphlake.compare.FLOAT_DECIMALS` (PageRank sums differ in the last bits
+    rounded to :data:`graphlake.app.compare.FLOAT_DECIMALS` (PageRank sums differ in the last bits
     between task orders)."""
-    from graphlake import lake
-    from graphlake.compare import table_checksum
-    from graphlake.spark import get_spark
+    from graphlake.core import lake
+    from graphlake.app.compare import table_checksum
+    from graphlake.core.spark import get_spark
 
     spark = get_spark(master="local[2]", app_name="bench-cluster-checksums", conf={"spark.ui.enabled": "false"})
     graph_dir, found = os.path.join(lake_dir, "graph"), {}
@@ -78,17 +78,17 @@ def checksums(lake_dir: str) -> dict:
 def horovod_launch_s(master: str | None) -> float:
     """Wall time of a 5-step 2-rank Horovod selftest: horovodrun (``master`` None) or
     horovod.spark.run on ``master`` (its session is started before the clock)."""
-    from training.distributed.launch import launch
+    from graphlake.training.distributed.launch import launch
 
     spark = None
     if master:
-        from graphlake.spark import get_spark
+        from graphlake.core.spark import get_spark
 
         spark = get_spark(master=master, app_name="bench-horovod-spark", conf={"spark.ui.enabled": "false"})
         spark.range(2).count()
     with tempfile.TemporaryDirectory() as out:
         t0 = time.time()
-        launch("horovod", 2, "training.distributed.selftest", ["--out", out, *SELFTEST],
+        launch("horovod", 2, "graphlake.training.distributed.selftest", ["--out", out, *SELFTEST],
                mode="spark" if master else "process", spark=spark, timeout_s=600)
         seconds = time.time() - t0
     if spark is not None:
@@ -117,7 +117,7 @@ def main(argv=None) -> dict:
     if args.horovod is not None:
         print(json.dumps({"seconds": horovod_launch_s(args.horovod or None)}))
         return {}
-    from graphlake.cluster import LocalCluster
+    from graphlake.app.cluster import LocalCluster
 
     bench_gb = os.path.join(ROOT, "bench", "graph_build.py")
     shutil.rmtree(args.work, ignore_errors=True)

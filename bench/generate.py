@@ -5,7 +5,7 @@ Usage:
     # {"events": 10052310, "seconds": 151.2, "events_per_s": 66483.0, ...}
 
 Sizes follow the events wanted: users = events / 50, items = events / 200 (10M events:
-200k users, 50k items), over ``--days`` days. Time is wall time of :func:`etl.generator.generate`
+200k users, 50k items), over ``--days`` days. Time is wall time of :func:`graphlake.etl.generator.generate`
 with a warm Spark session (session start-up excluded, reported separately).
 """
 
@@ -34,8 +34,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.events < 1:
         parser.error(f"--events: expected a positive int, got {args.events}")
 
-    from etl.generator import GeneratorConfig, generate
-    from graphlake.spark import get_spark
+    from graphlake.etl.generator import GeneratorConfig, generate
+    from graphlake.core.spark import get_spark
 
     t0 = time.perf_counter()
     spark = get_spark(master=args.master, app_name="bench-generate")

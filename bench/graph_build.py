@@ -42,15 +42,15 @@ def _bench_etl():
 
 
 def _spark():
-    from graphlake.spark import get_spark
+    from graphlake.core.spark import get_spark
 
     return get_spark(app_name="bench-graph-build", conf={"spark.ui.enabled": "false", "spark.driver.memory": "8g"})
 
 
 def prepare(events: int, work: str, seed: int) -> dict:
     """Generate ``events`` synthetic events and ETL them (no GE gate) into ``<work>/lake``."""
-    from etl.generator import GeneratorConfig, generate
-    from etl.job import run_etl
+    from graphlake.etl.generator import GeneratorConfig, generate
+    from graphlake.etl.job import run_etl
 
     shutil.rmtree(work, ignore_errors=True)
     spark = _spark()
@@ -67,10 +67,10 @@ def prepare(events: int, work: str, seed: int) -> dict:
 
 def build(work: str, text_model: str) -> dict:
     """Time ``build_graph`` on ``<work>/lake`` in this (fresh) process."""
-    from graph_build import job
-    from graph_build.config import GraphConfig
-    from graph_build.manifest import table_rows
-    from graphlake import tables
+    from graphlake.graph_build import job
+    from graphlake.graph_build.config import GraphConfig
+    from graphlake.graph_build.manifest import table_rows
+    from graphlake.core import tables
 
     lake_dir = os.path.join(work, "lake")
     spark = _spark()

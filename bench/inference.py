@@ -25,10 +25,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from bench.sampler import power_law_graph  # noqa: E402  (the throughput bench's graph)
-from graph_build.memory_snapshot import MemorySnapshot  # noqa: E402
-from training.config import TrainConfig  # noqa: E402
-from training.distributed.base import LocalBackend  # noqa: E402
-from training.trainer import Trainer  # noqa: E402
+from graphlake.graph_build.memory_snapshot import MemorySnapshot  # noqa: E402
+from graphlake.training.config import TrainConfig  # noqa: E402
+from graphlake.training.distributed.base import LocalBackend  # noqa: E402
+from graphlake.training.trainer import Trainer  # noqa: E402
 
 EDGE_TYPE = "user__click__item"
 

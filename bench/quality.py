@@ -33,7 +33,7 @@ import statistics
 import sys
 import time
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: spinning OpenMP threads (graphlake.cli.main)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: spinning OpenMP threads (graphlake.app.cli.main)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 DATA = os.path.join(ROOT, "..", "shared", "datasets")
@@ -121,15 +121,15 @@ def main(argv=None) -> list[dict]:
     data = args.data or os.path.join(DATA, args.dataset)
     config_path = args.config or os.path.join(ROOT, "bench", "configs", f"{args.dataset}.yaml")
 
-    from etl.importers import import_dataset
-    from graph_build.config import GraphConfig
-    from graph_build.job import build_graph
-    from graphlake import lake, tables
-    from graphlake.config import load_config, to_dict
-    from graphlake.spark import get_spark
-    from training.config import TrainConfig, config_hash
-    from training.evaluate import evaluate
-    from training.job import train
+    from graphlake.etl.importers import import_dataset
+    from graphlake.graph_build.config import GraphConfig
+    from graphlake.graph_build.job import build_graph
+    from graphlake.core import lake, tables
+    from graphlake.core.config import load_config, to_dict
+    from graphlake.core.spark import get_spark
+    from graphlake.training.config import TrainConfig, config_hash
+    from graphlake.training.evaluate import evaluate
+    from graphlake.training.job import train
 
     spark = get_spark(app_name="bench-quality", conf={"spark.ui.enabled": "false", "spark.driver.memory": "6g"})
     work = os.path.join(args.work, f"{args.dataset}-{data_key(data)}")
@@ -141,8 +141,8 @@ def main(argv=None) -> list[dict]:
         build_graph(spark, lake_dir, GraphConfig(text_model="hashing", text_dim=16), build_docs=False)
         prep["prepare_s"] = round(time.time() - t0, 1)
     if args.recipe:
-        from graph_build.manifest import load_graph_version
-        from training.recipe import recommended_config
+        from graphlake.graph_build.manifest import load_graph_version
+        from graphlake.training.recipe import recommended_config
 
         base, config_path = recommended_config(load_graph_version(spark, lake_dir)), "training/recipe.py"
     else:

@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from training.sampling import CSRNeighborSampler, HeteroCSRGraph  # noqa: E402
+from graphlake.training.sampling import CSRNeighborSampler, HeteroCSRGraph  # noqa: E402
 
 
 def power_law_graph(users: int, items: int, edges: int, seed: int, alpha_users: float = 0.6,

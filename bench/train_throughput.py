@@ -6,7 +6,7 @@ GraphSAGE (mean aggregation, root weight, LayerNorm, residual), ID embeddings of
 as the only input features, fanouts ``[10, 5]``, ``--batch`` positive pairs per step with
 ``--num-negatives`` uniform negative(s) each, BPR loss + ``l2`` (1e-4), Adam (lr 0.005).
 
-* graphlake: the real :class:`training.trainer.Trainer` (LocalBackend, an in-memory snapshot of
+* graphlake: the real :class:`graphlake.training.trainer.Trainer` (LocalBackend, an in-memory snapshot of
   the graph, ID embeddings only), stepped exactly as ``Trainer.fit`` does: ``_prepare_step``
   (positives of the step, negatives, neighbour sampling of the distinct seeds with the batch's
   edges excluded) one step ahead in the prefetch thread (``train.prefetch``; ``--no-prefetch``
@@ -18,7 +18,7 @@ as the only input features, fanouts ``[10, 5]``, ``--batch`` positive pairs per 
 Both sides: ``--warmup`` untimed steps, then ``--steps`` timed steps; ``torch.set_num_threads(--threads)``;
 they run one after the other, never at once. ``--sparse-id`` gives BOTH sides sparse ID-embedding
 gradients and lazy Adam for the ID tables (graphlake's ``model.sparse_id_embedding``: its trainer's
-``training.optim.RowAdam``; PyG: ``torch.optim.SparseAdam``, the same algorithm). Dense parameters:
+``graphlake.training.optim.RowAdam``; PyG: ``torch.optim.SparseAdam``, the same algorithm). Dense parameters:
 Adam on both sides (graphlake's trainer uses torch's fused kernel, PyG the default one).
 ``--profile`` adds a per-section breakdown of graphlake's step (ms per step, the sections run one
 after the other). Like for like: PyG's default loader samples in the training process
@@ -67,11 +67,11 @@ import torch  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from graph_build.memory_snapshot import MemorySnapshot  # noqa: E402
-from training.config import TrainConfig  # noqa: E402
-from training.distributed.base import LocalBackend  # noqa: E402
-from training.prefetch import prefetched  # noqa: E402
-from training.trainer import Trainer  # noqa: E402
+from graphlake.graph_build.memory_snapshot import MemorySnapshot  # noqa: E402
+from graphlake.training.config import TrainConfig  # noqa: E402
+from graphlake.training.distributed.base import LocalBackend  # noqa: E402
+from graphlake.training.prefetch import prefetched  # noqa: E402
+from graphlake.training.trainer import Trainer  # noqa: E402
 
 EDGE_TYPE = "user__click__item"
 DEFAULT_PYG_VENV = os.path.join(os.environ.get("GRAPHLAKE_CACHE", os.path.expanduser("~/.cache/graphlake")),

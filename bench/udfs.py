@@ -1,18 +1,18 @@
 """SQL-function benchmark: rows/s of ``gl_recommend(user, k)`` and ``gl_similar_items(item, k)``
-(the vectorised Arrow UDFs of :mod:`udfs.functions`) against a plain row-at-a-time Python UDF
+(the vectorised Arrow UDFs of :mod:`graphlake.udfs.functions`) against a plain row-at-a-time Python UDF
 that computes the same answer; prints one JSON line.
 
 Setup (built once under ``--work``, reused when the same sizes/seed/vectors/index are asked
 again): ``--users`` user and ``--items`` item vectors (float32, ``--dim``-d, dot score) written as
-``.npy`` and turned into two asset bundles with :func:`assets.bundle.write_bundle` (keys
+``.npy`` and turned into two asset bundles with :func:`graphlake.assets.bundle.write_bundle` (keys
 ``u<n>`` / ``i<n>`` from ``spark.range``; the item bundle gets the FAISS index the publisher
 would build: ``--index auto`` = exact ``flat`` up to 50k items, ``ivf`` above, its ``nprobe``
 calibrated at build time for ``--ivf-target-recall`` on the asset's own seeded calibration
-queries), and a training snapshot (:func:`graph_build.snapshot.export_snapshot`) with one edge
+queries), and a training snapshot (:func:`graphlake.graph_build.snapshot.export_snapshot`) with one edge
 type ``user__click__item`` of about ``--history`` clicks per user (edges made in Spark, never
 collected): the histories ``gl_recommend`` excludes. No ETL, graph build or training runs. The
-functions come from :func:`udfs.functions.make_functions` on that spec and are registered with
-``spark.udf.register`` (the same objects :func:`udfs.register` registers).
+functions come from :func:`graphlake.udfs.functions.make_functions` on that spec and are registered with
+``spark.udf.register`` (the same objects :func:`graphlake.udfs.register` registers).
 
 Vectors (``--vectors``, reported as ``vectors`` / ``vector_model``):
 
@@ -211,9 +211,9 @@ def build_asset(spark, a, root: str) -> dict:
     """The spec of the benchmark asset under ``root`` (built unless a finished one is there)."""
     from pyspark.sql import functions as F
 
-    from assets.bundle import write_bundle
-    from assets.config import AssetConfig
-    from graph_build.snapshot import export_snapshot
+    from graphlake.assets.bundle import write_bundle
+    from graphlake.assets.config import AssetConfig
+    from graphlake.graph_build.snapshot import export_snapshot
 
     params = {"items": a.items, "users": a.users, "dim": a.dim, "seed": a.seed, "history": a.history,
               "index": a.index, "vectors": a.vectors, "categories": a.categories,
@@ -272,8 +272,8 @@ def reference_udfs(spec: dict):
 
     def load() -> dict:
         if not state:
-            from assets.bundle import open_bundle
-            from graph_build.snapshot import open_snapshot
+            from graphlake.assets.bundle import open_bundle
+            from graphlake.graph_build.snapshot import open_snapshot
 
             ub, ib = open_bundle(user_dir), open_bundle(item_dir)
             indptr, indices, _ = open_snapshot(snap_dir).csr(EDGE_TYPE)
@@ -426,10 +426,10 @@ def main(argv=None) -> dict:
 def run(a) -> dict:
     from pyspark.sql import functions as F
 
-    from assets.bundle import calibration_rows, open_bundle
-    from assets.config import AssetConfig
-    from graphlake.spark import get_spark
-    from udfs.functions import make_functions
+    from graphlake.assets.bundle import calibration_rows, open_bundle
+    from graphlake.assets.config import AssetConfig
+    from graphlake.core.spark import get_spark
+    from graphlake.udfs.functions import make_functions
 
     mem = PeakRSS()
     mem.start()

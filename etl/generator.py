@@ -11,13 +11,13 @@ Layout written under ``out_dir`` (the raw input contract of the ETL)::
                                                  optional follows
 
 Rows are produced per task (one day x one block of users) by ``mapInPandas`` from numpy drawn
-with ``default_rng([seed, task])`` (see :mod:`etl.generator_events`); Spark builds the JSON text
+with ``default_rng([seed, task])`` (see :mod:`graphlake.etl.generator_events`); Spark builds the JSON text
 and writes one file per task, so the same config gives byte-identical files. The last file of
 ``items/`` and ``users/`` holds a few bad records and *updated* duplicates of earlier records:
 the later file (then the later line) is the latest version of a record.
 
 Example:
-    >>> from graphlake.spark import get_spark
+    >>> from graphlake.core.spark import get_spark
     >>> summary = generate(get_spark(), "/tmp/raw", GeneratorConfig(users=300, items=200, days=2))
     >>> summary["events_total"] > 0, sorted(summary["events_per_day"])
     (True, ['2024-01-01', '2024-01-02'])
@@ -36,15 +36,15 @@ from functools import partial
 
 import numpy as np
 
-from etl import schema as S
-from etl.generator_catalog import (
+from graphlake.etl import schema as S
+from graphlake.etl.generator_catalog import (
     DAY_MS, S_BOTS, Catalog, build_catalog, catalog_summary_counts, format_ids, id_width,
 )
-from etl.generator_events import (
+from graphlake.etl.generator_events import (
     K_DUP, K_LATE, KIND_DUPLICATE, KIND_LATE, KIND_NAMES, KIND_OK, ROW_SCHEMA, EventContext,
     events_for_task, events_per_session,
 )
-from etl.generator_records import ISO_FORMAT, move_parts, write_items, write_text, write_users
+from graphlake.etl.generator_records import ISO_FORMAT, move_parts, write_items, write_text, write_users
 
 EVENTS_PER_FILE = 400_000  # default size of an events part file
 MAX_DAYS = 366
@@ -392,7 +392,7 @@ def generate(spark, out_dir: str, config: GeneratorConfig) -> dict:
     Existing ``events/``, ``items/`` and ``users/`` folders under ``out_dir`` are replaced.
 
     Args:
-        spark: a SparkSession (``graphlake.spark.get_spark()``).
+        spark: a SparkSession (``graphlake.core.spark.get_spark()``).
         out_dir: local folder to write into (created when missing).
         config: a :class:`GeneratorConfig`.
 

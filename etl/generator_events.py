@@ -3,11 +3,11 @@
 One *task* is one (day, block of users) pair; :func:`events_for_task` turns it into a pandas
 frame of typed event rows (plus the raw text of the bad lines), drawn from a
 ``numpy.random.default_rng([seed, task])`` generator, so the output depends only on the config
-and the task, never on scheduling. Spark turns the rows into JSON lines (see ``etl.generator``).
+and the task, never on scheduling. Spark turns the rows into JSON lines (see ``graphlake.etl.generator``).
 
 Example:
-    >>> from etl.generator import GeneratorConfig, plan_events
-    >>> from etl.generator_catalog import build_catalog
+    >>> from graphlake.etl.generator import GeneratorConfig, plan_events
+    >>> from graphlake.etl.generator_catalog import build_catalog
     >>> config = GeneratorConfig(users=300, items=200, days=2)
     >>> ctx = plan_events(config, build_catalog(config.seed, 200, 10, 8, (4, 4, 4), 16, 0.7, 1.0))
     >>> frame = events_for_task(ctx, 0)
@@ -24,9 +24,9 @@ from datetime import datetime, timezone
 import numpy as np
 import pandas as pd
 
-from etl.generator_catalog import DAY_MS, S_BAD, S_EVENT, S_LATE, S_SESSION, Catalog, format_ids
-from etl.generator_catalog import hash64, user_activity, user_interests
-from etl.schema import (
+from graphlake.etl.generator_catalog import DAY_MS, S_BAD, S_EVENT, S_LATE, S_SESSION, Catalog, format_ids
+from graphlake.etl.generator_catalog import hash64, user_activity, user_interests
+from graphlake.etl.schema import (
     EVENT_ID, EVENT_TYPE, EVENT_TYPES, ITEM_ID, PRICE, R_BAD_TIMESTAMP, R_BAD_TYPE, R_EMPTY_ID,
     R_ID_TOO_LONG, R_INVALID_JSON, R_MISSING_FIELD, R_TS_OUT_OF_RANGE, R_UNKNOWN_EVENT_TYPE,
     REQUIRED_EVENT_FIELDS, SESSION_ID, TS, USER_ID,

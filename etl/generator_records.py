@@ -21,9 +21,9 @@ from functools import partial
 import numpy as np
 import pandas as pd
 
-from etl import schema as S
-from etl.generator_catalog import S_EXTRA, Catalog, format_ids, id_width, user_records
-from etl.generator_events import _iso
+from graphlake.etl import schema as S
+from graphlake.etl.generator_catalog import S_EXTRA, Catalog, format_ids, id_width, user_records
+from graphlake.etl.generator_events import _iso
 
 ISO_FORMAT = "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'"
 RECORDS_PER_FILE = 500_000

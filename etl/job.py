@@ -1,6 +1,6 @@
 """ETL job entry point: raw logs -> clean Delta tables + quarantine, gated by GE.
 
-``run_etl`` reads, calls the pure transforms of :mod:`etl.transforms`, writes through the lake
+``run_etl`` reads, calls the pure transforms of :mod:`graphlake.etl.transforms`, writes through the lake
 layer, validates the committed versions and reports counts. Re-running a date replaces what
 that date's folder produced and nothing else, late records included: clean events carry the
 folder they arrived in (``source_dt``), and the partitions they landed in are rewritten with the
@@ -27,12 +27,12 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from etl import quality as Q
-from etl import schema as S
-from etl import transforms as X
-from graphlake import lake, tables
-from graphlake.errors import InputNotFoundError, UsageError
-from graphlake.quality import QualityError, run_suites
+from graphlake.etl import quality as Q
+from graphlake.etl import schema as S
+from graphlake.etl import transforms as X
+from graphlake.core import lake, tables
+from graphlake.core.errors import InputNotFoundError, UsageError
+from graphlake.core.quality import QualityError, run_suites
 
 log = logging.getLogger(__name__)
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -106,7 +106,7 @@ def run_etl(spark, raw_dir: str, lake_dir: str, dates=None, rules: X.EtlRules | 
         raw_dir: root of the raw input contract (``events/``, ``items/``, ``users/``).
         lake_dir: lake root.
         dates: ``YYYY-MM-DD`` strings of the event folders to (re)process.
-        rules: validation rules (:class:`etl.transforms.EtlRules`).
+        rules: validation rules (:class:`graphlake.etl.transforms.EtlRules`).
         validate: run the GE suites on the committed versions.
 
     Raises:

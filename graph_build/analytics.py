@@ -49,8 +49,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from graph_build import schema as G
-from graphlake import tables
+from graphlake.graph_build import schema as G
+from graphlake.core import tables
 
 log = logging.getLogger(__name__)
 

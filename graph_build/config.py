@@ -1,10 +1,10 @@
 """Configuration of the graph build: a frozen dataclass, checked when it is built.
 
-Load it from YAML with :func:`graphlake.config.load_config` (keys at the top level or under
+Load it from YAML with :func:`graphlake.core.config.load_config` (keys at the top level or under
 ``graph:``); an unknown key is an error naming it.
 
 Example:
-    >>> from graphlake.config import load_config
+    >>> from graphlake.core.config import load_config
     >>> cfg = load_config(GraphConfig, {"half_life_days": 14, "behaviour_weights": {"click": 1, "purchase": 5}})
     >>> cfg.half_life_days, cfg.behaviour_weights["purchase"]
     (14.0, 5.0)
@@ -32,8 +32,8 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from graph_build import schema as G
-from graphlake.config import parse_iso_utc
+from graphlake.graph_build import schema as G
+from graphlake.core.config import parse_iso_utc
 
 DEFAULT_BEHAVIOUR_WEIGHTS = {"click": 1.0, "view": 0.5, "cart": 2.0, "fav": 2.0, "purchase": 4.0}
 
@@ -92,7 +92,7 @@ class GraphConfig:
         top_k: derived ``item -> item`` edges kept per source item (highest weight first).
         text_model, text_dim, text_batch_size, image_dim, categorical_vocab_size,
         category_levels, text_partitions, text_threads, text_device: options of the node
-            features, passed through to ``graph_build.features`` (which checks them); ``text_dim``
+            features, passed through to ``graphlake.graph_build.features`` (which checks them); ``text_dim``
             and ``image_dim`` are also the sizes the graph's GE suite expects (``image_dim``
             ``None``: one common size). ``text_model: hashing`` uses the model-free fallback.
     """
@@ -162,7 +162,7 @@ class GraphConfig:
 
 def config_json(config: GraphConfig) -> str:
     """The config as canonical JSON (sorted keys): what the manifest stores and hashes."""
-    from graphlake.config import to_dict
+    from graphlake.core.config import to_dict
 
     if not isinstance(config, GraphConfig):
         raise TypeError(f"config: expected GraphConfig, got {type(config).__name__}")

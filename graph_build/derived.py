@@ -34,11 +34,11 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from etl import schema as S
-from graph_build import schema as G
-from graph_build.config import GraphConfig
-from graph_build.edges import decay, edge_columns, fixed_point_sum
-from graph_build.ids import attach_id
+from graphlake.etl import schema as S
+from graphlake.graph_build import schema as G
+from graphlake.graph_build.config import GraphConfig
+from graphlake.graph_build.edges import decay, edge_columns, fixed_point_sum
+from graphlake.graph_build.ids import attach_id
 
 ITEM_A, ITEM_B, PAIR_TS = "item_a", "item_b", "pair_ts"
 _ITEM, _TS, _RN = "_gl_item", "_gl_ts", "_gl_rn"

@@ -1,6 +1,6 @@
 """Edges from the clean tables: behaviour, belongs_to, child_of, follows, searched.
 
-Every function returns the edge columns of :data:`graph_build.schema.EDGE_SCHEMA`
+Every function returns the edge columns of :data:`graphlake.graph_build.schema.EDGE_SCHEMA`
 (``src_id, dst_id, weight, count, first_ts, last_ts``), one row per ``(src_id, dst_id)``.
 Reverse edges are never stored: training derives them.
 
@@ -27,11 +27,11 @@ from datetime import date, datetime, timedelta
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from etl import schema as S
-from graph_build import schema as G
-from graph_build.config import GraphConfig
-from graph_build.ids import attach_id
-from graph_build.nodes import category_nodes, leaf_category, normalise_query
+from graphlake.etl import schema as S
+from graphlake.graph_build import schema as G
+from graphlake.graph_build.config import GraphConfig
+from graphlake.graph_build.ids import attach_id
+from graphlake.graph_build.nodes import category_nodes, leaf_category, normalise_query
 
 WEIGHT_SCALE = 1_000_000_000  # fixed-point unit of summed weights: 1e-9
 _EPOCH = datetime(1970, 1, 1)

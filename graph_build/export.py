@@ -1,7 +1,7 @@
 """``graphlake graph export``: the training snapshot of a committed graph version.
 
 A thin job: resolve the graph version through the manifest, read its edge and feature tables at
-the Delta versions it names, and hand them to :func:`graph_build.snapshot.export_snapshot`
+the Delta versions it names, and hand them to :func:`graphlake.graph_build.snapshot.export_snapshot`
 (layout, memory cost and how it is written: that module's docstring). The default folder is
 ``<lake>/snapshots/graph_v<N>``; an existing complete snapshot of the same graph version is
 reused (the tables of a graph version never change), unless ``overwrite`` — also one that another
@@ -18,10 +18,10 @@ import logging
 import os
 import time
 
-from graph_build.manifest import load_graph_version, read_graph_table
-from graph_build.snapshot import open_snapshot, export_snapshot
-from graphlake import tables
-from graphlake.errors import UsageError
+from graphlake.graph_build.manifest import load_graph_version, read_graph_table
+from graphlake.graph_build.snapshot import open_snapshot, export_snapshot
+from graphlake.core import tables
+from graphlake.core.errors import UsageError
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Node features: ``graph/features_<type>`` (columns of :data:`graph_build.schema.FEATURES_SCHEMA`).
+"""Node features: ``graph/features_<type>`` (columns of :data:`graphlake.graph_build.schema.FEATURES_SCHEMA`).
 
 Every node of ``id_maps[type]`` gets exactly one row (a left join from the id map); nothing is
 dropped: a missing value is imputed and flagged.
@@ -31,7 +31,7 @@ frequent values over the nodes (ties: value ascending), index ``1..K``; ``0`` = 
 ``U`` is missing), ``K+1`` = other (a value outside the vocabulary). Cardinality ``K + 2``.
 Category levels are path prefixes (``a``, ``a>b``, ``a>b>c``), the category node keys.
 
-Text: see :mod:`graph_build.text_embed` (MiniLM, 384-d, L2-normalised; hashing fallback). An item
+Text: see :mod:`graphlake.graph_build.text_embed` (MiniLM, 384-d, L2-normalised; hashing fallback). An item
 without a title gets a zero vector and ``title_missing = 1`` (every real embedding has norm 1).
 Types without text have NULL ``text``.
 
@@ -63,10 +63,10 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import Window
 
-from etl import schema as S
-from graph_build import schema as G
-from graph_build.nodes import category_prefixes, normalise_query
-from graph_build.text_embed import TEXT_COL, EMBEDDING_COL, TextBackend, embed_texts, resolve_backend
+from graphlake.etl import schema as S
+from graphlake.graph_build import schema as G
+from graphlake.graph_build.nodes import category_prefixes, normalise_query
+from graphlake.graph_build.text_embed import TEXT_COL, EMBEDDING_COL, TextBackend, embed_texts, resolve_backend
 
 log = logging.getLogger(__name__)
 __all__ = ["build_features", "feature_spec", "FeatureOptions", "SPEC_METADATA_KEY"]

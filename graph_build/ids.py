@@ -26,7 +26,7 @@ from functools import reduce
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from graph_build import schema as G
+from graphlake.graph_build import schema as G
 
 _PART, _MONO, _LOCAL, _OFFSET, _TYPE = "_gl_part", "_gl_mono", "_gl_local", "_gl_offset", "_gl_type"
 _PART_SHIFT = 33  # monotonically_increasing_id() = (partition index << 33) + row position

@@ -6,7 +6,7 @@ the feature and analytics steps, validates what it committed with the graph's Gr
 Expectations suites and finally appends ONE row to ``graph/manifest``: that row is the commit
 point. If anything fails before it, every table this run changed is restored to its previous
 version and no graph version appears; readers resolve graph versions through the manifest
-(:func:`graph_build.manifest.load_graph_version`), so they never see a partial build.
+(:func:`graphlake.graph_build.manifest.load_graph_version`), so they never see a partial build.
 
 Example:
     >>> summary = build_graph(spark, "lakehouse", GraphConfig(half_life_days=14))
@@ -24,21 +24,21 @@ import uuid
 from pyspark import StorageLevel
 from pyspark.sql import functions as F
 
-from etl import schema as S
-from graph_build import schema as G
-from graph_build.config import GraphConfig, config_hash, config_json
-from graph_build.analytics import graph_stats
-from graph_build.derived import co_purchase_edges, co_view_edges
-from graph_build.edges import (behaviour_edges, belongs_to_edges, check_until_date, child_of_edges, events_until,
+from graphlake.etl import schema as S
+from graphlake.graph_build import schema as G
+from graphlake.graph_build.config import GraphConfig, config_hash, config_json
+from graphlake.graph_build.analytics import graph_stats
+from graphlake.graph_build.derived import co_purchase_edges, co_view_edges
+from graphlake.graph_build.edges import (behaviour_edges, belongs_to_edges, check_until_date, child_of_edges, events_until,
                                follows_edges, reference_micros, searched_edges)
-from graph_build.features import build_features, feature_spec
-from graph_build.ids import new_ids_by_type
-from graph_build.manifest import GraphNotFoundError, load_graph_version, manifest_row, read_graph_table, table_rows
-from graph_build.nodes import node_keys, node_table
-from graph_build.quality import graph_suites
-from graphlake import lake, tables
-from graphlake.errors import InputNotFoundError
-from graphlake.quality import run_suites
+from graphlake.graph_build.features import build_features, feature_spec
+from graphlake.graph_build.ids import new_ids_by_type
+from graphlake.graph_build.manifest import GraphNotFoundError, load_graph_version, manifest_row, read_graph_table, table_rows
+from graphlake.graph_build.nodes import node_keys, node_table
+from graphlake.graph_build.quality import graph_suites
+from graphlake.core import lake, tables
+from graphlake.core.errors import InputNotFoundError
+from graphlake.core.quality import run_suites
 
 log = logging.getLogger(__name__)
 __all__ = ["GraphBuildError", "build_graph", "validate_graph", "load_graph_version", "read_graph_table"]
@@ -295,7 +295,7 @@ def validate_graph(spark, lake_dir: str, version: int | None = None, build_docs:
 
     Raises:
         GraphNotFoundError: no such graph version.
-        graphlake.quality.QualityError: a check failed (``summary`` attached).
+        graphlake.core.quality.QualityError: a check failed (``summary`` attached).
     """
     graph = load_graph_version(spark, lake_dir, version)
     outputs = {name: t["version"] for name, t in graph["tables"].items()}

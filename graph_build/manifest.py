@@ -1,6 +1,6 @@
 """``graph/manifest``: the commit point of a graph build, and how readers resolve a graph version.
 
-One row per committed graph version (see :data:`graph_build.schema.MANIFEST_SCHEMA`). The
+One row per committed graph version (see :data:`graphlake.graph_build.schema.MANIFEST_SCHEMA`). The
 graph tables are ordinary Delta tables that a build overwrites or appends to; a graph version
 is the set of table *versions* its manifest row names. A build that fails before appending its
 row leaves no graph version (the tables it touched are restored), so readers that go through
@@ -21,9 +21,9 @@ import os
 import pyarrow as pa
 from pyspark.sql import functions as F
 
-from graph_build import schema as G
-from graphlake import lake, tables
-from graphlake.errors import InputNotFoundError, UsageError
+from graphlake.graph_build import schema as G
+from graphlake.core import lake, tables
+from graphlake.core.errors import InputNotFoundError, UsageError
 
 _TS_FORMAT = "yyyy-MM-dd'T'HH:mm:ss.SSSSSS'Z'"
 
@@ -94,7 +94,7 @@ def load_graph_version(spark, lake_dir: str, version: int | None = None) -> dict
         ``{"graph_version", "created_at", "reference_ts" (ISO strings), "reference_ts_us" (the decay
         reference in epoch micros, as the build used it), "config_hash", "config",
         "inputs" {clean table: Delta version}, "tables" {graph table name: {"path", "version"}},
-        "node_counts", "edge_counts", "feature_spec" (see ``graph_build.features.feature_spec``),
+        "node_counts", "edge_counts", "feature_spec" (see ``graphlake.graph_build.features.feature_spec``),
         "node_types", "edge_types" [(src, rel, dst)],
         "manifest_version", "lake"}``.
 
@@ -143,7 +143,7 @@ def _percentile(hist: list[tuple[int, int]], percent: int) -> int:
 
 def graph_summary(spark, lake_dir: str, version: int | None = None) -> dict:
     """What ``graphlake graph stats`` prints: the manifest entry's counts and, when the graph
-    version has ``graph/stats`` (the degree histogram of ``graph_build.analytics``), degree
+    version has ``graph/stats`` (the degree histogram of ``graphlake.graph_build.analytics``), degree
     percentiles per edge type and direction (p50, p90, p99, max over all nodes of the type, isolated
     nodes counted at degree 0)."""
     graph = load_graph_version(spark, lake_dir, version)
@@ -152,7 +152,7 @@ def graph_summary(spark, lake_dir: str, version: int | None = None) -> dict:
     out["nodes_total"] = sum(graph["node_counts"].values())
     out["edges_total"] = sum(graph["edge_counts"].values())
     if tables.GRAPH_STATS in graph["tables"]:
-        from graph_build import analytics as A  # the module that writes graph/stats
+        from graphlake.graph_build import analytics as A  # the module that writes graph/stats
 
         hist: dict[tuple[str, str], list] = {}
         for r in read_graph_table(spark, graph, tables.GRAPH_STATS).collect():  # one row per distinct degree

@@ -1,4 +1,4 @@
-"""An in-memory training snapshot: the reading interface of :class:`graph_build.snapshot.Snapshot`
+"""An in-memory training snapshot: the reading interface of :class:`graphlake.graph_build.snapshot.Snapshot`
 over arrays a caller already holds (a notebook's graph, a benchmark's synthetic one, a test's).
 
 The trainer, the samplers and inference read a snapshot through ``edge_types``, ``node_types``,

@@ -20,10 +20,10 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from etl import schema as S
-from graph_build import schema as G
-from graph_build.config import GraphConfig
-from graph_build.ids import candidate_keys
+from graphlake.etl import schema as S
+from graphlake.graph_build import schema as G
+from graphlake.graph_build.config import GraphConfig
+from graphlake.graph_build.ids import candidate_keys
 
 
 def normalise_query(col: Column) -> Column:
@@ -82,7 +82,7 @@ def node_keys(events: DataFrame, items: DataFrame, users: DataFrame, config: Gra
     Returns:
         ``{node type: DataFrame(key)}`` for user, item, shop, brand, category and, when
         ``config.include_queries``, query (possibly empty). Keys are trimmed and non-empty but may
-        repeat: :func:`graph_build.ids.new_ids_by_type` deduplicates all types in one shuffle.
+        repeat: :func:`graphlake.graph_build.ids.new_ids_by_type` deduplicates all types in one shuffle.
     """
     if not isinstance(config, GraphConfig):
         raise TypeError(f"config: expected GraphConfig, got {type(config).__name__}")
@@ -105,12 +105,12 @@ def node_table(node_type: str, id_map: DataFrame, items: DataFrame, users: DataF
     """``graph/nodes_<type>``: every id of the map with the attributes of the current input.
 
     Args:
-        node_type: one of :data:`graph_build.schema.NODE_TYPES`.
+        node_type: one of :data:`graphlake.graph_build.schema.NODE_TYPES`.
         id_map: the full id map of that type (``key, node_id, ...``).
         items, users: ``clean/items`` and ``clean/users`` (attributes of item / user / category).
 
     Returns:
-        DataFrame with :data:`graph_build.schema.NODE_SCHEMAS` ``[node_type]``'s columns, one row
+        DataFrame with :data:`graphlake.graph_build.schema.NODE_SCHEMAS` ``[node_type]``'s columns, one row
         per id; attributes NULL for keys the current input does not describe.
     """
     if node_type not in G.NODE_SCHEMAS:

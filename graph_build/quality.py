@@ -40,9 +40,9 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from graph_build import schema as G
-from graphlake import tables
-from graphlake.quality import Suite
+from graphlake.graph_build import schema as G
+from graphlake.core import tables
+from graphlake.core.quality import Suite
 
 E = gx.expectations
 TABLE = "table"
@@ -256,7 +256,7 @@ _KINDS = {
 
 def feature_suite(node_type: str, df: DataFrame, n_nodes: int,
                   dims: Mapping[str, int | None] | None = None) -> tuple[Suite, pd.DataFrame]:
-    """``(Suite, DataFrame)`` for :func:`graphlake.quality.run_suites` checking one features table."""
+    """``(Suite, DataFrame)`` for :func:`graphlake.core.quality.run_suites` checking one features table."""
     metrics, checks = _KINDS["graph.features"]
     row = feature_metrics(tables.features(node_type), df, n_nodes, dims)
     return _suite(f"graph.features_{node_type}", 1, checks), _frame([row], metrics, checks)
@@ -266,7 +266,7 @@ def graph_suites(id_maps: Mapping[str, DataFrame], nodes: Mapping[str, DataFrame
                  edges: Mapping[str, DataFrame], features: Mapping[str, DataFrame],
                  node_counts: Mapping[str, int], edge_counts: Mapping[str, int] | None = None,
                  feature_dims: Mapping[str, int | None] | None = None) -> list[tuple[Suite, pd.DataFrame]]:
-    """The graph's ``(Suite, DataFrame)`` batches for :func:`graphlake.quality.run_suites`.
+    """The graph's ``(Suite, DataFrame)`` batches for :func:`graphlake.core.quality.run_suites`.
 
     Args:
         id_maps, nodes, features: ``{node type: DataFrame}``.

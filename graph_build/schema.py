@@ -1,6 +1,6 @@
 """Column names and schemas of the graph tables (the contract between graph build and training).
 
-Tables (names in :mod:`graphlake.tables`): ``graph/id_map_<type>``, ``graph/nodes_<type>``,
+Tables (names in :mod:`graphlake.core.tables`): ``graph/id_map_<type>``, ``graph/nodes_<type>``,
 ``graph/features_<type>``, ``graph/edges_<src>__<rel>__<dst>``, ``graph/stats``, ``graph/manifest``.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pyspark.sql import types as T
 
-from etl import schema as ES
+from graphlake.etl import schema as ES
 
 # ---------------------------------------------------------------- node and edge types
 USER, ITEM, SHOP, BRAND, CATEGORY, QUERY = "user", "item", "shop", "brand", "category", "query"

@@ -60,8 +60,8 @@ import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
-from graph_build import schema as G
-from graph_build.analytics import parse_edge_type
+from graphlake.graph_build import schema as G
+from graphlake.graph_build.analytics import parse_edge_type
 
 log = logging.getLogger(__name__)
 

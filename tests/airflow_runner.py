@@ -70,7 +70,7 @@ def main(argv=None) -> int:
     return 0
 
 
-HEAVY_MODULES = ("pyspark", "torch", "deltalake", "great_expectations", "graphlake.pipeline", "etl", "training")
+HEAVY_MODULES = ("pyspark", "torch", "deltalake", "great_expectations", "graphlake.app.pipeline", "graphlake.etl", "graphlake.training")
 
 
 def check() -> int:

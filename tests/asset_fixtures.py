@@ -2,7 +2,7 @@
 
 The graph is built for real (clean tables -> ``build_graph`` -> training snapshot); the "training
 run" is the real run folder layout and tables (``run.json``, ``DONE``, ``embeddings/<type>.npy``,
-``train/embeddings_<type>`` written by :func:`training.job.write_embeddings`, ``meta/train_runs``)
+``train/embeddings_<type>`` written by :func:`graphlake.training.job.write_embeddings`, ``meta/train_runs``)
 with the vectors below instead of learned ones.
 
 Items i1-i3 are in category A and point along x; i4-i6 are in B and point along y:
@@ -35,7 +35,7 @@ USER_VECTORS = {"u1": [1, 0], "u2": [0, 1], "u3": [.6, .4]}
 
 
 def build_tiny_graph(spark, lake_dir: str) -> None:
-    from graph_build.job import build_graph
+    from graphlake.graph_build.job import build_graph
 
     write_clean(spark, lake_dir, EVENTS, ITEMS, USERS)
     build_graph(spark, lake_dir, FAST, build_docs=False)
@@ -45,12 +45,12 @@ def hand_run(spark, lake_dir: str, run_id: str, vectors: dict | None = None, eva
              model: dict | None = None) -> str:
     """Write a finished run ``run_id`` with the given ``{node_type: {key: vector}}`` (and ``model:``
     section, default a dot decoder); returns its folder."""
-    from graph_build.export import export_graph
-    from graph_build.manifest import load_graph_version, read_graph_table
-    from graphlake import lake, tables
-    from training.config import TrainConfig, config_hash, config_json
-    from training.job import RUNS_SCHEMA, run_dir_of, write_embeddings
-    from training.worker import DONE_FILE, RUN_FILE
+    from graphlake.graph_build.export import export_graph
+    from graphlake.graph_build.manifest import load_graph_version, read_graph_table
+    from graphlake.core import lake, tables
+    from graphlake.training.config import TrainConfig, config_hash, config_json
+    from graphlake.training.job import RUNS_SCHEMA, run_dir_of, write_embeddings
+    from graphlake.training.worker import DONE_FILE, RUN_FILE
 
     vectors = vectors or {"user": USER_VECTORS, "item": ITEM_VECTORS}
     graph = load_graph_version(spark, lake_dir)

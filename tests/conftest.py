@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported: see graphlake.cli.main
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported: see graphlake.app.cli.main
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 
@@ -26,7 +26,7 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def spark():
-    from graphlake.spark import get_spark
+    from graphlake.core.spark import get_spark
 
     s = get_spark(
         master="local[2]",
@@ -45,10 +45,10 @@ def spark():
 def planted(spark, tmp_path_factory):
     """A lake with the planted-community dataset (tests/planted.py) imported, built and exported:
     ``(lake_dir, snapshot_dir)``. Shared by the training tests (training never changes it)."""
-    from etl.importers import import_dataset
-    from graph_build.config import GraphConfig
-    from graph_build.export import export_graph
-    from graph_build.job import build_graph
+    from graphlake.etl.importers import import_dataset
+    from graphlake.graph_build.config import GraphConfig
+    from graphlake.graph_build.export import export_graph
+    from graphlake.graph_build.job import build_graph
     from tests.planted import write_planted
 
     root = tmp_path_factory.mktemp("planted")
@@ -85,7 +85,7 @@ def demo_run(spark, tmp_path_factory):
     import io
     import json
 
-    from graphlake import cli
+    from graphlake.app import cli
 
     root = tmp_path_factory.mktemp("demo")
     lake_dir, out = str(root / "lake"), io.StringIO()
@@ -97,9 +97,9 @@ def demo_run(spark, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def local_cluster(tmp_path_factory):
-    """A Spark standalone master + 2 one-core workers on 127.0.0.1 (:mod:`graphlake.cluster`),
+    """A Spark standalone master + 2 one-core workers on 127.0.0.1 (:mod:`graphlake.app.cluster`),
     stopped by PID at the end of the session, also when a test fails."""
-    from graphlake.cluster import LocalCluster
+    from graphlake.app.cluster import LocalCluster
 
     cluster = LocalCluster(str(tmp_path_factory.mktemp("cluster")), workers=2, cores=1, memory="1g")
     cluster.start()

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from graphlake import lake, tables
+from graphlake.core import lake, tables
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHAIN = ["etl", "validate_etl", "build_graph", "validate_graph", "train", "evaluate", "publish", "gate", "promote",
@@ -53,7 +53,7 @@ def test_dagbag_has_no_errors_warnings_or_cycles(tmp_path, spark_conn):
 
 @pytest.fixture(scope="module")
 def raw_two_days(spark, tmp_path_factory):
-    from etl.generator import GeneratorConfig, generate
+    from graphlake.etl.generator import GeneratorConfig, generate
 
     raw = str(tmp_path_factory.mktemp("airflow-raw") / "raw")
     generate(spark, raw, GeneratorConfig(users=300, items=150, days=2, seed=3, target_events=6000))
@@ -67,7 +67,7 @@ def _counts_by_dt(spark, lake_dir: str, table: str = tables.CLEAN_EVENTS) -> dic
 
 @pytest.mark.slow
 def test_dag_runs_two_dates_then_a_backfill_of_the_first(spark, tmp_path, raw_two_days):
-    from assets.registry import read_registry
+    from graphlake.assets.registry import read_registry
 
     lake_dir = str(tmp_path / "lake")
     train_yaml = tmp_path / "train.yaml"

@@ -9,12 +9,12 @@ import shutil
 import pytest
 from pyspark.sql import types as T
 
-from assets import lifecycle
-from assets import publish as publish_mod
-from assets.config import AssetConfig
-from assets.lifecycle import GateFailedError, promote, read_asset, rollback
-from assets.publish import PublishConflictError, publish
-from assets.registry import AssetError, AssetNotFoundError, read_registry
+from graphlake.assets import lifecycle
+from graphlake.assets import publish as publish_mod
+from graphlake.assets.config import AssetConfig
+from graphlake.assets.lifecycle import GateFailedError, promote, read_asset, rollback
+from graphlake.assets.publish import PublishConflictError, publish
+from graphlake.assets.registry import AssetError, AssetNotFoundError, read_registry
 from tests import delta_rs
 from tests.asset_fixtures import ITEM_VECTORS, USER_VECTORS, hand_run
 from tests.conftest import assert_same_rows
@@ -36,8 +36,8 @@ def statuses(lake_dir):
 
 
 def expected_rows(spark, lake_dir, node_type, vectors, version):
-    from graph_build.manifest import load_graph_version, read_graph_table
-    from graphlake import tables
+    from graphlake.graph_build.manifest import load_graph_version, read_graph_table
+    from graphlake.core import tables
 
     graph = load_graph_version(spark, lake_dir)
     ids = {r["key"]: r["node_id"] for r in read_graph_table(spark, graph, tables.id_map(node_type)).collect()}
@@ -130,7 +130,7 @@ def test_gate_rejects_nan_and_category_blind_embeddings(spark, lake_dir):
 
 
 def test_rollback_retire_and_vacuum(spark, lake_dir):
-    from graphlake.cli import main
+    from graphlake.app.cli import main
 
     hand_run(spark, lake_dir, "r1", evaluation=GOOD)
     publish(spark, lake_dir, node_types=["item"], config=GATE, promote=True, build_docs=False)
@@ -188,7 +188,7 @@ def test_concurrent_publish_one_wins_the_other_writes_nothing(spark, lake_dir, m
 
 
 def test_assets_cli_lists_and_shows(spark, lake_dir, capsys):
-    from graphlake.cli import main
+    from graphlake.app.cli import main
 
     hand_run(spark, lake_dir, "r1", evaluation=GOOD)
     assert main(["publish", "--lake", lake_dir, "--json", "--node-types", "item"]) == 0
@@ -206,8 +206,8 @@ def test_a_snapshot_another_job_publishes_meanwhile_is_reused(spark, tiny_graph,
     """Two jobs exporting the same missing snapshot at once: the one that finishes second reads the
     first one's (same graph version) instead of failing, and leaves no temporary folder behind.
     (A graph-export test, kept here beside the built tiny graph this module already uses.)"""
-    from graph_build import snapshot as snapshot_mod
-    from graph_build.export import export_graph
+    from graphlake.graph_build import snapshot as snapshot_mod
+    from graphlake.graph_build.export import export_graph
 
     lake_dir = str(tmp_path / "lake")
     shutil.copytree(tiny_graph, lake_dir)

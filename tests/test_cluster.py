@@ -1,5 +1,5 @@
 """The pipeline on a real Spark standalone cluster (a master and 2 one-core workers on 127.0.0.1,
-:mod:`graphlake.cluster`): ``graphlake generate``, ``etl`` and ``graph build`` with
+:mod:`graphlake.app.cluster`): ``graphlake generate``, ``etl`` and ``graph build`` with
 ``--master spark://...`` write exactly the tables the same commands write in local mode.
 
 The reduced check of the default suite (marker ``cluster``); the fault and training checks are in
@@ -19,8 +19,8 @@ import sys
 import pytest
 import yaml
 
-from graphlake import lake
-from graphlake.compare import round_floats
+from graphlake.core import lake
+from graphlake.app.compare import round_floats
 from tests.conftest import assert_same_rows
 
 pytestmark = pytest.mark.cluster
@@ -37,7 +37,7 @@ PATH_COLUMNS = ("source_file",)
 
 # runs several CLI commands in ONE driver process (one Spark application, one JVM start): argv is
 # a JSON list of argument lists; every command prints its --json summary line
-_DRIVER = ("import json, sys\nfrom graphlake import cli\n"
+_DRIVER = ("import json, sys\nfrom graphlake.app import cli\n"
            "for argv in json.loads(sys.argv[1]):\n"
            "    code = cli.main(argv)\n"
            "    if code:\n        sys.exit(code)\n")
@@ -78,7 +78,7 @@ def json_lines(text: str) -> list[dict]:
 
 def run_in_process(steps: list[list[str]]) -> list[dict]:
     """Run ``steps`` with this process's (local-mode) session; their JSON summaries."""
-    from graphlake import cli
+    from graphlake.app import cli
 
     summaries = []
     for argv in steps:
@@ -115,7 +115,7 @@ def assert_same_tables(spark, actual_dir: str, expected_dir: str, names) -> None
 
 def comparable(df):
     """``df`` without run metadata: no RUN_COLUMNS, raw paths relative to the raw folder, floats
-    rounded to :data:`graphlake.compare.FLOAT_DECIMALS` (float aggregates are sums whose order
+    rounded to :data:`graphlake.app.compare.FLOAT_DECIMALS` (float aggregates are sums whose order
     depends on how tasks ran)."""
     from pyspark.sql import functions as F
 
@@ -142,7 +142,7 @@ def assert_same_summaries(cluster: list[dict], local: list[dict]) -> None:
 
 
 def demo_generate_args() -> list[str]:
-    """The generator settings :func:`graphlake.demo.run_demo` uses for the ``demo_run`` fixture's
+    """The generator settings :func:`graphlake.app.demo.run_demo` uses for the ``demo_run`` fixture's
     4000 events (users = max(200, events // 30), items = max(100, events // 100), 3 days, seed 7)."""
     return ["--users", "200", "--items", "100", "--days", "3", "--events", "4000", "--seed", "7"]
 
@@ -191,7 +191,7 @@ def test_generate_etl_and_graph_build_on_cluster_match_local_mode(spark, local_c
 
 
 def test_harness_rejects_bad_input(tmp_path):
-    from graphlake.cluster import LocalCluster
+    from graphlake.app.cluster import LocalCluster
 
     with pytest.raises(ValueError, match=r"workers: expected an int >= 1, got 0"):
         LocalCluster(str(tmp_path), workers=0)

@@ -17,17 +17,17 @@ import time
 import pytest
 import yaml
 
-from assets.schema import FILES_DIR, INDEX_FILE, KEY, META_FILE, NODE_ID
-from graphlake import lake, tables
-from graphlake.cluster import LocalCluster, free_port, log_tail, running_tasks
+from graphlake.assets.schema import FILES_DIR, INDEX_FILE, KEY, META_FILE, NODE_ID
+from graphlake.core import lake, tables
+from graphlake.app.cluster import LocalCluster, free_port, log_tail, running_tasks
 from tests.test_cluster import (GRAPH_CONFIG, assert_same_lakes, assert_same_summaries, assert_same_tables,
                                 json_lines, lake_tables, pipeline_steps, run_driver, run_in_process)
 from tests.conftest import assert_same_rows
 from tests.test_distributed import require_horovod
 from tests.test_training_distributed import CONFIG, _last_epoch_loss, local_run, rank_process  # noqa: F401 - fixture
-from training.config import TrainConfig, config_json
-from training.distributed.launch import _descendants
-from training.job import run_dir_of
+from graphlake.training.config import TrainConfig, config_json
+from graphlake.training.distributed.launch import _descendants
+from graphlake.training.job import run_dir_of
 from tests.test_training import BASE
 
 pytestmark = pytest.mark.cluster_full
@@ -151,7 +151,7 @@ def test_worker_killed_during_graph_build(spark, local_lake, tmp_path):
         yaml.safe_dump(GRAPH_CONFIG, f)
     ui_port = free_port()
     with LocalCluster(str(tmp_path / "cluster"), workers=2) as cluster:
-        cmd = [sys.executable, "-m", "graphlake.cli", "graph", "build", "--lake", lake_dir, "--config", config,
+        cmd = [sys.executable, "-m", "graphlake.app.cli", "graph", "build", "--lake", lake_dir, "--config", config,
                "--no-validate", "--json", "--master", cluster.master_url,
                *cluster.conf_args(**{"spark.ui.enabled": "true", "spark.ui.port": str(ui_port)})]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -186,7 +186,7 @@ def test_worker_killed_during_graph_build(spark, local_lake, tmp_path):
 
 def _train_cmd(cluster: LocalCluster, lake_dir: str, yaml_path: str, backend: str, run_id: str,
                *extra: str) -> list[str]:
-    return [sys.executable, "-m", "graphlake.cli", "train", "--lake", lake_dir, "--config", yaml_path,
+    return [sys.executable, "-m", "graphlake.app.cli", "train", "--lake", lake_dir, "--config", yaml_path,
             "--backend", backend, "--workers", "2", "--launcher", "spark", "--run-id", run_id, "--json",
             "--master", cluster.master_url, *cluster.conf_args(), *extra]
 
@@ -255,7 +255,7 @@ def test_killed_rank_on_cluster_fails_clearly_and_resume_completes(planted, loca
 def test_worker_that_cannot_start_names_master_and_log(tmp_path):
     """A worker that exits at start (an invalid --memory): ClusterError with the master URL, the
     worker's log file and its last lines; the master that did start is stopped."""
-    from graphlake.cluster import ClusterError
+    from graphlake.app.cluster import ClusterError
 
     cluster = LocalCluster(str(tmp_path), workers=1, memory="lots", register_timeout_s=120)
     with pytest.raises(ClusterError, match=r"worker-0 of spark://127\.0\.0\.1:\d+ exited with code") as info:

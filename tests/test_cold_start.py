@@ -1,5 +1,5 @@
 """Cold start: held-out items never seen in training, their feature-only ranking, and inductive
-embeddings of brand-new nodes (``training.cold_start``, ``training.inductive``).
+embeddings of brand-new nodes (``graphlake.training.cold_start``, ``graphlake.training.inductive``).
 
 The planted dataset of ``tests/planted.py`` has no item features and no attribute edges, so a
 held-out item there has nothing to be embedded from. These tests write a small snapshot in the
@@ -18,17 +18,17 @@ import numpy as np
 import pytest
 import torch
 
-from graph_build.snapshot import open_snapshot
-from graphlake import cli
-from training import checkpoint as ckpt
-from training.cold_start import COLD_START_FILE, attribute_popularity, cold_start_metrics, select_cold_items
-from training.config import TrainConfig, config_hash, config_json
-from training.distributed import get_backend
-from training.evaluate import evaluate
-from training.inductive import embed_new_nodes
-from training.model import gather_features
-from training.trainer import Trainer
-from training.worker import embeddings_path, run
+from graphlake.graph_build.snapshot import open_snapshot
+from graphlake.app import cli
+from graphlake.training import checkpoint as ckpt
+from graphlake.training.cold_start import COLD_START_FILE, attribute_popularity, cold_start_metrics, select_cold_items
+from graphlake.training.config import TrainConfig, config_hash, config_json
+from graphlake.training.distributed import get_backend
+from graphlake.training.evaluate import evaluate
+from graphlake.training.inductive import embed_new_nodes
+from graphlake.training.model import gather_features
+from graphlake.training.trainer import Trainer
+from graphlake.training.worker import embeddings_path, run
 
 USERS, ITEMS, COMMUNITIES, PER_USER = 80, 64, 4, 8
 TARGET, BELONGS = "user__purchase__item", "item__belongs_to__category"
@@ -38,7 +38,7 @@ COLD = dict(epochs=10, batch_size=64, fanouts=(-1, -1), lr=0.02, cold_start_frac
 
 
 def write_snapshot(folder: str, num_nodes: dict, edges: dict, features: dict, feature_spec=None) -> str:
-    """A snapshot folder in ``graph_build.snapshot``'s layout from in-memory edge lists and matrices."""
+    """A snapshot folder in ``graphlake.graph_build.snapshot``'s layout from in-memory edge lists and matrices."""
     manifest = {"format": "graphlake-snapshot", "format_version": 1, "graph_version": 0, "edge_types": {},
                 "node_types": {}, "feature_spec": feature_spec}
 

@@ -1,10 +1,10 @@
-"""graphlake.compare: float rounding and order-free checksums for cross-engine table comparison."""
+"""graphlake.app.compare: float rounding and order-free checksums for cross-engine table comparison."""
 
 from __future__ import annotations
 
 import pytest
 
-from graphlake.compare import FLOAT_DECIMALS, round_floats, table_checksum
+from graphlake.app.compare import FLOAT_DECIMALS, round_floats, table_checksum
 from tests.conftest import assert_same_rows
 
 SCHEMA = "id long, name string, pr double, w float, vec array<double>"

@@ -16,10 +16,10 @@ import pytest
 import torch
 
 from tests.test_device_contract import CONFIGS, snapshot, train_steps, training_config
-from training import checkpoint as ckpt
-from training.config import TrainConfig
-from training.distributed.base import LocalBackend
-from training.trainer import Trainer
+from graphlake.training import checkpoint as ckpt
+from graphlake.training.config import TrainConfig
+from graphlake.training.distributed.base import LocalBackend
+from graphlake.training.trainer import Trainer
 
 DEVICE = os.environ.get("GRAPHLAKE_CUDA_TEST_DEVICE", "cuda")
 pytestmark = pytest.mark.skipif(DEVICE.startswith("cuda") and not torch.cuda.is_available(),
@@ -100,7 +100,7 @@ def test_layerwise_inference_on_the_device_equals_the_cpu(tmp_path):
 def test_one_rank_ddp_on_the_device(sparse_id, tmp_path, monkeypatch):
     """DDP on the device's collective (NCCL on a GPU): model wrapping with device_ids, the sparse
     ID-table hook, the score bias's outside-forward hook, metric all-reduces."""
-    from training.distributed.ddp_backend import DdpBackend
+    from graphlake.training.distributed.ddp_backend import DdpBackend
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from graphlake import tables
+from graphlake.core import tables
 
 
 def test_demo_runs_every_stage(demo_run):

@@ -21,10 +21,10 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map
 
-from graph_build.memory_snapshot import MemorySnapshot
-from training.config import TrainConfig
-from training.distributed.base import LocalBackend
-from training.trainer import Trainer
+from graphlake.graph_build.memory_snapshot import MemorySnapshot
+from graphlake.training.config import TrainConfig
+from graphlake.training.distributed.base import LocalBackend
+from graphlake.training.trainer import Trainer
 
 aten = torch.ops.aten
 # ops CUDA runs with host operands: copies, and advanced indexing with host index tensors

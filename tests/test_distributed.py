@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 
-import training.distributed.launch as launch_mod
-from training.distributed import base, selftest
-from training.distributed.launch import LaunchError, launch
+import graphlake.training.distributed.launch as launch_mod
+from graphlake.training.distributed import base, selftest
+from graphlake.training.distributed.launch import LaunchError, launch
 
-ENTRY = "training.distributed.selftest"
+ENTRY = "graphlake.training.distributed.selftest"
 STEPS = ["--steps", "5", "--batch-size", "16"]
 TOL = {"rel": 1e-5, "abs": 1e-6}
 

@@ -15,7 +15,6 @@ No Spark, no subprocess: the parser is built in-process.
 from __future__ import annotations
 
 import argparse
-import importlib
 import re
 from pathlib import Path
 
@@ -140,16 +139,9 @@ def test_link_check_catches_a_broken_link(tmp_path):
 
 
 def cli_parser() -> argparse.ArgumentParser:
-    # the CLI module: graphlake/app/cli.py (graphlake.app.cli); graphlake.cli before the namespace refactor
-    for name in ("graphlake.app.cli", "graphlake.cli"):
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name is not None and name.startswith(exc.name):
-                continue
-            raise
-        return module.build_parser()
-    raise AssertionError("no graphlake CLI module (graphlake.app.cli or graphlake.cli) could be imported")
+    from graphlake.app.cli import build_parser
+
+    return build_parser()
 
 
 def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:

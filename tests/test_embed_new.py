@@ -1,5 +1,5 @@
 """``graphlake embed-new``: users and items that arrive after the graph version get inductive
-embeddings in a new asset version, without retraining (``assets.embed_new``).
+embeddings in a new asset version, without retraining (``graphlake.assets.embed_new``).
 
 Runs on a copy of the demo lake (the shared ``demo_run`` fixture: real ETL, graph build, training,
 publish and promote) to which one new user and one new item are appended in the clean tables:
@@ -18,12 +18,13 @@ import numpy as np
 import pytest
 from pyspark.sql import functions as F
 
-from assets import schema as A
-from assets.embed_new import embed_new
-from assets.publish import asset_table
-from assets.registry import AssetError, read_registry, resolve
-from etl import schema as S
-from graphlake import cli, lake, tables
+from graphlake.assets import schema as A
+from graphlake.assets.embed_new import embed_new
+from graphlake.assets.publish import asset_table
+from graphlake.assets.registry import AssetError, read_registry, resolve
+from graphlake.etl import schema as S
+from graphlake.app import cli
+from graphlake.core import lake, tables
 from tests.conftest import assert_same_rows
 
 NEW_USER, NEW_ITEM = "u_new_embed", "i_new_embed"

@@ -8,10 +8,10 @@ import os
 import pytest
 from pyspark.sql import functions as F
 
-from etl import schema as S
-from etl.job import EtlError, last_run, run_etl, validate_run
-from etl.transforms import EtlRules
-from graphlake import lake, tables
+from graphlake.etl import schema as S
+from graphlake.etl.job import EtlError, last_run, run_etl, validate_run
+from graphlake.etl.transforms import EtlRules
+from graphlake.core import lake, tables
 from tests.conftest import assert_same_rows
 
 LONG_ID = "u" * 129

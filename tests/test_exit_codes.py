@@ -16,8 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from assets.config import AssetConfig
-from graphlake.errors import EXIT_INTERNAL, EXIT_USAGE
+from graphlake.assets.config import AssetConfig
+from graphlake.core.errors import EXIT_INTERNAL, EXIT_USAGE
 from tests.asset_fixtures import hand_run
 
 RUN_ID = "hand-1"
@@ -26,7 +26,7 @@ _ENV = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "GRAPHLAKE_SPARK_MASTER": "l
 
 @pytest.fixture(scope="module")
 def cli_lake(spark, tiny_graph, tmp_path_factory):
-    from assets.publish import publish
+    from graphlake.assets.publish import publish
 
     lake_dir = str(tmp_path_factory.mktemp("exit_codes") / "lake")
     shutil.copytree(tiny_graph, lake_dir)
@@ -37,7 +37,7 @@ def cli_lake(spark, tiny_graph, tmp_path_factory):
 
 def graphlake(*args: str, log_dir: str | None = None) -> subprocess.CompletedProcess:
     env = dict(_ENV, GRAPHLAKE_LOG_DIR=log_dir) if log_dir else _ENV
-    return subprocess.run([sys.executable, "-m", "graphlake.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "graphlake.app.cli", *args], capture_output=True, text=True,
                           env=env, timeout=600)
 
 

@@ -12,9 +12,9 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
-from etl import schema as S
-from etl.generator import GeneratorConfig, generate
-from etl.generator_events import BAD_KINDS, KIND_DUPLICATE, KIND_LATE
+from graphlake.etl import schema as S
+from graphlake.etl.generator import GeneratorConfig, generate
+from graphlake.etl.generator_events import BAD_KINDS, KIND_DUPLICATE, KIND_LATE
 
 SMALL = GeneratorConfig(users=300, items=200, days=2, target_events=15_000, seed=7)
 

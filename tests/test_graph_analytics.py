@@ -8,8 +8,8 @@ from collections import Counter
 import networkx as nx
 import pytest
 
-from graph_build import analytics as A
-from graph_build import schema as G
+from graphlake.graph_build import analytics as A
+from graphlake.graph_build import schema as G
 
 COUNTS = {"user": 20, "item": 25, "shop": 6}  # gids: item 0..24, shop 25..30, user 31..50
 

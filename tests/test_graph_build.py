@@ -13,17 +13,18 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from etl import schema as S
-from graph_build import derived, edges, ids, nodes
-from graph_build import job as graph_job
-from graph_build import quality as GQ
-from graph_build import schema as G
-from graph_build.config import GraphConfig, config_hash
-from graph_build.manifest import GraphNotFoundError, load_graph_version, read_graph_table
-from graph_build.snapshot import open_snapshot
-from graphlake import cli, lake, tables
-from graphlake.config import load_config
-from graphlake.quality import run_suites
+from graphlake.etl import schema as S
+from graphlake.graph_build import derived, edges, ids, nodes
+from graphlake.graph_build import job as graph_job
+from graphlake.graph_build import quality as GQ
+from graphlake.graph_build import schema as G
+from graphlake.graph_build.config import GraphConfig, config_hash
+from graphlake.graph_build.manifest import GraphNotFoundError, load_graph_version, read_graph_table
+from graphlake.graph_build.snapshot import open_snapshot
+from graphlake.app import cli
+from graphlake.core import lake, tables
+from graphlake.core.config import load_config
+from graphlake.core.quality import run_suites
 from tests.conftest import assert_same_rows
 
 UTC = timezone.utc
@@ -469,8 +470,8 @@ def test_rebuild_keeps_old_ids_and_appends_new_ones(spark, tiny_lake, second_day
 
 
 def test_end_to_end_generated_logs_through_the_cli(spark, tmp_path, capsys):
-    from etl.generator import GeneratorConfig, generate
-    from etl.job import run_etl
+    from graphlake.etl.generator import GeneratorConfig, generate
+    from graphlake.etl.job import run_etl
 
     raw, lake_dir = str(tmp_path / "raw"), str(tmp_path / "lake")
     generate(spark, raw, GeneratorConfig(users=120, items=80, days=1, seed=5, target_events=2500))
@@ -520,7 +521,7 @@ def test_end_to_end_generated_logs_through_the_cli(spark, tmp_path, capsys):
 
 @pytest.mark.skipif(not os.path.isdir(ML100K), reason=f"MovieLens-100k not found at {ML100K}")
 def test_end_to_end_movielens_100k(spark, tmp_path):
-    from etl.importers import import_dataset
+    from graphlake.etl.importers import import_dataset
 
     lake_dir = str(tmp_path / "lake")
     report = import_dataset(spark, "ml100k", ML100K, lake_dir)

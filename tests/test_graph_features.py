@@ -10,11 +10,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from etl import schema as S
-from graph_build import schema as G
-from graph_build import text_embed
-from graph_build.features import FeatureOptions, build_features, feature_spec
-from graph_build.text_embed import FALLBACK_WARNING, hashing_embed, resolve_backend
+from graphlake.etl import schema as S
+from graphlake.graph_build import schema as G
+from graphlake.graph_build import text_embed
+from graphlake.graph_build.features import FeatureOptions, build_features, feature_spec
+from graphlake.graph_build.text_embed import FALLBACK_WARNING, hashing_embed, resolve_backend
 
 NAN = float("nan")
 HASHING = SimpleNamespace(text_model="hashing", text_partitions=2)
@@ -229,7 +229,7 @@ def test_hashing_embed():
 
 def test_fallback_when_package_absent(monkeypatch, caplog):
     monkeypatch.setattr(text_embed, "_has_module", lambda name: name != "sentence_transformers")
-    with caplog.at_level(logging.WARNING, logger="graph_build.text_embed"):
+    with caplog.at_level(logging.WARNING, logger="graphlake.graph_build.text_embed"):
         backend = resolve_backend("all-MiniLM-L6-v2", 384)
     assert backend.kind == text_embed.HASHING and backend.fallback
     assert any(r.levelno == logging.WARNING and r.getMessage() == FALLBACK_WARNING for r in caplog.records)

@@ -16,7 +16,7 @@ from deltalake import DeltaTable
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from graphlake import lake
+from graphlake.core import lake
 from tests import delta_rs
 from tests.conftest import assert_same_rows
 

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from graph_build.memory_snapshot import MemorySnapshot
-from training.config import TrainConfig, config_hash, config_json
-from training.distributed.base import LocalBackend
-from training.layerwise import layerwise_embeddings
-from training.trainer import Trainer
+from graphlake.graph_build.memory_snapshot import MemorySnapshot
+from graphlake.training.config import TrainConfig, config_hash, config_json
+from graphlake.training.distributed.base import LocalBackend
+from graphlake.training.layerwise import layerwise_embeddings
+from graphlake.training.trainer import Trainer
 
 CLICK, CART, BELONGS = "user__click__item", "user__cart__item", "item__belongs_to__category"
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from training.metrics import degree_buckets, group_by_user, ranking_metrics
+from graphlake.training.metrics import degree_buckets, group_by_user, ranking_metrics
 
 # 2 users, 4 items, 1-d embeddings: scores are user * item
 USERS = torch.tensor([[1.0], [-1.0]])

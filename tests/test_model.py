@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from training.model import (HeteroEncoder, HeteroGraphSAGE, HeteroSAGEConv, ModelConfig, NodeEncoder,
+from graphlake.training.model import (HeteroEncoder, HeteroGraphSAGE, HeteroSAGEConv, ModelConfig, NodeEncoder,
                             NodeFeatureSpec, bpr_loss, gather_features, l2_regularisation, sampled_softmax_loss,
                             score, shared_negative_scores)
-from training.sampling.base import Block, SampledBatch
+from graphlake.training.sampling.base import Block, SampledBatch
 
 U, I = "user", "item"
 CLICK, REV, FOLLOW, CO_VIEW = (U, "click", I), (I, "rev_click", U), (U, "follow", U), (I, "co_view", I)
@@ -503,7 +503,7 @@ def test_model_config_names_the_bad_field(field, value, match):
 
 
 def test_spmm_layouts_are_reused_and_dropped_with_their_edges():
-    from training.model import spmm as spmm_mod
+    from graphlake.training.model import spmm as spmm_mod
 
     spmm_mod._CACHE.clear()
     dst, src = torch.tensor([1, 0, 1, 2]), torch.tensor([0, 2, 1, 1])
@@ -524,7 +524,7 @@ def test_spmm_layouts_are_reused_and_dropped_with_their_edges():
 def test_spmm_forward_and_backward_match_a_dense_product(order):
     """Edges in any order (sorted by destination, as full neighbourhoods come, skips the sort),
     repeated pairs, rows with no edge; the transpose of the backward is built on first use only."""
-    from training.model import spmm as spmm_mod
+    from graphlake.training.model import spmm as spmm_mod
 
     g = torch.Generator().manual_seed(3)
     nd, ns = 7, 5

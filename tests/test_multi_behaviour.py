@@ -11,9 +11,9 @@ import numpy as np
 import torch
 import pytest
 
-from training.config import TrainConfig
-from training.evaluate import evaluate
-from training.job import train
+from graphlake.training.config import TrainConfig
+from graphlake.training.evaluate import evaluate
+from graphlake.training.job import train
 
 BUY, FAV = "user__purchase__item", "user__fav__item"
 USERS, ITEMS, GROUPS = 80, 48, 4
@@ -43,9 +43,9 @@ def write_planted_mule(folder: str, seed: int = 0) -> dict:
 
 @pytest.fixture(scope="module")
 def mule_lake(spark, tmp_path_factory):
-    from etl.importers import import_dataset
-    from graph_build.config import GraphConfig
-    from graph_build.job import build_graph
+    from graphlake.etl.importers import import_dataset
+    from graphlake.graph_build.config import GraphConfig
+    from graphlake.graph_build.job import build_graph
 
     root = tmp_path_factory.mktemp("mule")
     write_planted_mule(str(root / "data"))
@@ -82,7 +82,7 @@ def test_fav_as_an_auxiliary_relation_lifts_purchase_recall(spark, mule_lake, ru
 def test_evaluation_defaults_to_the_purchase_behaviour():
     """A run trained on every behaviour (the default targets) is evaluated on purchase, with only
     the purchases masked."""
-    from training.evaluate import _evaluated_target
+    from graphlake.training.evaluate import _evaluated_target
 
     assert _evaluated_target(None, [FAV, BUY], [FAV, BUY]) == BUY
     assert _evaluated_target(None, [FAV], [FAV, BUY]) == FAV
@@ -111,10 +111,10 @@ def test_target_weights_scale_each_targets_share_of_the_loss(spark, mule_lake, t
     give the per-target losses, which must predict a third weighting exactly."""
     import dataclasses
 
-    from graph_build.export import export_graph
-    from graph_build.snapshot import open_snapshot
-    from training.distributed import get_backend
-    from training.trainer import Trainer
+    from graphlake.graph_build.export import export_graph
+    from graphlake.graph_build.snapshot import open_snapshot
+    from graphlake.training.distributed import get_backend
+    from graphlake.training.trainer import Trainer
 
     snap = open_snapshot(export_graph(spark, mule_lake)["path"])
     config = TrainConfig(**{**SMALL, "epochs": 1}, targets=(BUY, FAV), target_weights={FAV: 1.0})
@@ -152,9 +152,9 @@ def test_train_without_a_config_uses_the_recipe(spark, mule_lake, capsys):
     fav an auxiliary target of equal weight, full-graph propagation over the behaviours."""
     import json
 
-    from graphlake import cli
-    from training.job import run_dir_of
-    from training.worker import read_run
+    from graphlake.app import cli
+    from graphlake.training.job import run_dir_of
+    from graphlake.training.worker import read_run
 
     assert cli.main(["train", "--lake", mule_lake, "--epochs", "2", "--seed", "5", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)

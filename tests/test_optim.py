@@ -7,8 +7,8 @@ import copy
 import pytest
 import torch
 
-from training import optim
-from training.optim import RowAdam, dense_adam
+from graphlake.training import optim
+from graphlake.training.optim import RowAdam, dense_adam
 
 
 @pytest.fixture(params=["numba", "torch"])

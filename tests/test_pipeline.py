@@ -1,10 +1,10 @@
-"""graphlake.pipeline: the orchestrator's entry points reject bad input before touching Spark or the lake."""
+"""graphlake.app.pipeline: the orchestrator's entry points reject bad input before touching Spark or the lake."""
 
 from __future__ import annotations
 
 import pytest
 
-from graphlake import pipeline
+from graphlake.app import pipeline
 
 
 def test_run_step_names_the_known_steps():

@@ -8,7 +8,7 @@ import time
 import pytest
 import torch
 
-from training.prefetch import prefetched
+from graphlake.training.prefetch import prefetched
 
 
 def test_yields_every_key_in_order_prepared_in_a_worker_thread():

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from graphlake.errors import UsageError
-from training.recipe import AUXILIARY_WEIGHT, FULL_GRAPH_MAX_EDGES, recommended_config
+from graphlake.core.errors import UsageError
+from graphlake.training.recipe import AUXILIARY_WEIGHT, FULL_GRAPH_MAX_EDGES, recommended_config
 
 BUY, CART, FAV, CLICK = "user__purchase__item", "user__cart__item", "user__fav__item", "user__click__item"
 TMALL = {"edge_counts": {BUY: 255_586, CART: 1_996, FAV: 221_514, "item__co_purchase__item": 239_000},

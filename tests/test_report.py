@@ -13,8 +13,9 @@ from html.parser import HTMLParser
 
 import pytest
 
-from graphlake import cli, lake, tables
-from graphlake.report import SECTIONS, write_pipeline_report
+from graphlake.app import cli
+from graphlake.core import lake, tables
+from graphlake.app.report import SECTIONS, write_pipeline_report
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -61,7 +62,7 @@ def demo(demo_run):
 
 
 def test_every_section_and_the_numbers_of_the_lake(spark, demo):
-    from graph_build.manifest import table_rows
+    from graphlake.graph_build.manifest import table_rows
 
     lake_dir, summary, text = demo
     page = _Page(text)
@@ -87,7 +88,7 @@ def test_every_section_and_the_numbers_of_the_lake(spark, demo):
         if "@" in name:
             assert float(page.values[f"metric:run validation:{name[4:]}"]) == pytest.approx(value)
     # images: one ETL plot, one degree plot per edge type, the training curves, metrics, projection
-    from training.report import plots, read_history
+    from graphlake.training.report import plots, read_history
 
     curves = len(plots(read_history(summary["train"]["run_dir"]), encode=lambda fig: None))
     expected = 1 + len(graph["edge_counts"]) + curves + 1 + 1
@@ -204,7 +205,7 @@ def test_bad_arguments_name_the_argument(spark, tmp_path, kwargs, error, match):
 
 
 def test_training_plots_show_the_learning_rate_only_when_a_schedule_recorded_it():
-    from training.report import plots
+    from graphlake.training.report import plots
 
     history = [{"epoch": 0, "step": s, "loss": 1.0 / s, "edges_per_s": 100.0, "lr": 0.01 * (1 - s / 10)}
                for s in range(1, 10)]

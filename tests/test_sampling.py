@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from training.sampling import (CSRNeighborSampler, HeteroCSRGraph, NegativeSampler, SampledBatch, csr_contains,
+from graphlake.training.sampling import (CSRNeighborSampler, HeteroCSRGraph, NegativeSampler, SampledBatch, csr_contains,
                                split_counts)
 
 CLICK = ("user", "click", "item")
@@ -130,7 +130,7 @@ def test_bad_graph_input():
 
 
 def test_from_snapshot_with_edge_ids(tmp_path):
-    from graph_build.snapshot import FORMAT, FORMAT_VERSION, MANIFEST, open_snapshot
+    from graphlake.graph_build.snapshot import FORMAT, FORMAT_VERSION, MANIFEST, open_snapshot
 
     edge_types = {}
     for name, arrays in (("user__click__item", CLICK_CSR), ("item__belongs_to__shop", BELONGS_CSR)):

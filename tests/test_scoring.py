@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from training.model import ModelConfig, shared_softmax_loss
-from training.model.decoder import score, with_score_bias
-from training.scoring import exported_dim, prior_roles, ranking_score, scoring_vectors
+from graphlake.training.model import ModelConfig, shared_softmax_loss
+from graphlake.training.model.decoder import score, with_score_bias
+from graphlake.training.scoring import exported_dim, prior_roles, ranking_score, scoring_vectors
 
 ROLES = ({"user"}, {"item"})
 

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from training.model import sampled_softmax_loss, score, shared_negative_scores, shared_softmax_loss
-from training.model.decoder import with_score_bias
+from graphlake.training.model import sampled_softmax_loss, score, shared_negative_scores, shared_softmax_loss
+from graphlake.training.model.decoder import with_score_bias
 
 
 def _inputs(b=64, k=48, d=16, seed=0, scale=1.0):

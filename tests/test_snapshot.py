@@ -10,8 +10,8 @@ import os
 import numpy as np
 import pytest
 
-from graph_build import schema as G
-from graph_build import snapshot as S
+from graphlake.graph_build import schema as G
+from graphlake.graph_build import snapshot as S
 
 COUNTS = {"user": 5, "item": 6, "shop": 2}
 CLICKS = [(2, 5, 2.0), (0, 3, 1.5), (3, 3, 0.25), (0, 1, 0.5), (2, 0, 1.0)]  # users 1 and 4: no edges

@@ -12,16 +12,17 @@ import pytest
 import torch
 from pyspark.sql import functions as F
 
-from graph_build.snapshot import open_snapshot
-from graphlake import cli, lake, tables
-from training import checkpoint as ckpt
-from training.config import TrainConfig, config_hash
-from training.distributed import get_backend
-from training.evaluate import evaluate
-from training.job import embeddings_table, train
-from training.model import NodeEncoder
-from training.trainer import Trainer
-from training.worker import embeddings_path
+from graphlake.graph_build.snapshot import open_snapshot
+from graphlake.app import cli
+from graphlake.core import lake, tables
+from graphlake.training import checkpoint as ckpt
+from graphlake.training.config import TrainConfig, config_hash
+from graphlake.training.distributed import get_backend
+from graphlake.training.evaluate import evaluate
+from graphlake.training.job import embeddings_table, train
+from graphlake.training.model import NodeEncoder
+from graphlake.training.trainer import Trainer
+from graphlake.training.worker import embeddings_path
 
 TARGET = "user__purchase__item"
 BASE = dict(epochs=12, batch_size=64, fanouts=(5, 5), edge_types=(TARGET,), lr=0.02, model={"hidden_dim": 16})

@@ -16,15 +16,15 @@ import psutil
 import pytest
 import yaml
 
-from graph_build.snapshot import open_snapshot
-from training import checkpoint as ckpt
-from training.config import TrainConfig, config_json
-from training.distributed import get_backend
-from training.distributed.launch import _descendants
-from training.evaluate import evaluate
-from training.job import run_dir_of, train
-from training.trainer import Trainer
-from training.worker import embeddings_path, rank_file
+from graphlake.graph_build.snapshot import open_snapshot
+from graphlake.training import checkpoint as ckpt
+from graphlake.training.config import TrainConfig, config_json
+from graphlake.training.distributed import get_backend
+from graphlake.training.distributed.launch import _descendants
+from graphlake.training.evaluate import evaluate
+from graphlake.training.job import run_dir_of, train
+from graphlake.training.trainer import Trainer
+from graphlake.training.worker import embeddings_path, rank_file
 from tests.test_distributed import require_horovod
 from tests.test_training import BASE
 
@@ -138,7 +138,7 @@ def test_killed_rank_fails_clearly_and_resume_matches_an_undisturbed_run(spark, 
                       timeout_s=300)
     yaml_path = tmp_path / "train.yaml"
     yaml_path.write_text(yaml.safe_dump({"train": json.loads(config_json(config))}))
-    cmd = [sys.executable, "-m", "graphlake.cli", "train", "--lake", lake_dir, "--config", str(yaml_path),
+    cmd = [sys.executable, "-m", "graphlake.app.cli", "train", "--lake", lake_dir, "--config", str(yaml_path),
            "--backend", "ddp", "--workers", "2", "--run-id", "killed", "--timeout", "300"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     run_dir = run_dir_of(lake_dir, "killed")

@@ -7,7 +7,7 @@ import pytest
 from pyspark.errors import PythonException
 from pyspark.sql import Row
 
-from assets.config import AssetConfig
+from graphlake.assets.config import AssetConfig
 from tests.asset_fixtures import ITEM_VECTORS, hand_run
 
 GATE = AssetConfig(nn_k=2)  # 3 items per category: an item's 2 nearest neighbours share its category
@@ -17,8 +17,8 @@ GATE = AssetConfig(nn_k=2)  # 3 items per category: an item's 2 nearest neighbou
 def sql_lake(spark, tiny_graph, tmp_path_factory):
     import shutil
 
-    import udfs
-    from assets.publish import publish
+    from graphlake import udfs
+    from graphlake.assets.publish import publish
 
     lake_dir = str(tmp_path_factory.mktemp("udfs") / "lake")
     shutil.copytree(tiny_graph, lake_dir)
@@ -65,11 +65,11 @@ def test_recommend_excludes_the_history_unless_asked(spark, sql_lake):
 
 
 def test_interests_split_a_mixed_history_into_its_categories(spark, sql_lake):
-    from udfs.register import resolve_spec
-    from udfs.runtime import open_history
+    from graphlake.udfs.register import resolve_spec
+    from graphlake.udfs.runtime import open_history
 
     spec = resolve_spec(sql_lake)
-    from assets.bundle import open_bundle
+    from graphlake.assets.bundle import open_bundle
 
     users, items = open_bundle(spec["user"]), open_bundle(spec["item"])
     hist, w = open_history(spec["snapshot"], spec["history"]).of(int(users.rows_of(["u3"])[0]))
@@ -85,9 +85,9 @@ def test_interests_split_a_mixed_history_into_its_categories(spark, sql_lake):
 
 
 def test_explain_weights_history_items_by_similarity(spark, sql_lake):
-    from assets.bundle import open_bundle
-    from udfs.register import resolve_spec
-    from udfs.runtime import open_history
+    from graphlake.assets.bundle import open_bundle
+    from graphlake.udfs.register import resolve_spec
+    from graphlake.udfs.runtime import open_history
 
     spec = resolve_spec(sql_lake)
     users, items = open_bundle(spec["user"]), open_bundle(spec["item"])
@@ -116,7 +116,7 @@ def test_mean_embedding_aggregates_groups(spark, sql_lake, items_view):
 
 @pytest.fixture(scope="module")
 def items_view(spark, sql_lake):
-    from graphlake import lake, tables
+    from graphlake.core import lake, tables
 
     lake.read_table(spark, tables.table_path(sql_lake, tables.CLEAN_ITEMS)).createOrReplaceTempView("items")
 
@@ -137,8 +137,8 @@ def test_bad_arguments_name_the_function_and_argument(spark, sql_lake, sql, erro
 
 
 def test_register_resolves_exact_versions_and_refuses_unknown(spark, sql_lake):
-    import udfs
-    from assets.registry import AssetNotFoundError
+    from graphlake import udfs
+    from graphlake.assets.registry import AssetNotFoundError
 
     assert udfs.register(spark, lake=sql_lake, version=1) == {"item_embeddings": 1, "user_embeddings": 1}
     with pytest.raises(AssetNotFoundError, match="item_embeddings has no version 7"):
@@ -151,7 +151,7 @@ def test_register_resolves_exact_versions_and_refuses_unknown(spark, sql_lake):
 def test_sql_cli_prints_rows_and_one_line_errors(sql_lake, capsys):
     import json
 
-    from graphlake.cli import main
+    from graphlake.app.cli import main
 
     assert main(["sql", "--lake", sql_lake, "--json", "SELECT gl_recommend('u1', 1) r, gl_score('u1', 'i3') s"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -179,7 +179,7 @@ def _brute(items, q, k, excluded):
 def test_top_k_batches_exclusions_exactly_with_a_flat_index():
     import faiss
 
-    from udfs import runtime as R
+    from graphlake.udfs import runtime as R
 
     rng = np.random.default_rng(3)
     items = rng.standard_normal((400, 8)).astype(np.float32)
@@ -208,7 +208,7 @@ def test_top_k_batches_exclusions_exactly_with_a_flat_index():
 def test_top_k_fills_rows_an_approximate_index_left_short():
     import faiss
 
-    from udfs import runtime as R
+    from graphlake.udfs import runtime as R
 
     rng = np.random.default_rng(4)
     items = rng.standard_normal((300, 8)).astype(np.float32)
@@ -223,7 +223,7 @@ def test_top_k_fills_rows_an_approximate_index_left_short():
 
 
 def test_history_items_of_matches_the_per_user_history():
-    from udfs.runtime import History
+    from graphlake.udfs.runtime import History
 
     h = History.__new__(History)
     indptr = np.array([0, 2, 2, 5])
@@ -236,7 +236,7 @@ def test_history_items_of_matches_the_per_user_history():
 
 
 def test_ivf_index_calibrates_nprobe_to_the_target_recall():
-    from assets.bundle import build_index, calibration_rows, index_kind, ivf_nlist
+    from graphlake.assets.bundle import build_index, calibration_rows, index_kind, ivf_nlist
 
     rng = np.random.default_rng(5)
     centres = rng.standard_normal((20, 16)).astype(np.float32)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from training.checkpoint import warm_start_state
+from graphlake.training.checkpoint import warm_start_state
 
 
 def test_warm_start_copies_grows_and_keeps_new_parameters():

@@ -1,7 +1,7 @@
 """Cold-start items: a held-out set of items that training never sees, embedded from their
 features, and the metrics of the standard cold-start item protocol.
 
-With ``cold_start_fraction: f`` (:class:`training.config.TrainConfig`) the trainer holds out,
+With ``cold_start_fraction: f`` (:class:`graphlake.training.config.TrainConfig`) the trainer holds out,
 deterministically from ``seed``, ``round(f * n)`` of the ``n`` items of the targets' item type
 that have at least one target edge (:func:`select_cold_items`). For those items:
 
@@ -17,7 +17,7 @@ that have at least one target edge (:func:`select_cold_items`). For those items:
 * their ID embedding rows are never read (``id_mask`` False wherever they appear) and they are
   never drawn as negatives (uniform draws and hard pools exclude them; their popularity is 0);
 * their count features (numeric features the feature spec imputes with ``zero``: the event
-  counts and distinct users of ``graph_build.features``) are replaced by the value of a zero
+  counts and distinct users of ``graphlake.graph_build.features``) are replaced by the value of a zero
   count, ``(0 - mean) / std``, as for an item nobody has interacted with yet. Other features
   (price, categorical codes, title text, image) are used as they are.
 
@@ -30,7 +30,7 @@ Evaluation (:func:`cold_start_metrics`, run by ``graphlake evaluate``): the grou
 every target edge (of the run's targets with the first target's user and item types) into a
 held-out item, the candidates are the held-out items only, every user with a held-out pair is
 ranked against all of them (nothing to mask: the user's training items are not candidates),
-and Recall@K / NDCG@K are averaged over those users as in :mod:`training.metrics`. The random
+and Recall@K / NDCG@K are averaged over those users as in :mod:`graphlake.training.metrics`. The random
 reference is the exact expectation for a uniformly random ranking: ``recall = min(K, C) / C``
 and ``E[DCG] = |T_u| / C * sum_{r <= min(K, C)} 1 / log2(r + 1)`` over ``C`` candidates; the
 popularity reference ranks the held-out items by their attributes' popularity among the kept
@@ -50,9 +50,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from training import checkpoint as ckpt
-from training.sampling import csr_rows
-from training.scoring import ranking_score
+from graphlake.training import checkpoint as ckpt
+from graphlake.training.sampling import csr_rows
+from graphlake.training.scoring import ranking_score
 
 COLD_START_FILE = "cold_start_items.json"
 KEEP_RELATIONS = ("belongs_to",)  # attribute edges a new item has from the start
@@ -172,7 +172,7 @@ def neutral_features(snapshot, item_type: str) -> dict:
 
 def remove_cold_edges(csr: dict, cold: ColdStart) -> dict:
     """The stored CSRs without the held-out items' edges, except those of :data:`KEEP_RELATIONS`."""
-    from training.sampling.graph import _select_edges
+    from graphlake.training.sampling.graph import _select_edges
 
     held = cold.mask()
     out = dict(csr)
@@ -297,12 +297,12 @@ def cold_start_metrics(run_dir: str, k: int = 20) -> dict:
     Raises:
         FileNotFoundError: the run held no items out, or has no embeddings yet.
     """
-    from graph_build.snapshot import open_snapshot
-    from graphlake.config import load_config
-    from training.config import TrainConfig
-    from training.metrics import ranking_metrics
-    from training.run_data import resolve_targets
-    from training.worker import embeddings_path, read_run
+    from graphlake.graph_build.snapshot import open_snapshot
+    from graphlake.core.config import load_config
+    from graphlake.training.config import TrainConfig
+    from graphlake.training.metrics import ranking_metrics
+    from graphlake.training.run_data import resolve_targets
+    from graphlake.training.worker import embeddings_path, read_run
 
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 1000:
         raise ValueError(f"k: expected an int in 1..1000, got {k!r}")

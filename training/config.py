@@ -64,10 +64,10 @@ class TrainConfig:
 
     Attributes:
         targets: stored edge types whose edges are the positive pairs (link prediction); empty
-            = every ``user__<behaviour>__item`` edge type (``training.run_data.default_targets``).
+            = every ``user__<behaviour>__item`` edge type (``graphlake.training.run_data.default_targets``).
             ``graphlake train --config C --target purchase`` trains the target behaviour alone, the
             other behaviours staying in the graph as relations; without ``--config`` the recipe
-            (:mod:`training.recipe`) trains the other behaviours as auxiliary targets too.
+            (:mod:`graphlake.training.recipe`) trains the other behaviours as auxiliary targets too.
         target_weights: loss weight per target edge type (default 1.0 each): a step's loss is
             ``sum_e w_e * B_e * loss_e / sum_e w_e * B_e`` over its targets ``e`` with ``B_e``
             positives, so ``{user__purchase__item: 1.0, user__fav__item: 0.3}`` trains collects
@@ -97,7 +97,7 @@ class TrainConfig:
         validation_fraction: share of each target's positives held out for the validation metric
             per epoch (never the test set); 0 disables it. ``eval_k``: the K of Recall/NDCG@K.
         cold_start_fraction: share of the targets' items (those with a target edge) held out of
-            training entirely, chosen from ``seed`` (``training.cold_start``: their interaction
+            training entirely, chosen from ``seed`` (``graphlake.training.cold_start``: their interaction
             edges are removed, their ID embeddings never used, the list is saved as
             ``<run_dir>/cold_start_items.json``); ``graphlake evaluate`` then ranks them by their
             feature-only embeddings. 0 (default) holds nothing out.
@@ -105,16 +105,16 @@ class TrainConfig:
         seed: every random choice derives from it (same inputs + seed -> same embeddings).
         inference: how ``mode: sampled`` runs embed every node (the tables a run writes, its
             validation, its hard-negative pools, ``embed-new``): ``layerwise`` (default) over every
-            neighbour, one layer at a time for all nodes (:mod:`training.layerwise`: exact, one
+            neighbour, one layer at a time for all nodes (:mod:`graphlake.training.layerwise`: exact, one
             pass over the edges per layer; on Gowalla's validation slice Recall@20 0.157 vs 0.149
             sampled, same model), or ``sampled`` over sampled neighbourhoods of ``fanouts`` (fixed
             seeds; device and host memory bounded by a mini-batch). ``mode: full`` always
             propagates over the whole graph.
         inference_batch_size: nodes per inference mini-batch (``sampled``) or chunk (``layerwise``).
         prefetch: prepare the next step (positives, negatives, neighbour sampling) in a background
-            thread while the current one trains (:mod:`training.prefetch`); the same steps and
+            thread while the current one trains (:mod:`graphlake.training.prefetch`); the same steps and
             results either way, only faster. False runs everything in the training thread.
-        model: the model's settings (``training.model.ModelConfig`` fields).
+        model: the model's settings (``graphlake.training.model.ModelConfig`` fields).
     """
 
     targets: tuple = ()
@@ -234,8 +234,8 @@ class TrainConfig:
         return 1 - (1 - r) * progress
 
     def model_config(self):
-        """The :class:`training.model.ModelConfig` of ``model`` (layers = ``len(fanouts)`` when sampled)."""
-        from training.model import ModelConfig
+        """The :class:`graphlake.training.model.ModelConfig` of ``model`` (layers = ``len(fanouts)`` when sampled)."""
+        from graphlake.training.model import ModelConfig
 
         values = dict(self.model)
         if self.mode == "sampled":

@@ -12,7 +12,7 @@ Scoring every user against every item is one chunked matrix product on the drive
 test set can be bounded with ``max_users``: a deterministic hash sample of the users.
 
 Cold start: when the run held items out of training (``cold_start_fraction``, see
-:mod:`training.cold_start`), the result also holds ``"cold_start"``: Recall@K / NDCG@K of the
+:mod:`graphlake.training.cold_start`), the result also holds ``"cold_start"``: Recall@K / NDCG@K of the
 held-out items' embeddings (computed from their features and their attribute edges to shop /
 brand / category only, ID embeddings masked), ranked among the held-out items for every user
 with a held-out interaction, next to a random ranking's expected figures. ``cold_start=True``
@@ -33,19 +33,19 @@ import numpy as np
 import torch
 from pyspark.sql import functions as F
 
-from etl import schema as S
-from graph_build import schema as G
-from graph_build.manifest import load_graph_version, read_graph_table
-from graph_build.snapshot import open_snapshot
-from graphlake import lake, tables
-from graphlake.errors import InputNotFoundError, UsageError
-from training.cold_start import cold_start_metrics, read_cold_items
-from training.job import latest_run, run_dir_of
-from training.metrics import degree_buckets, group_by_user, ranking_metrics
-from training.run_data import TARGET_BEHAVIOUR, behaviour_edge, resolve_targets
-from training.sampling import csr_rows
-from training.scoring import ranking_score
-from training.worker import embeddings_path, read_run
+from graphlake.etl import schema as S
+from graphlake.graph_build import schema as G
+from graphlake.graph_build.manifest import load_graph_version, read_graph_table
+from graphlake.graph_build.snapshot import open_snapshot
+from graphlake.core import lake, tables
+from graphlake.core.errors import InputNotFoundError, UsageError
+from graphlake.training.cold_start import cold_start_metrics, read_cold_items
+from graphlake.training.job import latest_run, run_dir_of
+from graphlake.training.metrics import degree_buckets, group_by_user, ranking_metrics
+from graphlake.training.run_data import TARGET_BEHAVIOUR, behaviour_edge, resolve_targets
+from graphlake.training.sampling import csr_rows
+from graphlake.training.scoring import ranking_score
+from graphlake.training.worker import embeddings_path, read_run
 
 EVALUATION_FILE = "evaluation.json"
 
@@ -139,7 +139,7 @@ def evaluate(spark, lake_dir: str, run_id: str | None = None, test_table: str = 
         "unknown_pairs", "k", "target", "masked", "by_degree", "seconds"}`` (``by_degree``: the
         figures per bucket of the users' training degree in the masked behaviour, ``"0"``,
         ``"1-2"``, ``"3-5"``, ``"6-10"``, ``"11+"``) plus ``"cold_start": {"recall@K", "ndcg@K", "random_recall@K",
-        "random_ndcg@K", "popularity_recall@K", "popularity_ndcg@K", "items", "users", "pairs", ...}`` (:func:`training.cold_start.
+        "random_ndcg@K", "popularity_recall@K", "popularity_ndcg@K", "items", "users", "pairs", ...}`` (:func:`graphlake.training.cold_start.
         cold_start_metrics`) for a run with held-out items; with ``cold_start=True`` only
         ``{"run_id", "graph_version", "cold_start", "k", "seconds"}``. Also saved as
         ``evaluation.json`` in the run folder.
@@ -161,7 +161,7 @@ def evaluate(spark, lake_dir: str, run_id: str | None = None, test_table: str = 
                   "k": k, "seconds": round(time.time() - started, 1)}
         return _save(run_dir, result)
     snap = open_snapshot(spec["snapshot"])
-    from training.config import TrainConfig
+    from graphlake.training.config import TrainConfig
 
     config = TrainConfig(**{k_: v for k_, v in spec["config"].items()})
     run_targets = resolve_targets(snap, config)

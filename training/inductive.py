@@ -2,7 +2,7 @@
 retraining (``graphlake embed-new``).
 
 :func:`embed_new_nodes` loads a finished run (``run.json``: snapshot and config; the latest
-checkpoint: the model), rebuilds the graph the run trained on (:func:`training.run_data.
+checkpoint: the model), rebuilds the graph the run trained on (:func:`graphlake.training.run_data.
 training_csr`: the same edge types, validation and cold-start removals), appends the new nodes
 and edges, and embeds the new nodes the way the trainer's ``embed_all`` embeds every node:
 
@@ -10,7 +10,7 @@ and edges, and embeds the new nodes the way the trainer's ``embed_all`` embeds e
   ``len(fanouts)``-hop neighbourhoods (the run's fanouts and weighting; fixed seeds, so the
   result is deterministic; fanouts of ``-1`` make it exact full-neighbourhood inference);
 * ``mode: sampled`` with ``inference: layerwise``: layer-wise inference over the whole graph plus
-  the new nodes (:mod:`training.layerwise`: every node over its full neighbourhood, one pass over
+  the new nodes (:mod:`graphlake.training.layerwise`: every node over its full neighbourhood, one pass over
   the edges per layer), the new nodes' rows kept — what ``embed_all`` gave the run's own nodes;
 * ``mode: full``: one full propagation over the whole graph plus the new nodes.
 
@@ -44,8 +44,8 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from training import checkpoint as ckpt
-from training.layerwise import layerwise_embeddings
+from graphlake.training import checkpoint as ckpt
+from graphlake.training.layerwise import layerwise_embeddings
 
 INFERENCE_STREAM = 9  # ckpt.generator(seed, INFERENCE_STREAM, type index, offset): the sampled neighbourhoods
 NEW_NODE_KEYS = ("count", "features")
@@ -63,7 +63,7 @@ def embed_new_nodes(run_dir: str, new_nodes: Mapping[str, Mapping], new_edges: M
             ``(n_new, 1)``); every model feature of the type (``numeric``, ``numeric_missing``,
             ``categorical``, ``text``, ``image``, ``has_image`` where the snapshot has them) is
             required unless the run ignores features (``model.use_features: false``). Values as
-            ``graph_build.features`` writes them (standardised numerics, category codes with 0 =
+            ``graphlake.graph_build.features`` writes them (standardised numerics, category codes with 0 =
             missing, ...); a new item's count features are those of a zero count. ``features``
             may be left out for a type without features. The i-th new node of a type gets the id
             ``num_nodes(type) + i``.
@@ -82,15 +82,15 @@ def embed_new_nodes(run_dir: str, new_nodes: Mapping[str, Mapping], new_edges: M
         nodes, a duplicate pair, a non-finite or non-positive weight.
         FileNotFoundError: no run or no checkpoint in ``run_dir``.
     """
-    from graph_build.snapshot import open_snapshot
-    from graphlake.config import load_config
-    from training.config import TrainConfig
-    from training.model import HeteroGraphSAGE
-    from training.sampling import CSRNeighborSampler, HeteroCSRGraph
-    from training.scoring import has_score_column, prior_roles, scoring_vectors
-    from training.run_data import (FEATURE_NAMES, feature_specs, full_degrees, resolve_targets, trained_node_types,
+    from graphlake.graph_build.snapshot import open_snapshot
+    from graphlake.core.config import load_config
+    from graphlake.training.config import TrainConfig
+    from graphlake.training.model import HeteroGraphSAGE
+    from graphlake.training.sampling import CSRNeighborSampler, HeteroCSRGraph
+    from graphlake.training.scoring import has_score_column, prior_roles, scoring_vectors
+    from graphlake.training.run_data import (FEATURE_NAMES, feature_specs, full_degrees, resolve_targets, trained_node_types,
                                    training_csr)
-    from training.worker import read_run
+    from graphlake.training.worker import read_run
 
     if not isinstance(run_dir, (str, bytes)) and not hasattr(run_dir, "__fspath__"):
         raise TypeError(f"run_dir: expected a folder path, got {type(run_dir).__name__}")
@@ -323,7 +323,7 @@ def _check_new_edges(new_edges, edge_types: list[str], n_old: dict, n_all: dict)
 # ---------------------------------------------------------------- graph and features
 def _extend_csr(indptr, indices, weights, n_src: int, src=None, dst=None, w=None) -> tuple:
     """A stored CSR with ``n_src`` rows (new rows empty) plus the new edges ``src -> dst``."""
-    from training.sampling import csr_rows
+    from graphlake.training.sampling import csr_rows
 
     ptr = torch.from_numpy(np.array(indptr, dtype=np.int64))
     pad = n_src + 1 - len(ptr)
@@ -340,7 +340,7 @@ def _extend_csr(indptr, indices, weights, n_src: int, src=None, dst=None, w=None
 
 def _gather(existing: dict, new: dict, n_old: dict, node_ids: dict) -> dict:
     """The batch's feature rows: existing ids from the snapshot, ids past it from the new matrices."""
-    from training.model import gather_features
+    from graphlake.training.model import gather_features
 
     out = {}
     for t, ids in node_ids.items():

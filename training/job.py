@@ -1,9 +1,9 @@
 """``graphlake train``: snapshot -> ranks (local, Horovod or DDP) -> embeddings as Delta tables.
 
 The driver (this module) resolves the graph version, exports its training snapshot when it is
-not there yet (:mod:`graph_build.export`), writes ``run.json`` into the run folder
+not there yet (:mod:`graphlake.graph_build.export`), writes ``run.json`` into the run folder
 ``<lake>/_runs/train/<run_id>``, starts the ranks (in-process for ``local``, otherwise through
-:func:`training.distributed.launch.launch`), and finally writes the embeddings of every node type
+:func:`graphlake.training.distributed.launch.launch`), and finally writes the embeddings of every node type
 to ``train/embeddings_<type>`` (Delta, partitioned by ``run_id``; columns ``run_id, key, node_id,
 embedding``: keyed by the ORIGINAL ids through the graph version's id maps) and one row to
 ``meta/train_runs``. The Delta write is a Spark job over node-id ranges that reads rows of the
@@ -30,16 +30,16 @@ import pyarrow as pa
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from graph_build import schema as G
-from graph_build.export import export_graph
-from graph_build.manifest import load_graph_version, read_graph_table
-from graphlake import lake, tables
-from graphlake.errors import InputNotFoundError, UsageError
-from training import checkpoint as ckpt
-from training.config import TrainConfig, config_hash, config_json
-from training.recipe import recommended_config
-from training.report import write_training_report
-from training.worker import DONE_FILE, RUN_FILE, embeddings_path, read_run
+from graphlake.graph_build import schema as G
+from graphlake.graph_build.export import export_graph
+from graphlake.graph_build.manifest import load_graph_version, read_graph_table
+from graphlake.core import lake, tables
+from graphlake.core.errors import InputNotFoundError, UsageError
+from graphlake.training import checkpoint as ckpt
+from graphlake.training.config import TrainConfig, config_hash, config_json
+from graphlake.training.recipe import recommended_config
+from graphlake.training.report import write_training_report
+from graphlake.training.worker import DONE_FILE, RUN_FILE, embeddings_path, read_run
 
 log = logging.getLogger(__name__)
 
@@ -139,17 +139,17 @@ def _check_device(device) -> None:
 def _run_ranks(run_dir, backend, workers, resume, launcher, timeout_s, progress, spark, launcher_args=None,
                device: str = "auto") -> None:
     if backend == "local":
-        from training.distributed import get_backend
-        from training.worker import run
+        from graphlake.training.distributed import get_backend
+        from graphlake.training.worker import run
 
         run(run_dir, get_backend("local", device=device), resume=resume, progress=progress)
         return
-    from training.distributed.launch import LaunchError, launch
+    from graphlake.training.distributed.launch import LaunchError, launch
 
     args = ["--run-dir", run_dir, "--backend", backend, "--device", device] + (["--resume"] if resume else []) + \
         ([] if progress else ["--no-progress"])
     try:
-        launch(backend, workers, "training.worker", args, mode=launcher, spark=spark, timeout_s=timeout_s,
+        launch(backend, workers, "graphlake.training.worker", args, mode=launcher, spark=spark, timeout_s=timeout_s,
                launcher_args=list(launcher_args) if launcher_args else None,
                use_gpu=None if device == "auto" else device.startswith("cuda"))  # TorchDistributor's GPUs
     except LaunchError as exc:
@@ -208,9 +208,9 @@ def train(spark, lake_dir: str, config: TrainConfig | None = None, backend: str 
         timeout_s: fail the run when the ranks take longer.
         warm_start: incremental training: the id of a finished run (or ``"latest"``) whose final
             model initialises this one (ID rows of existing nodes kept, new nodes freshly
-            initialised; :func:`training.checkpoint.warm_start_state`). ``None``: a full run.
+            initialised; :func:`graphlake.training.checkpoint.warm_start_state`). ``None``: a full run.
         launcher_args: extra ``horovodrun`` / ``torchrun`` flags for several hosts, e.g.
-            ``["-H", "host1:4,host2:4"]`` (:func:`training.distributed.launch.launch`).
+            ``["-H", "host1:4,host2:4"]`` (:func:`graphlake.training.distributed.launch.launch`).
         device: where each rank trains: ``"auto"`` (its GPU when torch sees one, else the CPU),
             ``"cpu"``, ``"cuda"`` (rank ``local_rank``'s GPU; an error where there is none) or
             ``"cuda:N"``. Not part of the config: the same run may resume elsewhere.
@@ -233,7 +233,7 @@ def train(spark, lake_dir: str, config: TrainConfig | None = None, backend: str 
         raise UsageError(f"launcher: expected 'process' or 'spark', got {launcher!r}")
     _check_device(device)
     if backend == "local":  # this process is the rank: a GPU it lacks is an error before anything is written
-        from training.distributed.base import resolve_device
+        from graphlake.training.distributed.base import resolve_device
 
         resolve_device(0, device)
     if config is not None and not isinstance(config, TrainConfig):

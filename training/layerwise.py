@@ -27,10 +27,10 @@ from collections.abc import Callable, Mapping
 
 import torch
 
-from training.distributed.base import rank_rows
-from training.model import HeteroGraphSAGE
-from training.model.hetero_sage import local_degrees
-from training.sampling import CSRNeighborSampler, HeteroCSRGraph
+from graphlake.training.distributed.base import rank_rows
+from graphlake.training.model import HeteroGraphSAGE
+from graphlake.training.model.hetero_sage import local_degrees
+from graphlake.training.sampling import CSRNeighborSampler, HeteroCSRGraph
 
 Encode = Callable[[str, torch.Tensor], torch.Tensor]
 

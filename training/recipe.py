@@ -1,7 +1,7 @@
 """The training recipe ``graphlake train`` uses when it is given no config: the configuration the
 public-data experiments validated (docs/quality.md), adapted to the graph it trains on.
 
-What the graph decides (``graph``: :func:`graph_build.manifest.load_graph_version`'s dict):
+What the graph decides (``graph``: :func:`graphlake.graph_build.manifest.load_graph_version`'s dict):
 
 * **targets**: the target behaviour ``purchase`` first, every other ``user -> item`` behaviour as
   an auxiliary target of the same loss weight (:data:`AUXILIARY_WEIGHT`; on Tmall's validation
@@ -22,7 +22,7 @@ temperature 0.1 with a learned item bias, sampled softmax, Adam at 0.01 with cos
 12 epochs.
 
 Example:
-    >>> from graph_build.manifest import load_graph_version
+    >>> from graphlake.graph_build.manifest import load_graph_version
     >>> config = recommended_config(load_graph_version(spark, "lakehouse"), seed=3)
     >>> config.targets, config.mode
 """
@@ -31,9 +31,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from graphlake.errors import UsageError
-from training.config import TrainConfig
-from training.run_data import BEHAVIOURS, TARGET_BEHAVIOUR, behaviour_edge, default_targets
+from graphlake.core.errors import UsageError
+from graphlake.training.config import TrainConfig
+from graphlake.training.run_data import BEHAVIOURS, TARGET_BEHAVIOUR, behaviour_edge, default_targets
 
 AUXILIARY_WEIGHT = 1.0  # an auxiliary behaviour's loss weight relative to the target's
 FULL_GRAPH_MAX_EDGES = 20_000_000
@@ -50,7 +50,7 @@ def recommended_config(graph: dict, target: str | None = None, **overrides) -> T
 
     Args:
         graph: ``{"edge_counts": {edge type: edges}, "node_counts": {node type: nodes}, ...}``
-            (:func:`graph_build.manifest.load_graph_version`).
+            (:func:`graphlake.graph_build.manifest.load_graph_version`).
         target: the target behaviour (``purchase``) or edge type; default purchase when the graph
             has purchases. The other behaviours become auxiliary targets.
         overrides: TrainConfig fields that replace the recipe's (``seed=3``, ``epochs=2``).

@@ -1,8 +1,8 @@
-"""What a run trains on, derived from a snapshot and its :class:`training.config.TrainConfig`:
+"""What a run trains on, derived from a snapshot and its :class:`graphlake.training.config.TrainConfig`:
 the target edge types, the node types it models, each type's feature spec, the stored CSRs minus
 the cold-start items and the validation slice, and the full-graph degrees (LightGCN's
 normalisation). Pure functions of ``(snapshot, config)``: the trainer, inductive inference
-(:mod:`training.inductive`), ``embed-new`` and evaluation all call them, so they agree on what a
+(:mod:`graphlake.training.inductive`), ``embed-new`` and evaluation all call them, so they agree on what a
 run's graph is.
 
 Example:
@@ -15,12 +15,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from training import checkpoint as ckpt
-from training.cold_start import remove_cold_edges, select_cold_items
-from training.config import TrainConfig
-from training.model import NodeFeatureSpec
-from training.sampling import HeteroCSRGraph, csr_rows
-from training.sampling.base import REVERSE_PREFIX
+from graphlake.training import checkpoint as ckpt
+from graphlake.training.cold_start import remove_cold_edges, select_cold_items
+from graphlake.training.config import TrainConfig
+from graphlake.training.model import NodeFeatureSpec
+from graphlake.training.sampling import HeteroCSRGraph, csr_rows
+from graphlake.training.sampling.base import REVERSE_PREFIX
 
 FEATURE_NAMES = ("numeric", "numeric_missing", "categorical", "text", "image", "has_image")
 BEHAVIOURS = ("click", "view", "cart", "fav", "purchase")
@@ -114,7 +114,7 @@ def run_edge_types(snapshot, config: TrainConfig, targets: list[str]) -> list[st
 
 def training_csr(snapshot, config: TrainConfig, targets: list[str]):
     """The stored CSRs a run trains on: ``(csr {edge_type: (indptr, indices, weights)}, validation
-    {target: (src, dst)}, cold)`` with ``cold`` the :class:`training.cold_start.ColdStart` held-out
+    {target: (src, dst)}, cold)`` with ``cold`` the :class:`graphlake.training.cold_start.ColdStart` held-out
     items (None when ``cold_start_fraction`` is 0). Cold-start edges are removed first, then each
     target's validation slice. Build the graph with :class:`HeteroCSRGraph` and, when ``cold``,
     ``restrict_messages(cold.levels())``."""

@@ -72,7 +72,7 @@ def scoring_vectors(rows: np.ndarray, node_type: str, model_config, roles: tuple
     Args:
         rows: ``(n, hidden_dim)`` model outputs.
         node_type: their type.
-        model_config: the run's :class:`training.model.ModelConfig`.
+        model_config: the run's :class:`graphlake.training.model.ModelConfig`.
         roles: :func:`prior_roles` of the run's targets.
         degrees: ``(n,)`` training degrees of these rows (destination types; None: all 0, e.g.
             nodes embedded after training).

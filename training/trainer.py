@@ -4,7 +4,7 @@ Runs the same way in a single process (``LocalBackend``) and in every rank of a 
 job: each rank reads only its shard of the training edges (a contiguous slice of the
 memory-mapped CSR), samples neighbourhoods from the memory-mapped graph, and the backend
 averages the gradients. Every random choice derives from ``(seed, epoch, step, rank)``
-(:mod:`training.checkpoint`), so a resumed run equals an uninterrupted one.
+(:mod:`graphlake.training.checkpoint`), so a resumed run equals an uninterrupted one.
 
 Per step, for every target edge type ``(s, r, d)``: a batch of positive pairs, ``num_negatives``
 negatives per pair from the configured mix over ``d`` nodes, the sampled ``len(fanouts)``-hop
@@ -13,7 +13,7 @@ it, the standard leakage guard) or the whole graph (``mode: full``, LightGCN), B
 softmax loss plus ``l2`` on the batch's embeddings.
 
 With ``cold_start_fraction > 0`` a share of the targets' items is held out of training entirely
-(:mod:`training.cold_start`): :func:`training.run_data.training_csr` drops their interaction edges, the graph
+(:mod:`graphlake.training.cold_start`): :func:`graphlake.training.run_data.training_csr` drops their interaction edges, the graph
 carries their attribute edges one way (into them), every forward pass masks their ID rows and
 neutralises their count features, and the negative samplers never draw them; ``embed_all``
 still embeds them (from features and attribute edges), which is what the cold-start evaluation
@@ -38,23 +38,23 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from training import checkpoint as ckpt
-from training.cold_start import write_cold_items
-from training.config import TrainConfig
-from training.distributed.base import rank_rows
-from training.layerwise import layerwise_embeddings
-from training.metrics import ranking_metrics
-from training.model import HeteroGraphSAGE, NodeEncoder, gather_features
-from training.model.decoder import (bpr_loss, l2_regularisation, sampled_softmax_loss, score,
+from graphlake.training import checkpoint as ckpt
+from graphlake.training.cold_start import write_cold_items
+from graphlake.training.config import TrainConfig
+from graphlake.training.distributed.base import rank_rows
+from graphlake.training.layerwise import layerwise_embeddings
+from graphlake.training.metrics import ranking_metrics
+from graphlake.training.model import HeteroGraphSAGE, NodeEncoder, gather_features
+from graphlake.training.model.decoder import (bpr_loss, l2_regularisation, sampled_softmax_loss, score,
                                     shared_negative_scores, with_score_bias)
-from training.model.shared_softmax import shared_softmax_loss
-from training.optim import CompositeOptimizer, ResidentGrads, RowAdam, dense_adam
-from training.prefetch import prefetched
-from training.run_data import (FEATURE_NAMES, feature_specs, full_degrees, resolve_targets, trained_node_types,
+from graphlake.training.model.shared_softmax import shared_softmax_loss
+from graphlake.training.optim import CompositeOptimizer, ResidentGrads, RowAdam, dense_adam
+from graphlake.training.prefetch import prefetched
+from graphlake.training.run_data import (FEATURE_NAMES, feature_specs, full_degrees, resolve_targets, trained_node_types,
                                training_csr)
-from training.scoring import has_score_column, prior_roles, ranking_score, scoring_vectors
-from training.sampling import CSRNeighborSampler, HeteroCSRGraph, NegativeSampler, message_relations
-from training.sampling.base import SampledBatch
+from graphlake.training.scoring import has_score_column, prior_roles, ranking_score, scoring_vectors
+from graphlake.training.sampling import CSRNeighborSampler, HeteroCSRGraph, NegativeSampler, message_relations
+from graphlake.training.sampling.base import SampledBatch
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +75,10 @@ class Trainer:
     """One rank's trainer (see the module docstring).
 
     Args:
-        snapshot: an opened training snapshot (:func:`graph_build.snapshot.open_snapshot`).
+        snapshot: an opened training snapshot (:func:`graphlake.graph_build.snapshot.open_snapshot`).
         config: :class:`TrainConfig`.
         run_dir: the run's folder (checkpoints, metrics); shared by all ranks.
-        backend: a :class:`training.distributed.base.Backend`.
+        backend: a :class:`graphlake.training.distributed.base.Backend`.
         progress: show a progress bar on the root rank.
     """
 
@@ -144,7 +144,7 @@ class Trainer:
     # ------------------------------------------------------------------ set-up
     def _optimizer(self) -> CompositeOptimizer:
         """Dense parameters: Adam (fused where torch has the kernel) / Adagrad / SGD; sparse ID
-        tables: :class:`training.optim.RowAdam` (SparseAdam's algorithm, faster) with Adam (the
+        tables: :class:`graphlake.training.optim.RowAdam` (SparseAdam's algorithm, faster) with Adam (the
         others take sparse gradients themselves). Each optimizer is wrapped by the backend on its
         own (Horovod's DistributedOptimizer wraps one torch optimizer)."""
         dense = [p for n, p in self.model.named_parameters() if not self._is_sparse(n)]
@@ -193,7 +193,7 @@ class Trainer:
         their negatives and (``mode: sampled``) their sampled neighbourhood.
 
         A function of ``(seed, epoch, step, rank)`` alone (its own generator; never torch's global
-        one), so :func:`training.prefetch.prefetched` can run it one step ahead in a thread.
+        one), so :func:`graphlake.training.prefetch.prefetched` can run it one step ahead in a thread.
         """
         c, g = self.config, ckpt.generator(self.config.seed, 3, epoch, step, self.backend.rank)
         seeds: dict[str, list] = {}
@@ -294,7 +294,7 @@ class Trainer:
         Args:
             resume: continue from this run's latest checkpoint (when it has one).
             warm_start: path of a previous run's checkpoint: the model starts from its parameters
-                (:func:`training.checkpoint.warm_start_state`; fresh optimizer state). Ignored when
+                (:func:`graphlake.training.checkpoint.warm_start_state`; fresh optimizer state). Ignored when
                 resuming from a checkpoint of this run, which already holds the warm-started model.
         """
         c, b = self.config, self.backend
@@ -401,7 +401,7 @@ class Trainer:
         result holds ``(lo, hi, rows)`` per type instead of the full matrix; every rank must then call
         it (layer-wise inference assembles each layer with a collective). With
         ``model.popularity_prior`` the rows are the run's scoring vectors (one more column,
-        :mod:`training.scoring`).
+        :mod:`graphlake.training.scoring`).
         """
         self.model.eval()
         types = list(node_types or self.node_types)
@@ -433,7 +433,7 @@ class Trainer:
         return result
 
     def _layerwise(self, collective: bool = False) -> dict[str, torch.Tensor]:
-        """Every node's vector over its full neighbourhood (:mod:`training.layerwise`). ``collective``
+        """Every node's vector over its full neighbourhood (:mod:`graphlake.training.layerwise`). ``collective``
         (every rank calls it: ``embed_all(rank_slice=True)``): each rank computes its slice of every
         layer and the backend's ``allreduce_sum`` assembles it; else this rank computes all of it
         (validation runs on rank 0 alone, the hard-negative tables on each rank from its own cache)."""
@@ -443,7 +443,7 @@ class Trainer:
                                     self.degrees, **ranks)
 
     def _scoring(self, node_type: str, rows: np.ndarray, lo: int) -> np.ndarray:
-        """The exported vectors of rows ``lo..`` of ``node_type`` (:func:`training.scoring.scoring_vectors`)."""
+        """The exported vectors of rows ``lo..`` of ``node_type`` (:func:`graphlake.training.scoring.scoring_vectors`)."""
         degrees = self.prior_degrees.get(node_type)
         bias = (self.model.score_bias[node_type].detach().cpu().numpy()[lo:lo + len(rows)]
                 if node_type in self.model.score_bias else None)

@@ -1,7 +1,7 @@
 """Entry point of one training rank: ``python -m training.worker --run-dir DIR --backend NAME``.
 
-The launcher (``training.distributed.launch``: horovodrun, torchrun, ``horovod.spark.run``,
-TorchDistributor) starts this module once per rank; in a single process ``training.job`` calls
+The launcher (``graphlake.training.distributed.launch``: horovodrun, torchrun, ``horovod.spark.run``,
+TorchDistributor) starts this module once per rank; in a single process ``graphlake.training.job`` calls
 :func:`run` directly. The run folder holds ``run.json`` (snapshot path and config, written by
 the driver) and receives the checkpoints, ``metrics.jsonl`` and the embeddings
 ``embeddings/<type>.npy`` (float32 ``(num_nodes, dim)``, row = node id): rank 0 creates each
@@ -18,7 +18,7 @@ import sys
 
 import numpy as np
 
-from graphlake.errors import InputNotFoundError
+from graphlake.core.errors import InputNotFoundError
 
 RUN_FILE = "run.json"
 DONE_FILE = "DONE"
@@ -64,11 +64,11 @@ def read_run(run_dir: str) -> dict:
 
 def run(run_dir: str, backend, resume: bool = False, progress: bool = True) -> dict:
     """Train, then write this rank's slice of every node type's embeddings. Returns a summary."""
-    from graph_build.snapshot import open_snapshot
-    from graphlake.config import load_config
-    from training.config import TrainConfig
-    from training.scoring import exported_dim
-    from training.trainer import Trainer, write_metrics
+    from graphlake.graph_build.snapshot import open_snapshot
+    from graphlake.core.config import load_config
+    from graphlake.training.config import TrainConfig
+    from graphlake.training.scoring import exported_dim
+    from graphlake.training.trainer import Trainer, write_metrics
 
     spec = read_run(run_dir)
     config = load_config(TrainConfig, spec["config"])
@@ -108,7 +108,7 @@ def run(run_dir: str, backend, resume: bool = False, progress: bool = True) -> d
 
 
 def main(argv=None) -> int:
-    from training.distributed import get_backend
+    from graphlake.training.distributed import get_backend
 
     parser = argparse.ArgumentParser(description="one rank of a graphlake training run")
     parser.add_argument("--run-dir", required=True)

@@ -1,11 +1,11 @@
 """udfs: graphlake's Spark SQL functions over published embedding assets.
 
 Example:
-    >>> import udfs
+    >>> from graphlake import udfs
     >>> udfs.register(spark, lake="lakehouse", version="production")
     >>> spark.sql("SELECT user_id, gl_recommend(user_id, 20) FROM users").show()
 """
 
-from udfs.register import FUNCTIONS, register, register_views
+from graphlake.udfs.register import FUNCTIONS, register, register_views
 
 __all__ = ["FUNCTIONS", "register", "register_views"]

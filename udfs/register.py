@@ -1,4 +1,4 @@
-"""``udfs.register(spark, lake=..., version="production")``: resolve the asset versions, register the functions.
+"""``graphlake.udfs.register(spark, lake=..., version="production")``: resolve the asset versions, register the functions.
 
 The registry is read once on the driver (metadata only). ``version`` is ``"production"``,
 ``"latest"``, an int (the same version number of every asset), or a mapping
@@ -12,10 +12,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from assets import schema as A
-from assets.bundle import open_bundle
-from assets.registry import AssetError, AssetNotFoundError, read_registry, resolve
-from udfs.functions import make_functions
+from graphlake.assets import schema as A
+from graphlake.assets.bundle import open_bundle
+from graphlake.assets.registry import AssetError, AssetNotFoundError, read_registry, resolve
+from graphlake.udfs.functions import make_functions
 
 SQL_VIEWS = {"events": "clean/events", "items": "clean/items", "users": "clean/users"}
 FUNCTIONS = ("gl_embedding", "gl_score", "gl_similar_items", "gl_recommend", "gl_interests", "gl_explain",
@@ -29,7 +29,7 @@ def _version_for(version, asset: str):
 
 
 def resolve_spec(lake_dir: str, version="production", user_type: str = "user", item_type: str = "item") -> dict:
-    """The folders the functions read (see :func:`udfs.functions.make_functions`) and the versions used."""
+    """The folders the functions read (see :func:`graphlake.udfs.functions.make_functions`) and the versions used."""
     if not (isinstance(version, (str, int, Mapping)) and not isinstance(version, bool)):
         raise TypeError(f"version: expected 'production', 'latest', an int or a mapping, got {version!r}")
     if isinstance(version, str) and version not in ("production", "latest"):
@@ -79,9 +79,9 @@ def register(spark, lake: str, version="production", user_type: str = "user", it
 def register_views(spark, lake: str, versions: dict) -> list[str]:
     """Temp views for SQL: ``events``, ``items``, ``users`` (the clean tables, where present) and
     one per asset (its rows at the version in ``versions``). Returns the view names."""
-    from assets.lifecycle import read_asset
-    from graphlake import lake as lake_layer
-    from graphlake import tables
+    from graphlake.assets.lifecycle import read_asset
+    from graphlake.core import lake as lake_layer
+    from graphlake.core import tables
 
     made = []
     for view, table in SQL_VIEWS.items():

@@ -1,8 +1,8 @@
 """Executor-side computations of the SQL functions: histories, top-k, interests, explanations.
 
 Pure numpy / FAISS on one batch of rows; no Spark here (the Arrow UDF wrappers are in
-:mod:`udfs.functions`). Everything a function needs is loaded once per Python worker process
-and cached (:func:`assets.bundle.open_bundle`, :func:`open_history`).
+:mod:`graphlake.udfs.functions`). Everything a function needs is loaded once per Python worker process
+and cached (:func:`graphlake.assets.bundle.open_bundle`, :func:`open_history`).
 
 Scores are those of the trained decoder: the dot product of the asset's scoring vectors (for a
 cosine decoder the vectors are L2-normalised first), so ``gl_score(u, i)`` is the value by which
@@ -39,7 +39,7 @@ class History:
     summed edge weights, from the memory-mapped snapshot of the graph version."""
 
     def __init__(self, snapshot_dir: str, edge_types: tuple[str, ...]):
-        from graph_build.snapshot import open_snapshot
+        from graphlake.graph_build.snapshot import open_snapshot
 
         snap = open_snapshot(snapshot_dir)
         self.csrs = [snap.csr(e) for e in edge_types]

@@ -1,7 +1,7 @@
 """Data-parallel training backends (local, Horovod, torch DDP) and their launcher.
 
-    from training.distributed import get_backend            # inside a worker
-    from training.distributed.launch import launch, LaunchError   # in the driver
+    from graphlake.training.distributed import get_backend            # inside a worker
+    from graphlake.training.distributed.launch import launch, LaunchError   # in the driver
 
 `get_backend()` builds the backend inside a worker from the environment its launcher set;
 `launch(backend, workers, entry, args)` runs a module on N ranks. The package is not re-exporting
@@ -22,5 +22,5 @@ __all__ = sorted(_EXPORTS)
 
 def __getattr__(name: str):
     if name in _EXPORTS:
-        return getattr(importlib.import_module(f"training.distributed.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'training.distributed' has no attribute {name!r}")
+        return getattr(importlib.import_module(f"graphlake.training.distributed.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'graphlake.training.distributed' has no attribute {name!r}")

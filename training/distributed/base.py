@@ -28,7 +28,7 @@ import os
 import torch
 from torch import nn
 
-from graphlake.errors import UsageError
+from graphlake.core.errors import UsageError
 
 BACKEND_ENV = "GRAPHLAKE_BACKEND"
 BACKEND_NAMES = ("local", "horovod", "ddp")
@@ -323,11 +323,11 @@ def get_backend(name: str | None = None, **options: object) -> Backend:
     if name == "local":
         return LocalBackend(**options)  # type: ignore[arg-type]
     if name == "horovod":
-        from training.distributed.horovod_backend import HorovodBackend
+        from graphlake.training.distributed.horovod_backend import HorovodBackend
 
         return HorovodBackend(**options)  # type: ignore[arg-type]
     if name == "ddp":
-        from training.distributed.ddp_backend import DdpBackend
+        from graphlake.training.distributed.ddp_backend import DdpBackend
 
         return DdpBackend(**options)  # type: ignore[arg-type]
     raise ValueError(f"name: expected one of {BACKEND_NAMES}, got {name!r}")

@@ -36,7 +36,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from training.distributed.base import (
+from graphlake.training.distributed.base import (
     Backend,
     check_metric,
     check_module,

@@ -32,7 +32,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from training.distributed.base import Backend, check_metric, check_module, check_tensor, resolve_device
+from graphlake.training.distributed.base import Backend, check_metric, check_module, check_tensor, resolve_device
 
 BUILD_HINT = ("horovod is not installed in this virtualenv: run "
               "`bash training/distributed/build_horovod.sh` (or `make install`)")

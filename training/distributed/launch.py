@@ -1,6 +1,6 @@
 """Run a Python module on N data-parallel ranks with Horovod or torch DDP, as processes or on Spark.
 
-    launch("ddp", 2, "training.worker", ["--config", "train.yaml"], timeout_s=600)
+    launch("ddp", 2, "graphlake.training.worker", ["--config", "train.yaml"], timeout_s=600)
 
 process mode, one host (the defaults):
     horovod  `horovodrun -np N --gloo -H localhost:N python -m ENTRY ARGS...`
@@ -80,7 +80,7 @@ def launch(backend: str, workers: int, entry: str, args: list[str] | tuple[str, 
     Args:
         backend: "horovod", "ddp", or "local" (one plain process; workers must be 1).
         workers: number of ranks (process mode, one host: processes on this host).
-        entry: importable module name run as `python -m entry`, e.g. "training.worker".
+        entry: importable module name run as `python -m entry`, e.g. "graphlake.training.worker".
         args: command-line arguments for the module (strings).
         mode: "process" (horovodrun / torchrun subprocesses) or "spark" (tasks of `spark`).
         spark: the SparkSession, required for mode="spark".
@@ -101,7 +101,7 @@ def launch(backend: str, workers: int, entry: str, args: list[str] | tuple[str, 
         LaunchError: a rank failed or was killed, the launcher failed, or the timeout passed.
 
     Example:
-        >>> launch("ddp", 2, "training.distributed.selftest", ["--out", "/tmp/st"], timeout_s=120)
+        >>> launch("ddp", 2, "graphlake.training.distributed.selftest", ["--out", "/tmp/st"], timeout_s=120)
         ... # doctest: +SKIP
         0
     """
@@ -122,7 +122,7 @@ def _check_args(backend, workers, entry, args, mode, spark, timeout_s, launcher_
     if backend == "local" and workers != 1:
         raise ValueError(f"workers: the local backend runs exactly 1 worker, got {workers}")
     if not isinstance(entry, str) or not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*", entry):
-        raise ValueError(f"entry: expected a dotted module name like 'training.worker', got {entry!r}")
+        raise ValueError(f"entry: expected a dotted module name like 'graphlake.training.worker', got {entry!r}")
     if isinstance(args, (str, bytes)) or not isinstance(args, (list, tuple)) \
             or not all(isinstance(a, str) for a in args):
         raise TypeError(f"args: expected a list of str, got {args!r}")

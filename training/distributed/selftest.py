@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from training.distributed.base import Backend, get_backend, local_shard
+from graphlake.training.distributed.base import Backend, get_backend, local_shard
 
 
 class TinyModel(nn.Module):

@@ -84,7 +84,7 @@ def with_score_bias(u: torch.Tensor, v: torch.Tensor, n: torch.Tensor, bias: tor
     ``s`` the L2 normalisation for ``"cosine"`` (identity for ``"dot"``): every loss then scores
     them with ``kind="dot", temperature=1`` (the fused shared-negative softmax included), and the
     bias gets its gradient through the last column. The layout of the exported vectors
-    (:mod:`training.scoring`).
+    (:mod:`graphlake.training.scoring`).
 
     Args:
         u: ``(B, D)`` sources; v: ``(B, D)`` their positives; n: ``(M, D)`` negatives.

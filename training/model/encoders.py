@@ -67,7 +67,7 @@ class NodeFeatureSpec:
         num_nodes: rows of the ID embedding (nodes with a trained ID row), ``>= 0``.
         numeric_dim: columns of ``numeric`` (0: none).
         categorical_cardinalities: per ``categorical`` column, the number of codes including the
-            missing code 0 (``graph_build.features`` writes ``K + 2``: missing, K values, other).
+            missing code 0 (``graphlake.graph_build.features`` writes ``K + 2``: missing, K values, other).
         text_dim: width of ``text`` (0: none).
         image_dim: width of ``image`` (0: none).
 
@@ -101,7 +101,7 @@ class NodeFeatureSpec:
 
     @classmethod
     def from_feature_spec(cls, num_nodes: int, entry: Mapping) -> NodeFeatureSpec:
-        """Build from one type's entry of ``graph_build.features.feature_spec`` (the snapshot manifest's
+        """Build from one type's entry of ``graphlake.graph_build.features.feature_spec`` (the snapshot manifest's
         ``feature_spec``): ``{"numeric": {"dim"}, "categorical": {"cardinalities"}, "text": {"dim"},
         "image": {"dim"}}``; a missing section means no such feature.
 

@@ -1,8 +1,8 @@
 """The heterogeneous GraphSAGE model, its config, and the batch feature gather.
 
-``HeteroGraphSAGE``: :class:`~training.model.encoders.HeteroEncoder` (layer 0) ->
-``num_layers`` x :class:`~training.model.sage_layer.HeteroSAGEConv` (one per block of the
-:class:`~training.sampling.base.SampledBatch`) -> per seed type ``(num_seeds[t], hidden_dim)``.
+``HeteroGraphSAGE``: :class:`~graphlake.training.model.encoders.HeteroEncoder` (layer 0) ->
+``num_layers`` x :class:`~graphlake.training.model.sage_layer.HeteroSAGEConv` (one per block of the
+:class:`~graphlake.training.sampling.base.SampledBatch`) -> per seed type ``(num_seeds[t], hidden_dim)``.
 ``layer_combination="last"`` returns the last layer's output; ``"mean"`` the mean over layers
 0..L of each layer's rows for the seeds (the seeds are the first ``num_seeds[t]`` rows of every
 layer, by the prefix property) — LightGCN's final embedding. :meth:`HeteroGraphSAGE.lightgcn`
@@ -28,10 +28,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from training.model.decoder import SCORE_KINDS
-from training.model.encoders import CATEGORICAL_COMBINES, FUSIONS, HeteroEncoder, NodeFeatureSpec, resolve_per_type
-from training.model.sage_layer import AGGRS, COMBINES, NORMS, RELATION_WEIGHTS, HeteroSAGEConv, check_relations
-from training.sampling.base import Relation, SampledBatch
+from graphlake.training.model.decoder import SCORE_KINDS
+from graphlake.training.model.encoders import CATEGORICAL_COMBINES, FUSIONS, HeteroEncoder, NodeFeatureSpec, resolve_per_type
+from graphlake.training.model.sage_layer import AGGRS, COMBINES, NORMS, RELATION_WEIGHTS, HeteroSAGEConv, check_relations
+from graphlake.training.sampling.base import Relation, SampledBatch
 
 LAYER_COMBINATIONS = ("last", "mean")
 MAX_LAYERS = 3
@@ -43,7 +43,7 @@ class HeteroGraphSAGE(nn.Module):
     Args:
         specs: ``{node_type: NodeFeatureSpec}``; every type of ``relations`` must be in it.
         relations: message relations ``(src_type, name, dst_type)`` (both directions of each
-            stored edge type, see ``training.sampling.base.message_relations``).
+            stored edge type, see ``graphlake.training.sampling.base.message_relations``).
         hidden_dim: width of every layer and of the output.
         num_layers: 1..3 (must equal ``len(batch.blocks)``).
         aggr, combine, residual, norm, dropout, self_loop, weight_free, attention_dim: as
@@ -262,10 +262,10 @@ class ModelConfig:
         sparse_id_embedding: sparse gradients for ID embeddings (Horovod / lazy optimizers).
         weight_free: LightGCN propagation in every layer.
         layer_combination: ``"last"`` or ``"mean"``.
-        decoder: ``"dot"`` or ``"cosine"`` (:func:`training.model.decoder.score`).
+        decoder: ``"dot"`` or ``"cosine"`` (:func:`graphlake.training.model.decoder.score`).
         temperature: score temperature (> 0).
         popularity_prior: β >= 0; with β > 0 a destination's score gains ``β * log(1 + its training
-            degree)`` and the run exports dot-product scoring vectors (:mod:`training.scoring`).
+            degree)`` and the run exports dot-product scoring vectors (:mod:`graphlake.training.scoring`).
         destination_bias: a learned scalar per destination node of the target edge types (an item
             bias), added to its score in the loss and in the exported scoring vectors.
         attention_dim: semantic-attention width (None: hidden_dim).
@@ -348,7 +348,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, source: Mapping | str | None) -> ModelConfig:
         """From a mapping (the whole document or its ``model:`` section), a YAML path, or None (defaults)."""
-        from graphlake.config import load_config
+        from graphlake.core.config import load_config
 
         return load_config(cls, source, section="model")
 

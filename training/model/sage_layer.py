@@ -1,4 +1,4 @@
-"""One heterogeneous GraphSAGE layer over a :class:`~training.sampling.base.Block`.
+"""One heterogeneous GraphSAGE layer over a :class:`~graphlake.training.sampling.base.Block`.
 
 For each destination type ``t`` and each message relation ``r = (s, name, t)`` of the layer::
 
@@ -23,7 +23,7 @@ block's edges unless ``degrees`` gives them (LightGCN uses full-graph degrees). 
 type (or node) with no incoming edge gets a ZERO vector (LightGCN has no self term; with
 ``layer_combination="mean"`` its layer-0 embedding still reaches the output).
 
-Aggregation is one CSR sparse x dense product per relation (:mod:`training.model.spmm`; ``num_dst x num_src`` matrix of the
+Aggregation is one CSR sparse x dense product per relation (:mod:`graphlake.training.model.spmm`; ``num_dst x num_src`` matrix of the
 ``c_e``): measured ~2-5x faster forward+backward than ``index_select`` + ``index_add_`` on CPU.
 Edge ids are trusted to satisfy the Block contract (``src < num_src``, ``dst < num_dst``).
 
@@ -41,8 +41,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from training.sampling.base import Block, Relation, relation_name
-from training.model.spmm import spmm
+from graphlake.training.sampling.base import Block, Relation, relation_name
+from graphlake.training.model.spmm import spmm
 
 AGGRS = ("mean", "weighted_mean", "sum")
 COMBINES = ("sum", "mean", "attention")

@@ -32,7 +32,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from training.model.decoder import SCORE_KINDS, _temperature, _tensor, masked_pairs
+from graphlake.training.model.decoder import SCORE_KINDS, _temperature, _tensor, masked_pairs
 
 # a constant shift is used only when every exponent stays above -_MAX_SPAN (exp(-60) ~ 1e-26 is
 # far from float32's underflow at ~1e-38); wider spans use the per-row max
@@ -103,7 +103,7 @@ def shared_softmax_loss(u: torch.Tensor, v: torch.Tensor, n: torch.Tensor, kind:
             their (temperature-scaled) scores (the logQ correction); a constant (no gradient).
         pos_bias / neg_bias: ``(B,)`` / ``(K,)`` a learned bias of each row's positive and of each
             negative, added to their (temperature-scaled) scores — the same loss as
-            :func:`training.model.decoder.with_score_bias`'s vectors scored with ``"dot"``, but a
+            :func:`graphlake.training.model.decoder.with_score_bias`'s vectors scored with ``"dot"``, but a
             cosine head keeps its constant shift. Both or neither; they get gradients.
 
     Returns:

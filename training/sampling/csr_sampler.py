@@ -42,8 +42,8 @@ from collections.abc import Mapping
 
 import torch
 
-from training.sampling.base import Block, NeighborSampler, Relation, SampledBatch
-from training.sampling.graph import HeteroCSRGraph, check_ids
+from graphlake.training.sampling.base import Block, NeighborSampler, Relation, SampledBatch
+from graphlake.training.sampling.graph import HeteroCSRGraph, check_ids
 
 _EMPTY = torch.zeros(0, dtype=torch.int64)
 _ES_FACTOR = 8  # weighted, no replacement: Efraimidis-Spirakis up to this many x fanout neighbours

@@ -31,7 +31,7 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from training.sampling.base import Block, Relation, SampledBatch, message_relations, relation_name
+from graphlake.training.sampling.base import Block, Relation, SampledBatch, message_relations, relation_name
 
 CSR = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -230,7 +230,7 @@ class HeteroCSRGraph:
     # ---------------------------------------------------------------- construction
     @classmethod
     def from_snapshot(cls, snap, edge_types=None, edge_ids: Mapping | None = None) -> "HeteroCSRGraph":
-        """Build from an opened training snapshot (``graph_build.snapshot.open_snapshot``).
+        """Build from an opened training snapshot (``graphlake.graph_build.snapshot.open_snapshot``).
 
         Args:
             snap: the snapshot (``csr``, ``num_nodes``, ``edge_types``, ``node_types``).

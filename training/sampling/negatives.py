@@ -38,7 +38,7 @@ from collections.abc import Callable, Mapping
 
 import torch
 
-from training.sampling.graph import csr_rows
+from graphlake.training.sampling.graph import csr_rows
 
 
 STRATEGIES = ("uniform", "popularity", "in_batch", "hard")

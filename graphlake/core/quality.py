@@ -19,7 +19,7 @@ import logging
 import os
 from dataclasses import dataclass
 
-from graphlake import tables
+from graphlake.core import tables
 
 log = logging.getLogger(__name__)
 DOCS_SITE = "graphlake_docs"  # not "local_site": GE's default context has that one already

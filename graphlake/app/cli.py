@@ -34,14 +34,14 @@ import sys
 import time
 import traceback
 
-from graphlake.errors import EXIT_FAILED, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, InputNotFoundError, UsageError
+from graphlake.core.errors import EXIT_FAILED, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, InputNotFoundError, UsageError
 
 DEFAULT_LAKE = "./lakehouse"
 VALIDATE_STAGES = ("etl", "graph")
 
 
 def _spark(args):
-    from graphlake.spark import get_spark
+    from graphlake.core.spark import get_spark
 
     conf = {}
     for item in args.conf or []:
@@ -63,8 +63,8 @@ def _emit(args, summary: dict, human: str) -> None:
 
 
 def cmd_generate(args) -> dict:
-    from etl.generator import GeneratorConfig, generate
-    from graphlake.config import load_config
+    from graphlake.etl.generator import GeneratorConfig, generate
+    from graphlake.core.config import load_config
 
     overrides = {k: v for k, v in {"users": args.users, "items": args.items, "days": args.days,
                                     "seed": args.seed, "start_date": args.start_date,
@@ -78,15 +78,15 @@ def cmd_generate(args) -> dict:
 
 
 def _asdict(config) -> dict:
-    from graphlake.config import to_dict
+    from graphlake.core.config import to_dict
 
     return to_dict(config)
 
 
 def cmd_etl(args) -> dict:
-    from etl.job import run_etl
-    from etl.transforms import EtlRules
-    from graphlake.config import load_config
+    from graphlake.etl.job import run_etl
+    from graphlake.etl.transforms import EtlRules
+    from graphlake.core.config import load_config
 
     rules = load_config(EtlRules, args.config, section="etl")
     report = run_etl(_spark(args), args.raw, args.lake, dates=args.date, rules=rules,
@@ -114,7 +114,7 @@ def _etl_human(report: dict) -> str:
 
 
 def cmd_import(args) -> dict:
-    from etl.importers import import_dataset
+    from graphlake.etl.importers import import_dataset
 
     report = import_dataset(_spark(args), args.format, args.path, args.lake, seed=args.seed or 0)
     _emit(args, report, json.dumps(report, indent=2, default=str))
@@ -122,15 +122,15 @@ def cmd_import(args) -> dict:
 
 
 def cmd_validate(args) -> dict:
-    from etl.job import last_run, validate_run
-    from graphlake.quality import QualityError
+    from graphlake.etl.job import last_run, validate_run
+    from graphlake.core.quality import QualityError
 
     if args.stage not in VALIDATE_STAGES:
         raise UsageError(f"--stage: expected one of {list(VALIDATE_STAGES)}, got {args.stage!r}")
     spark = _spark(args)
     try:
         if args.stage == "graph":
-            from graph_build.job import validate_graph
+            from graphlake.graph_build.job import validate_graph
 
             summary = validate_graph(spark, args.lake, version=args.graph_version)
         else:
@@ -144,25 +144,25 @@ def cmd_validate(args) -> dict:
 
 
 def cmd_graph(args) -> dict:
-    from graph_build.config import GraphConfig
-    from graphlake.config import load_config
+    from graphlake.graph_build.config import GraphConfig
+    from graphlake.core.config import load_config
 
     spark = _spark(args)
     if args.graph_command == "build":
-        from graph_build.job import build_graph
+        from graphlake.graph_build.job import build_graph
 
         config = load_config(GraphConfig, args.config, section="graph")
         summary = build_graph(spark, args.lake, config, validate=not args.no_validate)
         _emit(args, summary, _graph_build_human(summary))
         return summary
     if args.graph_command == "export":
-        from graph_build.export import export_graph
+        from graphlake.graph_build.export import export_graph
 
         summary = export_graph(spark, args.lake, version=args.graph_version, out_dir=args.out,
                                overwrite=args.overwrite)
         _emit(args, summary, _graph_export_human(summary))
         return summary
-    from graph_build.manifest import graph_summary
+    from graphlake.graph_build.manifest import graph_summary
 
     summary = graph_summary(spark, args.lake, version=args.graph_version)
     _emit(args, summary, _graph_stats_human(summary))
@@ -215,21 +215,21 @@ def _graph_stats_human(summary: dict) -> str:
 
 
 def cmd_train(args) -> dict:
-    from graphlake.config import load_config
-    from training.config import TrainConfig
-    from training.job import train
+    from graphlake.core.config import load_config
+    from graphlake.training.config import TrainConfig
+    from graphlake.training.job import train
 
     config, overrides = None, {k: v for k, v in (("seed", args.seed), ("epochs", args.epochs)) if v is not None}
     if args.config:
         config = load_config(TrainConfig, args.config, section="train")
         if args.target is not None:
-            from training.run_data import behaviour_edge
+            from graphlake.training.run_data import behaviour_edge
 
             overrides["targets"] = (behaviour_edge(args.target),)
         config = TrainConfig(**{**_asdict(config), **overrides})
     elif not args.resume:  # no config: the recipe for this graph (training.recipe)
-        from graph_build.manifest import load_graph_version
-        from training.recipe import recommended_config
+        from graphlake.graph_build.manifest import load_graph_version
+        from graphlake.training.recipe import recommended_config
 
         graph = load_graph_version(_spark(args), args.lake, args.graph_version)
         config = recommended_config(graph, target=args.target, **overrides)
@@ -251,9 +251,9 @@ def cmd_train(args) -> dict:
 
 
 def cmd_evaluate(args) -> dict:
-    from training.evaluate import evaluate
-    from training.job import run_dir_of
-    from training.worker import read_run
+    from graphlake.training.evaluate import evaluate
+    from graphlake.training.job import run_dir_of
+    from graphlake.training.worker import read_run
 
     if args.run_id:  # an unknown run fails before a Spark session starts
         read_run(run_dir_of(args.lake, args.run_id))
@@ -284,7 +284,7 @@ def cmd_evaluate(args) -> dict:
 
 
 def cmd_lake(args) -> dict:
-    from graphlake import lake, tables
+    from graphlake.core import lake, tables
 
     if args.lake_command == "history":
         rows = lake.history(tables.table_path(args.lake, args.table), limit=args.limit)
@@ -314,7 +314,7 @@ def _history_line(entry: dict) -> str:
 
 
 def cmd_demo(args) -> dict:
-    from graphlake.demo import run_demo
+    from graphlake.app.demo import run_demo
 
     summary = run_demo(_spark(args), args.lake, raw_dir=args.raw, events=args.events, seed=args.seed or 7)
     if args.json:
@@ -323,7 +323,7 @@ def cmd_demo(args) -> dict:
 
 
 def cmd_report(args) -> str:
-    from graphlake.report import write_pipeline_report
+    from graphlake.app.report import write_pipeline_report
 
     asset_version = int(args.asset_version) if args.asset_version.isdigit() else args.asset_version
     path = write_pipeline_report(_spark(args), args.lake, name=args.name, etl_dates=args.date,
@@ -335,7 +335,7 @@ def cmd_report(args) -> str:
 
 
 def _asset_command(fn):
-    """Adapt an asset-layer command ``fn(args, spark, emit)`` (see :mod:`assets.cli`): ``spark()``
+    """Adapt an asset-layer command ``fn(args, spark, emit)`` (see :mod:`graphlake.assets.cli`): ``spark()``
     starts the session on first use, so registry reads start no JVM."""
     def run(args):
         return fn(args, lambda: _spark(args), lambda summary, human: _emit(args, summary, human))
@@ -446,7 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--older-than-minutes", type=float, default=60.0)
     c.add_argument("--dry-run", action="store_true")
 
-    from assets.cli import add_commands
+    from graphlake.assets.cli import add_commands
 
     add_commands(sub, common, _asset_command)
 
@@ -480,15 +480,15 @@ def _check_lake(args) -> None:
 def _job_failures() -> tuple[type, ...]:
     """Exceptions of a job or gate that failed (exit 1); imported here, where the CLI is the one
     place that knows every stage."""
-    from assets.registry import AssetError
-    from etl.job import EtlError
-    from graph_build.job import GraphBuildError
-    from graphlake.cluster import ClusterError
-    from graphlake.lake import LakeError
-    from graphlake.quality import QualityError
-    from training.checkpoint import UnsafeCheckpointError
-    from training.distributed.launch import LaunchError
-    from training.job import TrainError
+    from graphlake.assets.registry import AssetError
+    from graphlake.etl.job import EtlError
+    from graphlake.graph_build.job import GraphBuildError
+    from graphlake.app.cluster import ClusterError
+    from graphlake.core.lake import LakeError
+    from graphlake.core.quality import QualityError
+    from graphlake.training.checkpoint import UnsafeCheckpointError
+    from graphlake.training.distributed.launch import LaunchError
+    from graphlake.training.job import TrainError
 
     return (EtlError, GraphBuildError, TrainError, AssetError, QualityError, LakeError, LaunchError, ClusterError,
             UnsafeCheckpointError)
@@ -524,8 +524,8 @@ def _one_line(text: str) -> str:
 
 
 def classify(exc: BaseException) -> tuple[int, str]:
-    """``(exit code, message)`` for an exception a command raised (see :mod:`graphlake.errors`)."""
-    from assets.cli import sql_usage_error
+    """``(exit code, message)`` for an exception a command raised (see :mod:`graphlake.core.errors`)."""
+    from graphlake.assets.cli import sql_usage_error
 
     if isinstance(exc, UsageError):
         return EXIT_USAGE, f"error: {_one_line(exc)}"
@@ -548,7 +548,7 @@ def report_failure(command: str, lake_dir: str | None, argv, exc: BaseException)
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns the exit code (0 success, 1 a job or gate failed, 2 the user's
-    input, 3 an internal error: :mod:`graphlake.errors`)."""
+    input, 3 an internal error: :mod:`graphlake.core.errors`)."""
     # OpenMP threads that spin while waiting slow torch down many times on a shared machine (a 2-thread
     # sort: 184 ms spinning vs 3.6 ms passive, measured with another process busy); the launched
     # training ranks inherit this

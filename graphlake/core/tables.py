@@ -1,7 +1,7 @@
 """Table names (paths relative to the lake root), one place for all stages.
 
 Example:
-    >>> from graphlake import tables
+    >>> from graphlake.core import tables
     >>> tables.table_path("./lakehouse", tables.CLEAN_EVENTS)
     './lakehouse/clean/events'
 """

@@ -8,14 +8,14 @@ process group by PID (executors and their Python workers are children of a worke
 with it); the context manager and the pytest fixture call it also when the body fails.
 
 Example:
-    >>> from graphlake.cluster import LocalCluster
+    >>> from graphlake.app.cluster import LocalCluster
     >>> with LocalCluster(root="/tmp/gl-cluster", workers=2) as cluster:    # doctest: +SKIP
     ...     subprocess.run(["graphlake", "graph", "build", "--lake", lake,
     ...                     "--master", cluster.master_url, *cluster.conf_args()])
     ...     cluster.kill_worker(0)                                           # SIGKILL, by PID
 
 Executors run the driver's Python (``PYSPARK_PYTHON``, set here for the daemons and by
-:func:`graphlake.spark.get_spark` for drivers), so graphlake must be importable from it (the
+:func:`graphlake.core.spark.get_spark` for drivers), so graphlake must be importable from it (the
 project's venv: ``pip install -e .``). The lake path must be readable by every process; on one
 machine a local folder is.
 """

@@ -27,7 +27,7 @@ import logging
 import os
 import sys
 
-from graphlake.errors import UsageError
+from graphlake.core.errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -35,21 +35,21 @@ TRAIN_MODES = ("incremental", "full")
 
 
 def _spark(master: str | None = None):
-    from graphlake.spark import get_spark
+    from graphlake.core.spark import get_spark
 
     return get_spark(master=master, app_name="graphlake-pipeline")
 
 
 def _config(cls, path: str | None, section: str):
-    from graphlake.config import load_config
+    from graphlake.core.config import load_config
 
     return load_config(cls, path, section=section) if path else None
 
 
 def etl(lake: str, raw: str, ds: str, config: str | None = None) -> dict:
     """Clean the raw logs of logical date ``ds`` into the lake (not yet validated: ``validate_etl``)."""
-    from etl.job import run_etl
-    from etl.transforms import EtlRules
+    from graphlake.etl.job import run_etl
+    from graphlake.etl.transforms import EtlRules
 
     report = run_etl(_spark(), raw, lake, dates=[ds], rules=_config(EtlRules, config, "etl"), validate=False)
     ev = report["events"]
@@ -60,8 +60,8 @@ def etl(lake: str, raw: str, ds: str, config: str | None = None) -> dict:
 def validate_etl(lake: str, etl_run_id: str | None = None, ds: str | None = None, config: str | None = None) -> dict:
     """The ETL suites on what run ``etl_run_id`` committed (``None``: the newest run, which must
     cover ``ds``); a failure restores the tables."""
-    from etl.job import gate_run, last_run
-    from etl.transforms import EtlRules
+    from graphlake.etl.job import gate_run, last_run
+    from graphlake.etl.transforms import EtlRules
 
     spark = _spark()
     if etl_run_id is None:
@@ -76,8 +76,8 @@ def validate_etl(lake: str, etl_run_id: str | None = None, ds: str | None = None
 
 def build_graph(lake: str, ds: str | None = None, config: str | None = None) -> dict:
     """Build and commit the next graph version from the events up to ``ds`` (gated inside the build)."""
-    from graph_build.config import GraphConfig
-    from graph_build.job import build_graph as build
+    from graphlake.graph_build.config import GraphConfig
+    from graphlake.graph_build.job import build_graph as build
 
     summary = build(_spark(), lake, _config(GraphConfig, config, "graph"), build_docs=False, until_date=ds)
     return {"graph_version": summary["graph_version"], "config_hash": summary["config_hash"],
@@ -87,8 +87,8 @@ def build_graph(lake: str, ds: str | None = None, config: str | None = None) -> 
 def validate_graph(lake: str, graph_version: int | None = None, ds: str | None = None) -> dict:
     """The graph suites on the committed ``graph_version`` (``None``: the newest, which must be
     built up to ``ds``), with Data Docs."""
-    from graph_build.job import validate_graph as validate
-    from graph_build.manifest import load_graph_version
+    from graphlake.graph_build.job import validate_graph as validate
+    from graphlake.graph_build.manifest import load_graph_version
 
     spark = _spark()
     if graph_version is None:
@@ -103,8 +103,8 @@ def train(lake: str, graph_version: int, mode: str = "incremental", config: str 
           timeout_s: float | None = None) -> dict:
     """Train on ``graph_version``: ``incremental`` starts from the newest finished run's model
     (a full run when there is none yet), ``full`` from scratch."""
-    from training.config import TrainConfig
-    from training.job import latest_run, train as run
+    from graphlake.training.config import TrainConfig
+    from graphlake.training.job import latest_run, train as run
 
     if mode not in TRAIN_MODES:
         raise UsageError(f"mode: expected one of {list(TRAIN_MODES)}, got {mode!r}")
@@ -112,8 +112,8 @@ def train(lake: str, graph_version: int, mode: str = "incremental", config: str 
     train_config = _config(TrainConfig, config, "train")  # None: the recipe for the graph (training.recipe)
     if epochs is not None:
         if train_config is None:
-            from graph_build.manifest import load_graph_version
-            from training.recipe import recommended_config
+            from graphlake.graph_build.manifest import load_graph_version
+            from graphlake.training.recipe import recommended_config
 
             train_config = recommended_config(load_graph_version(spark, lake, int(graph_version)), epochs=int(epochs))
         else:
@@ -133,10 +133,10 @@ def train(lake: str, graph_version: int, mode: str = "incremental", config: str 
 def evaluate(lake: str, run_id: str, k: int = 20) -> dict:
     """Recall@K / NDCG@K of ``run_id``: on the lake's test table when it has one (an imported
     dataset), otherwise the run's own held-out validation slice (computed by the trainer)."""
-    from graphlake import lake as lake_io, tables
-    from training.evaluate import evaluate as run
-    from training.job import run_dir_of
-    from training.worker import DONE_FILE
+    from graphlake.core import lake as lake_io, tables
+    from graphlake.training.evaluate import evaluate as run
+    from graphlake.training.job import run_dir_of
+    from graphlake.training.worker import DONE_FILE
 
     if lake_io.table_exists(tables.table_path(lake, tables.IMPORT_TEST)):
         result = run(_spark(), lake, run_id=run_id, k=int(k))
@@ -153,16 +153,16 @@ def evaluate(lake: str, run_id: str, k: int = 20) -> dict:
 
 def publish(lake: str, run_id: str, config: str | None = None) -> dict:
     """New candidate versions of the run's user and item assets (Delta rows, files, FAISS index)."""
-    from assets.config import AssetConfig
-    from assets.publish import publish as run
+    from graphlake.assets.config import AssetConfig
+    from graphlake.assets.publish import publish as run
 
     summary = run(_spark(), lake, run_id=run_id, config=_config(AssetConfig, config, "assets"))
     return {"run_id": run_id, "assets": {a: r["version"] for a, r in summary["assets"].items()}}
 
 
 def _run_versions(lake: str, run_id: str) -> dict:
-    from assets import schema as A
-    from assets.registry import read_registry
+    from graphlake.assets import schema as A
+    from graphlake.assets.registry import read_registry
 
     rows, _ = read_registry(lake)
     found = {r["asset"]: int(r["version"]) for r in rows if r["run_id"] == run_id and r["status"] == A.CANDIDATE}
@@ -174,8 +174,8 @@ def _run_versions(lake: str, run_id: str) -> dict:
 def gate(lake: str, assets: dict | None = None, run_id: str | None = None, config: str | None = None) -> dict:
     """The quality gate of every published version (``{asset: version}``, or the candidates of
     ``run_id``); recorded on the versions; fails when one fails (production untouched)."""
-    from assets.config import AssetConfig
-    from assets.lifecycle import gate as run
+    from graphlake.assets.config import AssetConfig
+    from graphlake.assets.lifecycle import gate as run
 
     if assets is None:
         if not run_id:
@@ -189,8 +189,8 @@ def gate(lake: str, assets: dict | None = None, run_id: str | None = None, confi
 
 def promote(lake: str, assets: dict, config: str | None = None) -> dict:
     """Make the gated versions production (atomically per asset; reuses the recorded gate)."""
-    from assets.config import AssetConfig
-    from assets.lifecycle import promote as run
+    from graphlake.assets.config import AssetConfig
+    from graphlake.assets.lifecycle import promote as run
 
     spark, asset_config = _spark(), _config(AssetConfig, config, "assets")
     for asset, version in sorted(assets.items()):
@@ -199,8 +199,8 @@ def promote(lake: str, assets: dict, config: str | None = None) -> dict:
 
 
 def report(lake: str, graph_version: int | None = None, run_id: str | None = None, ds: str | None = None) -> dict:
-    """The HTML pipeline report of this run (:mod:`graphlake.report`)."""
-    from graphlake.report import write_pipeline_report
+    """The HTML pipeline report of this run (:mod:`graphlake.app.report`)."""
+    from graphlake.app.report import write_pipeline_report
 
     path = write_pipeline_report(_spark(), lake, graph_version=None if graph_version is None else int(graph_version),
                                  train_run_id=run_id, etl_dates=[ds] if ds else None)
@@ -229,7 +229,7 @@ def _parse_value(text: str):
 
 def main(argv=None) -> int:
     """``spark-submit graphlake/pipeline.py <step> --lake L [--key value ...]`` (values: JSON or strings)."""
-    parser = argparse.ArgumentParser(prog="graphlake.pipeline", description="one step of the graphlake pipeline")
+    parser = argparse.ArgumentParser(prog="graphlake.app.pipeline", description="one step of the graphlake pipeline")
     parser.add_argument("step", choices=sorted(STEPS))
     args, rest = parser.parse_known_args(argv)
     if len(rest) % 2 or any(not k.startswith("--") for k in rest[::2]):
@@ -238,8 +238,8 @@ def main(argv=None) -> int:
     logging.basicConfig(level=os.environ.get("GRAPHLAKE_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
     try:
         result = run_step(args.step, **kwargs)
-    except Exception as exc:  # the CLI's exit codes and one-line errors (graphlake.errors)
-        from graphlake.cli import report_failure
+    except Exception as exc:  # the CLI's exit codes and one-line errors (graphlake.core.errors)
+        from graphlake.app.cli import report_failure
 
         return report_failure(f"pipeline {args.step}", kwargs.get("lake"), argv if argv is not None else sys.argv[1:],
                               exc)

@@ -4,7 +4,7 @@ Every job gets its session from :func:`get_spark`, so the settings the lake laye
 (UTC session time zone, Parquet timestamps as INT64 micros, Arrow for pandas UDFs) are set once.
 
 Example:
-    >>> from graphlake.spark import get_spark
+    >>> from graphlake.core.spark import get_spark
     >>> spark = get_spark(app_name="etl")            # local[*] embedded default
     >>> spark = get_spark(master="spark://host:7077")  # a standalone cluster
 """

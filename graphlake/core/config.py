@@ -1,7 +1,7 @@
 """YAML config files loaded into the frozen, self-checking dataclasses of each stage.
 
 Example:
-    >>> from etl.transforms import EtlRules
+    >>> from graphlake.etl.transforms import EtlRules
     >>> rules = load_config(EtlRules, "etl.yaml")        # file with e.g. `bot_max_events_per_day: 500`
     >>> rules = load_config(EtlRules, {"max_late_days": 7})
 """
@@ -16,7 +16,7 @@ from typing import TypeVar
 
 import yaml
 
-from graphlake.errors import ConfigError, InputNotFoundError
+from graphlake.core.errors import ConfigError, InputNotFoundError
 
 C = TypeVar("C")
 

@@ -22,15 +22,15 @@ import re
 import numpy as np
 from pyspark.sql import functions as F
 
-from assets.lifecycle import list_assets, read_asset
-from assets.publish import run_metrics
-from assets.registry import AssetError, AssetNotFoundError, read_registry, resolve
-from graph_build import analytics as A
-from graph_build.manifest import GraphNotFoundError, graph_summary, load_graph_version, read_graph_table, table_rows
-from graphlake import lake, tables
-from graphlake.errors import InputNotFoundError, UsageError
-from training.job import run_dir_of
-from training.report import plots, png_bytes, read_history
+from graphlake.assets.lifecycle import list_assets, read_asset
+from graphlake.assets.publish import run_metrics
+from graphlake.assets.registry import AssetError, AssetNotFoundError, read_registry, resolve
+from graphlake.graph_build import analytics as A
+from graphlake.graph_build.manifest import GraphNotFoundError, graph_summary, load_graph_version, read_graph_table, table_rows
+from graphlake.core import lake, tables
+from graphlake.core.errors import InputNotFoundError, UsageError
+from graphlake.training.job import run_dir_of
+from graphlake.training.report import plots, png_bytes, read_history
 
 SECTIONS = ("Input and quarantine", "Graph statistics", "Training", "Evaluation", "Item embeddings",
             "Example recommendations", "Data quality")
@@ -325,7 +325,7 @@ def _item_categories(spark, lake_dir: str, graph: dict | None):
 def _embedding_sample(spark, lake_dir: str, run: dict | None, asset_version, sample: int, seed: int):
     """``(source, DataFrame (key, node_id, embedding), rows of the source)``: at most ``sample`` seeded rows
     (a Spark sample, ordered by node id, then a limit), or ``(why not, None, 0)``."""
-    from training.job import RUN_ID, embeddings_table
+    from graphlake.training.job import RUN_ID, embeddings_table
 
     rows, _ = read_registry(lake_dir)
     try:
@@ -382,7 +382,7 @@ def _embedding_section(spark, lake_dir: str, graph, run, asset_version, sample: 
 
 
 def _recommendation_section(spark, lake_dir: str, graph, asset_version) -> str:
-    import udfs
+    from graphlake import udfs
 
     if graph is None or tables.id_map("user") not in graph["tables"]:
         return _note("Skipped: no graph version with users.")

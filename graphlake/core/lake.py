@@ -14,7 +14,7 @@ When the Spark session runs Delta's own extension (a cluster with the delta-spar
 calls use ``format("delta")`` natively.
 
 Example:
-    >>> from graphlake import lake
+    >>> from graphlake.core import lake
     >>> v = lake.write_table(df, "lakehouse/clean/events", mode="overwrite",
     ...                      partition_by=["dt"], replace_partitions={"dt": ["2024-01-01"]})
     >>> events = lake.read_table(spark, "lakehouse/clean/events", version=v)
@@ -37,8 +37,8 @@ from urllib.parse import unquote
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from graphlake.errors import InputNotFoundError
-from graphlake.spark import has_native_delta
+from graphlake.core.errors import InputNotFoundError
+from graphlake.core.spark import has_native_delta
 
 STAGING_DIR = "_gl_staging"
 DELTA_LOG_DIR = "_delta_log"

@@ -12,14 +12,14 @@ from __future__ import annotations
 import os
 import time
 
-from graphlake import lake, tables
+from graphlake.core import lake, tables
 
 _SHOWN_TABLES = (tables.CLEAN_EVENTS, tables.CLEAN_USERS, tables.CLEAN_ITEMS, tables.QUARANTINE_EVENTS,
                  tables.QUARANTINE_ITEMS, tables.QUARANTINE_USERS)
 
 
 def _demo_train_config():
-    from training.config import TrainConfig
+    from graphlake.training.config import TrainConfig
 
     # sized so that ~1M events train in a few minutes on 2 cores (the demo's budget is 15 min in all)
     return TrainConfig(epochs=1, batch_size=2048, fanouts=(5, 3), validation_fraction=0.1, lr=0.005,
@@ -34,13 +34,13 @@ def _step(msg: str) -> float:
 
 def run_demo(spark, lake_dir: str, raw_dir: str | None = None, events: int = 300_000, seed: int = 7) -> dict:
     """Generate ``events`` synthetic events, run the pipeline into ``lake_dir``, print a summary."""
-    from etl.generator import GeneratorConfig, generate
-    from etl.job import run_etl
-    from graph_build.export import export_graph
-    from graph_build.job import build_graph
-    from graph_build.manifest import table_rows
-    from graphlake.report import write_pipeline_report
-    from training.job import embeddings_table, train
+    from graphlake.etl.generator import GeneratorConfig, generate
+    from graphlake.etl.job import run_etl
+    from graphlake.graph_build.export import export_graph
+    from graphlake.graph_build.job import build_graph
+    from graphlake.graph_build.manifest import table_rows
+    from graphlake.app.report import write_pipeline_report
+    from graphlake.training.job import embeddings_table, train
 
     if not isinstance(events, int) or events < 1000:
         raise ValueError(f"events: expected an int >= 1000, got {events!r}")
@@ -115,8 +115,8 @@ DEMO_QUERIES = (
 
 
 def _publish_and_query(spark, lake_dir: str, run_id: str) -> dict:
-    import udfs
-    from assets.publish import publish
+    from graphlake import udfs
+    from graphlake.assets.publish import publish
 
     t = _step("publish: embeddings -> versioned assets (Delta + FAISS index), quality gate, promote")
     pub = publish(spark, lake_dir, run_id=run_id, promote=True)

@@ -16,7 +16,7 @@ Only exceptions of the classes below (and argparse's own usage errors) give exit
 ``ValueError`` raised deep inside a stage is a bug, not the user's fault: exit 3.
 
 Example:
-    >>> from graphlake.errors import UsageError
+    >>> from graphlake.core.errors import UsageError
     >>> raise UsageError(f"k: expected an int in 1..1000, got {k!r}")
 """
 
