@@ -119,7 +119,7 @@ def test_dag_runs_two_dates_then_a_backfill_of_the_first(spark, tmp_path, raw_tw
     import pyspark
 
     submit = os.path.join(os.path.dirname(pyspark.__file__), "bin", "spark-submit")
-    proc = subprocess.run([submit, "--master", "local[1]", os.path.join(ROOT, "graphlake", "pipeline.py"),
+    proc = subprocess.run([submit, "--master", "local[1]", os.path.join(ROOT, "graphlake", "app", "pipeline.py"),
                            "validate_graph", "--lake", lake_dir, "--ds", "2024-01-01"], cwd=str(tmp_path),
                           env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYSPARK_PYTHON": sys.executable,
                                "PYSPARK_DRIVER_PYTHON": sys.executable},
