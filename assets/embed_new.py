@@ -57,6 +57,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from graphlake.core.edge_types import parse_edge_type
 from graphlake.assets import schema as A
 from graphlake.assets.bundle import bundle_dir, write_bundle
 from graphlake.assets.config import AssetConfig
@@ -294,7 +295,7 @@ def _edges(spark, ctx: dict, fresh: dict, counts: dict) -> dict:
         made[name] = searched_edges(new_rows(ev, S.QUERY, S.ITEM_ID), maps[G.QUERY], maps[G.ITEM], config, ref)
     parts = []
     for name, df in sorted(made.items()):
-        src, _, dst = name.split("__")
+        src, _, dst = parse_edge_type(name)
         keep = df.filter((F.col(G.SRC_ID) >= bases[src]) | (F.col(G.DST_ID) >= bases[dst]))
         parts.append(keep.select(F.lit(name).alias(_EDGE_TYPE), G.SRC_ID, G.DST_ID, G.WEIGHT))
     out = {name: (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)) for name in made}

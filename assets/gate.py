@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 from pyspark.sql import functions as F
 
+from graphlake.core.edge_types import parse_edge_type
 from graphlake.assets import schema as A
 from graphlake.assets.bundle import open_bundle
 from graphlake.assets.config import AssetConfig
@@ -63,7 +64,7 @@ def _category_lift(spark, row: dict, graph: dict, config: AssetConfig) -> float 
     from graphlake.graph_build.manifest import read_graph_table
 
     edge = f"{row['node_type']}__belongs_to__{G.CATEGORY}"
-    if tables.edges(*edge.split("__")) not in graph["tables"]:
+    if tables.edges(*parse_edge_type(edge)) not in graph["tables"]:
         return None
     bundle = open_bundle(row["files"])
     n = bundle.vectors.shape[0]
@@ -74,7 +75,7 @@ def _category_lift(spark, row: dict, graph: dict, config: AssetConfig) -> float 
         return None
     queries = bundle.scoring_vectors()[sample]
     _, nbrs = bundle.index().search(np.ascontiguousarray(queries), k + 1)
-    cats = read_graph_table(spark, graph, tables.edges(*edge.split("__"))).select(G.SRC_ID, G.DST_ID)
+    cats = read_graph_table(spark, graph, tables.edges(*parse_edge_type(edge))).select(G.SRC_ID, G.DST_ID)
     # categories of the sampled items and their neighbours only: a bounded set of ids
     wanted = np.unique(np.concatenate([sample, nbrs[nbrs >= 0].ravel()]))
     ids = spark.createDataFrame(pd.DataFrame({G.SRC_ID: wanted.astype(np.int64)}))

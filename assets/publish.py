@@ -32,6 +32,7 @@ import time
 
 from pyspark.sql import functions as F
 
+from graphlake.core.edge_types import parse_edge_type
 from graphlake.assets import schema as A
 from graphlake.assets.bundle import bundle_dir, write_bundle
 from graphlake.assets.config import AssetConfig
@@ -84,7 +85,7 @@ def _run(spark, lake_dir: str, run_id: str | None) -> tuple[str, str, dict]:
 def _item_like(spec: dict) -> set[str]:
     """Node types that are recommended (destinations of the run's targets, or items by default)."""
     targets = spec["config"].get("targets") or []
-    return {t.split("__")[2] for t in targets} or {"item"}
+    return {parse_edge_type(t).dst for t in targets} or {"item"}
 
 
 def _score_and_history(spec: dict) -> tuple[str, list[str]]:
@@ -131,7 +132,7 @@ def publish(spark, lake_dir: str, run_id: str | None = None, node_types=None, co
     available = sorted(n[:-4] for n in os.listdir(os.path.join(run_dir, "embeddings")) if n.endswith(".npy"))
     score, history = _score_and_history(spec)
     if node_types is None:  # the run's user and item types; other types on request
-        node_types = sorted({t.split("__")[i] for t in history for i in (0, 2)} & set(available)) or available
+        node_types = sorted({parse_edge_type(t)[i] for t in history for i in (0, 2)} & set(available)) or available
     if isinstance(node_types, str) or not node_types:
         raise UsageError(f"node_types: expected a non-empty list of node types, got {node_types!r}")
     missing = [t for t in node_types if t not in available]

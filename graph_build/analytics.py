@@ -49,6 +49,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from graphlake.core.edge_types import parse_edge_type
 from graphlake.graph_build import schema as G
 from graphlake.core import tables
 
@@ -90,14 +91,6 @@ _A, _B, _M = "_gl_a", "_gl_b", "_gl_m"
 
 
 # ---------------------------------------------------------------- inputs
-def parse_edge_type(name: str) -> tuple[str, str, str]:
-    """``"user__click__item"`` → ``("user", "click", "item")``; ValueError otherwise."""
-    parts = name.split("__") if isinstance(name, str) else []
-    if len(parts) != 3 or not all(parts):
-        raise ValueError(f"edges: keys must be '<src>__<rel>__<dst>', got {name!r}")
-    return parts[0], parts[1], parts[2]
-
-
 def _check_inputs(node_counts, edges, need_counts: bool = True) -> None:
     if need_counts or node_counts is not None:
         if not isinstance(node_counts, Mapping):
@@ -108,7 +101,7 @@ def _check_inputs(node_counts, edges, need_counts: bool = True) -> None:
     if not isinstance(edges, Mapping):
         raise TypeError(f"edges: expected a dict {{'<src>__<rel>__<dst>': DataFrame}}, got {type(edges).__name__}")
     for name, df in edges.items():
-        src, _, dst = parse_edge_type(name)
+        src, _, dst = parse_edge_type(name, "edges")
         if not isinstance(df, DataFrame):
             raise TypeError(f"edges[{name!r}]: expected a DataFrame, got {type(df).__name__}")
         if missing := {G.SRC_ID, G.DST_ID, G.WEIGHT} - set(df.columns):
@@ -174,7 +167,7 @@ def _global_edges(node_counts, edges, weighted: bool) -> DataFrame | None:
     offsets = global_offsets(node_counts)
     parts = []
     for name, df in sorted(edges.items()):
-        src, _, dst = parse_edge_type(name)
+        src, _, dst = parse_edge_type(name, "edges")
         w = F.col(G.WEIGHT).cast("double") if weighted else F.lit(1.0)
         parts.append(df.select((F.col(G.SRC_ID) + F.lit(offsets[src])).alias(_SRC),
                                (F.col(G.DST_ID) + F.lit(offsets[dst])).alias(_DST), w.alias(_W)))
@@ -240,7 +233,7 @@ def degree_distribution(edges: Mapping[str, DataFrame], node_counts: Mapping[str
     _check_inputs(node_counts, edges, need_counts=False)
     parts = []
     for name, df in sorted(edges.items()):
-        src, _, dst = parse_edge_type(name)
+        src, _, dst = parse_edge_type(name, "edges")
         for direction, col, node_type in ((OUT, G.SRC_ID, src), (IN, G.DST_ID, dst)):
             per_node = df.groupBy(col).agg(F.count(F.lit(1)).alias(DEGREE))
             dist = per_node.groupBy(DEGREE).agg(F.count(F.lit(1)).alias(NUM_NODES))

@@ -18,6 +18,7 @@ import logging
 import os
 import time
 
+from graphlake.core.edge_types import parse_edge_type
 from graphlake.graph_build.manifest import load_graph_version, read_graph_table
 from graphlake.graph_build.snapshot import open_snapshot, export_snapshot
 from graphlake.core import tables
@@ -53,7 +54,7 @@ def export_graph(spark, lake_dir: str, version: int | None = None, out_dir: str 
     out_dir = os.path.abspath(out_dir or tables.snapshot_dir(lake_dir, gv))
     reused = os.path.exists(out_dir) and not overwrite
     if not reused:
-        edges = {name: read_graph_table(spark, graph, tables.edges(*name.split("__"))) for name in graph["edge_counts"]}
+        edges = {name: read_graph_table(spark, graph, tables.edges(*parse_edge_type(name))) for name in graph["edge_counts"]}
         features = {t: read_graph_table(spark, graph, tables.features(t)) for t in graph["node_types"]
                     if tables.features(t) in graph["tables"]}
         try:

@@ -24,6 +24,7 @@ import uuid
 from pyspark import StorageLevel
 from pyspark.sql import functions as F
 
+from graphlake.core.edge_types import parse_edge_type
 from graphlake.etl import schema as S
 from graphlake.graph_build import schema as G
 from graphlake.graph_build.config import GraphConfig, config_hash, config_json
@@ -283,7 +284,7 @@ def _validate(spark, lake_dir, outputs, node_counts, edge_counts, config, build_
         return lake.read_table(spark, tables.table_path(lake_dir, name), version=outputs[name])
 
     types = sorted(node_counts)
-    edges = {name: read(tables.edges(*name.split("__"))) for name in edge_counts}
+    edges = {name: read(tables.edges(*parse_edge_type(name))) for name in edge_counts}
     features = {t: read(tables.features(t)) for t in types if tables.features(t) in outputs}
     batches = graph_suites({t: read(tables.id_map(t)) for t in types}, {t: read(tables.nodes(t)) for t in types},
                            edges, features, node_counts, edge_counts, _feature_dims(config))

@@ -21,6 +21,7 @@ import os
 import pyarrow as pa
 from pyspark.sql import functions as F
 
+from graphlake.core.edge_types import parse_edge_type
 from graphlake.graph_build import schema as G
 from graphlake.core import lake, tables
 from graphlake.core.errors import InputNotFoundError, UsageError
@@ -76,7 +77,7 @@ def _entry(row, lake_dir: str, manifest_version: int) -> dict:
         "edge_counts": edge_counts,
         "feature_spec": json.loads(row[G.FEATURE_SPEC] or "{}"),
         "node_types": sorted(node_counts),
-        "edge_types": [tuple(name.split("__")) for name in sorted(edge_counts)],
+        "edge_types": [tuple(parse_edge_type(name)) for name in sorted(edge_counts)],
         "manifest_version": manifest_version,
         "lake": os.path.abspath(lake_dir),
     }

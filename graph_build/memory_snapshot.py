@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
+from graphlake.core.edge_types import parse_edge_type
 
 
 class MemorySnapshot:
@@ -63,7 +64,7 @@ class MemorySnapshot:
         }
 
     def _checked_csr(self, name, csr) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        parts = name.split("__") if isinstance(name, str) else []
+        parts = parse_edge_type(name, "edges") if isinstance(name, str) and name.count("__") == 2 else ()
         if len(parts) != 3 or parts[0] not in self._num or parts[2] not in self._num:
             raise ValueError(f"edges: expected keys '<src>__<rel>__<dst>' over the types {sorted(self._num)}, "
                              f"got {name!r}")

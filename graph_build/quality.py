@@ -40,6 +40,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from graphlake.core.edge_types import parse_edge_type
 from graphlake.graph_build import schema as G
 from graphlake.core import tables
 from graphlake.core.quality import Suite
@@ -283,14 +284,14 @@ def graph_suites(id_maps: Mapping[str, DataFrame], nodes: Mapping[str, DataFrame
     edge_counts = dict(edge_counts or {})
     missing = sorted({t for t in id_maps if t not in node_counts})
     for name in edges:
-        src, _rel, dst = name.split("__")
+        src, _rel, dst = parse_edge_type(name)
         missing += [t for t in (src, dst) if t not in node_counts]
     if missing:
         raise ValueError(f"node_counts: no count for node types {sorted(set(missing))}")
     map_types = {tables.id_map(t): t for t in id_maps}
     node_types = {tables.nodes(t): t for t in nodes}
-    edge_types = {tables.edges(*name.split("__")): name.split("__") for name in edges}
-    edge_frames = {table: (edges["__".join(e)], node_counts[e[0]], node_counts[e[2]])
+    edge_types = {tables.edges(*parse_edge_type(name)): parse_edge_type(name) for name in edges}
+    edge_frames = {table: (edges[str(e)], node_counts[e.src], node_counts[e.dst])
                    for table, e in edge_types.items()}
     rows = {
         "graph.id_maps": [_id_map_checks(m, node_counts[map_types[m[TABLE]]]) for m in

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pyspark.sql import types as T
 
+from graphlake.core.edge_types import edge_type_name  # noqa: F401  (G.edge_type_name: the one formatter)
 from graphlake.etl import schema as ES
 
 # ---------------------------------------------------------------- node and edge types
@@ -24,12 +25,6 @@ CO_PURCHASE = "co_purchase"  # item -> item, same user within a window
 SEARCHED = "searched"  # query -> item (events that carried a query)
 
 
-def edge_type_name(src: str, rel: str, dst: str) -> str:
-    """``<src>__<rel>__<dst>``, the suffix of ``graph/edges_...`` and of snapshot folders."""
-    for name, value in (("src", src), ("rel", rel), ("dst", dst)):
-        if not isinstance(value, str) or not value or "__" in value or "/" in value:
-            raise ValueError(f"{name}: expected a non-empty name without '__' or '/', got {value!r}")
-    return f"{src}__{rel}__{dst}"
 
 
 # ---------------------------------------------------------------- columns

@@ -61,7 +61,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
 from graphlake.graph_build import schema as G
-from graphlake.graph_build.analytics import parse_edge_type
+from graphlake.core.edge_types import parse_edge_type
 
 log = logging.getLogger(__name__)
 

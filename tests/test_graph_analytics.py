@@ -177,7 +177,7 @@ def test_input_errors(spark):
         A.pagerank({"user": 1, "item": 5}, edges)
     with pytest.raises(ValueError, match="not in node_counts"):
         A.connected_components({"user": 1}, edges)
-    with pytest.raises(ValueError, match="edges: keys"):
+    with pytest.raises(ValueError, match="edges: expected an edge type"):
         A.degree_distribution({"user_click_item": edges["user__click__item"]})
     with pytest.raises(ValueError, match="iterations"):
         A.pagerank({"user": 1, "item": 6}, edges, iterations=0)

@@ -125,7 +125,7 @@ def test_bad_graph_input():
         HeteroCSRGraph(ok, {"user__click__item": (CLICK_CSR[0], CLICK_CSR[1].astype(float), CLICK_CSR[2])})
     with pytest.raises(ValueError, match="node type 'brand' not in num_nodes"):
         HeteroCSRGraph(ok, {"item__by__brand": BELONGS_CSR})
-    with pytest.raises(ValueError, match="edge_type: expected '<src>__<rel>__<dst>'"):
+    with pytest.raises(ValueError, match="edge_type: expected an edge type '<src>__<rel>__<dst>'"):
         HeteroCSRGraph(ok, {"user_click_item": CLICK_CSR})
 
 

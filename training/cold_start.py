@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from graphlake.core.edge_types import parse_edge_type
 from graphlake.training import checkpoint as ckpt
 from graphlake.training.sampling import csr_rows
 from graphlake.training.scoring import ranking_score
@@ -125,11 +126,11 @@ class ColdStart:
 
 def item_type_of(targets) -> tuple[str, str]:
     """``(user type, item type)`` of the targets (all must end at one item type)."""
-    types = sorted({t.split("__")[2] for t in targets})
+    types = sorted({parse_edge_type(t).dst for t in targets})
     if len(types) != 1:
         raise ValueError(f"cold_start_fraction: the targets {list(targets)} end at several node types {types}; "
                          "cold start holds out items of one type")
-    return targets[0].split("__")[0], types[0]
+    return parse_edge_type(targets[0]).src, types[0]
 
 
 def select_cold_items(snapshot, targets, fraction: float, seed: int) -> ColdStart:
@@ -177,7 +178,7 @@ def remove_cold_edges(csr: dict, cold: ColdStart) -> dict:
     held = cold.mask()
     out = dict(csr)
     for name, (indptr, indices, weights) in csr.items():
-        s, rel, d = name.split("__")
+        s, rel, d = parse_edge_type(name)
         if cold.node_type not in (s, d) or rel in KEEP_RELATIONS:
             continue
         ptr = torch.from_numpy(np.array(indptr, dtype=np.int64))
@@ -214,7 +215,7 @@ def read_cold_items(run_dir: str) -> dict | None:
 
 def held_out_pairs(snapshot, targets, item_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Unique ``(user, item)`` pairs of the targets' edges into ``item_ids`` (sorted)."""
-    n_items = snapshot.num_nodes(targets[0].split("__")[2])
+    n_items = snapshot.num_nodes(parse_edge_type(targets[0]).dst)
     held = torch.zeros(n_items, dtype=torch.bool)
     held[item_ids] = True
     keys = []
@@ -253,7 +254,7 @@ def attribute_popularity(snapshot, targets, item_ids: torch.Tensor) -> torch.Ten
     Example:
         >>> scores = attribute_popularity(snap, ["user__purchase__item"], torch.tensor([3, 9]))
     """
-    item_type = targets[0].split("__")[2]
+    item_type = parse_edge_type(targets[0]).dst
     n_items = snapshot.num_nodes(item_type)
     held = torch.zeros(n_items, dtype=torch.bool)
     held[item_ids] = True
@@ -264,7 +265,7 @@ def attribute_popularity(snapshot, targets, item_ids: torch.Tensor) -> torch.Ten
     interactions[held] = 0.0
     total, count = torch.zeros(n_items, dtype=torch.float64), torch.zeros(n_items, dtype=torch.float64)
     for e in snapshot.edge_types:
-        src_type, rel, dst_type = e.split("__")
+        src_type, rel, dst_type = parse_edge_type(e)
         if src_type != item_type or rel not in KEEP_RELATIONS:
             continue
         indptr, indices, _ = snapshot.csr(e)
@@ -315,7 +316,7 @@ def cold_start_metrics(run_dir: str, k: int = 20) -> dict:
     snap = open_snapshot(spec["snapshot"])
     targets = resolve_targets(snap, config)
     user_type, item_type = item_type_of(targets)
-    targets = [t for t in targets if t.split("__")[0] == user_type]
+    targets = [t for t in targets if parse_edge_type(t).src == user_type]
     for t in (user_type, item_type):
         if not os.path.isfile(embeddings_path(run_dir, t)):
             raise FileNotFoundError(f"run_dir: {run_dir} has no {t} embeddings (did the run finish?)")

@@ -26,6 +26,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from graphlake.core.edge_types import parse_edge_type
 
 MODES = ("sampled", "full")
 INFERENCES = ("sampled", "layerwise")
@@ -52,10 +53,9 @@ def _float(name: str, value, minimum: float = 0.0, strict: bool = False) -> floa
 
 
 def _edge_type(name: str, value) -> str:
-    parts = value.split("__") if isinstance(value, str) else []
-    if len(parts) != 3 or not all(parts):
+    if not isinstance(value, str):
         raise ValueError(f"{name}: expected an edge type '<src>__<rel>__<dst>', got {value!r}")
-    return value
+    return str(parse_edge_type(value, name))
 
 
 @dataclass(frozen=True)

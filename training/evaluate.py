@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from pyspark.sql import functions as F
 
+from graphlake.core.edge_types import parse_edge_type
 from graphlake.etl import schema as S
 from graphlake.graph_build import schema as G
 from graphlake.graph_build.manifest import load_graph_version, read_graph_table
@@ -166,9 +167,9 @@ def evaluate(spark, lake_dir: str, run_id: str | None = None, test_table: str = 
     config = TrainConfig(**{k_: v for k_, v in spec["config"].items()})
     run_targets = resolve_targets(snap, config)
     evaluated = _evaluated_target(target, run_targets, snap.edge_types)
-    user_type, _, item_type = evaluated.split("__")
+    user_type, _, item_type = parse_edge_type(evaluated)
     masked = [evaluated] if mask == "target" else \
-        [t for t in run_targets if t.split("__")[0] == user_type and t.split("__")[2] == item_type]
+        [t for t in run_targets if parse_edge_type(t).src == user_type and parse_edge_type(t).dst == item_type]
     for name in (user_type, item_type):
         if not os.path.isfile(embeddings_path(run_dir, name)):
             raise InputNotFoundError(f"run_id: run {run_id} has no {name} embeddings (did it finish?)")

@@ -44,6 +44,7 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
+from graphlake.core.edge_types import parse_edge_type
 from graphlake.training import checkpoint as ckpt
 from graphlake.training.layerwise import layerwise_embeddings
 
@@ -110,7 +111,7 @@ def embed_new_nodes(run_dir: str, new_nodes: Mapping[str, Mapping], new_edges: M
     n_all = {t: n_old[t] + counts.get(t, 0) for t in n_old}
     edges = _check_new_edges(new_edges, sorted(csr), n_old, n_all)
     for name in csr:
-        s, _, _ = name.split("__")
+        s, _, _ = parse_edge_type(name)
         if name in edges or n_all[s] != n_old[s]:
             csr[name] = _extend_csr(*csr[name], n_all[s], *edges.get(name, (None, None, None)))
     modelled = trained_node_types(csr)
@@ -286,7 +287,7 @@ def _check_new_edges(new_edges, edge_types: list[str], n_old: dict, n_all: dict)
             raise ValueError(f"new_edges: unknown edge type {name!r} (the run's edge types: {edge_types})")
         if not isinstance(value, (tuple, list)) or len(value) != 3:
             raise TypeError(f"{where}: expected a tuple (src_ids, dst_ids, weights), got {type(value).__name__}")
-        s, _, d = name.split("__")
+        s, _, d = parse_edge_type(name)
         src, dst = _int_array(f"{where} src_ids", value[0]), _int_array(f"{where} dst_ids", value[1])
         if len(src) != len(dst):
             raise ValueError(f"{where}: src_ids and dst_ids differ in length ({len(src)} and {len(dst)})")

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from graphlake.core.edge_types import parse_edge_type
 from graphlake.core.errors import UsageError
 from graphlake.training.config import TrainConfig
 from graphlake.training.run_data import BEHAVIOURS, TARGET_BEHAVIOUR, behaviour_edge, default_targets
@@ -78,10 +79,10 @@ def recommended_config(graph: dict, target: str | None = None, **overrides) -> T
         weights = {e: AUXILIARY_WEIGHT for e in targets[1:]} if AUXILIARY_WEIGHT != 1.0 else {}
     else:  # no purchase: every behaviour is a target of equal weight
         targets, weights = behaviours, {}
-    relations = sorted(set(behaviours) | {e for e in present if e.split("__")[1] in ATTRIBUTE_RELATIONS})
+    relations = sorted(set(behaviours) | {e for e in present if parse_edge_type(e).relation in ATTRIBUTE_RELATIONS})
     relation_edges = sum(counts[e] for e in relations)
     target_edges = sum(counts[e] for e in targets)
-    items = int((graph.get("node_counts") or {}).get(main.split("__")[2], 0)) or 4096
+    items = int((graph.get("node_counts") or {}).get(parse_edge_type(main).dst, 0)) or 4096
     batch = max(64, min(8192, target_edges // MIN_STEPS_PER_EPOCH))
     full = relation_edges <= FULL_GRAPH_MAX_EDGES
     recipe = {"targets": tuple(targets), "target_weights": weights, "edge_types": tuple(relations),

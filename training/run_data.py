@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from graphlake.core.edge_types import parse_edge_type
 from graphlake.training import checkpoint as ckpt
 from graphlake.training.cold_start import remove_cold_edges, select_cold_items
 from graphlake.training.config import TrainConfig
@@ -38,7 +39,7 @@ def default_targets(edge_types) -> list[str]:
     setting: ``graphlake train --target purchase``; it is not the default because a small lake has
     too few purchases to train on: the 4,000-event demo got one step and no validation slice.)"""
     return [e for e in edge_types if e.startswith("user__") and e.endswith("__item")
-            and e.split("__")[1] in BEHAVIOURS]
+            and parse_edge_type(e).relation in BEHAVIOURS]
 
 
 def resolve_targets(snapshot, config: TrainConfig) -> list[str]:
@@ -60,7 +61,7 @@ def trained_node_types(edge_types) -> list[str]:
     gets no encoder and no embedding)."""
     out = set()
     for e in edge_types:
-        parts = e.split("__") if isinstance(e, str) else e
+        parts = parse_edge_type(e) if isinstance(e, str) else e
         out.update((parts[0], parts[2]))
     return sorted(out)
 

@@ -32,6 +32,7 @@ Example:
 from __future__ import annotations
 
 import numpy as np
+from graphlake.core.edge_types import parse_edge_type
 
 
 def has_score_column(model_config) -> bool:
@@ -55,8 +56,8 @@ def prior_roles(targets) -> tuple[set, set]:
     Raises:
         ValueError: a type is both a source and a destination (the prior needs one side per type).
     """
-    sources = {e.split("__")[0] for e in targets}
-    dests = {e.split("__")[2] for e in targets}
+    sources = {parse_edge_type(e).src for e in targets}
+    dests = {parse_edge_type(e).dst for e in targets}
     both = sorted(sources & dests)
     if both:
         raise ValueError(f"model.popularity_prior / destination_bias: node types {both} are both a source and a "

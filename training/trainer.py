@@ -38,6 +38,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from graphlake.core.edge_types import parse_edge_type
 from graphlake.training import checkpoint as ckpt
 from graphlake.training.cold_start import write_cold_items
 from graphlake.training.config import TrainConfig
@@ -124,7 +125,7 @@ class Trainer:
         self.sampler = CSRNeighborSampler(self.graph, list(config.fanouts), weighted=config.weighted_sampling)
         self.negatives = {}
         for e in self.targets:
-            s_type, _, d_type = e.split("__")
+            s_type, _, d_type = parse_edge_type(e)
             fwd, rev = message_relations(e)
             cold = self.cold is not None and self.cold.node_type == d_type
             self.negatives[e] = NegativeSampler(
@@ -199,7 +200,7 @@ class Trainer:
         seeds: dict[str, list] = {}
         plan, exclude = [], {}
         for e in self.targets:
-            s_type, _, d_type = e.split("__")
+            s_type, _, d_type = parse_edge_type(e)
             pos_src, pos_dst = self._rank_batch(e, epoch, step)
             if c.shared_negatives:  # one set of num_negatives for the whole batch (scored by a matmul)
                 neg = self.negatives[e].sample(pos_src[:1], pos_dst[:1], c.num_negatives, generator=g)
@@ -456,7 +457,7 @@ class Trainer:
         emb = embeddings or self.embed_all(trained_node_types(self.validation))
         out = {}
         for e, (src, dst) in self.validation.items():
-            s_type, _, d_type = e.split("__")
+            s_type, _, d_type = parse_edge_type(e)
             indptr, indices, _ = self.graph.csr(message_relations(e)[1])  # (d, rev_r, s): indexed by s
             m = ranking_metrics(emb[s_type], emb[d_type], src, dst, indptr, indices,
                                 k=min(k, emb[d_type].shape[0]), score=ranking_score(self.model_config))

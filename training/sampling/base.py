@@ -35,6 +35,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
+from graphlake.core.edge_types import EdgeType, parse_edge_type
 
 Relation = tuple[str, str, str]  # (src_type, name, dst_type): messages src -> dst
 REVERSE_PREFIX = "rev_"
@@ -42,16 +43,15 @@ REVERSE_PREFIX = "rev_"
 
 def message_relations(edge_type: str) -> tuple[Relation, Relation]:
     """The two message relations of a stored ``<s>__<r>__<d>`` edge type: ``(s, r, d)`` and ``(d, rev_r, s)``."""
-    parts = edge_type.split("__") if isinstance(edge_type, str) else []
-    if len(parts) != 3 or not all(parts):
-        raise ValueError(f"edge_type: expected '<src>__<rel>__<dst>', got {edge_type!r}")
-    s, r, d = parts
+    if not isinstance(edge_type, str):
+        raise ValueError(f"edge_type: expected an edge type '<src>__<rel>__<dst>', got {edge_type!r}")
+    s, r, d = parse_edge_type(edge_type)
     return (s, r, d), (d, REVERSE_PREFIX + r, s)
 
 
 def relation_name(rel: Relation) -> str:
     """``'<src>__<name>__<dst>'``: a string key for module dicts (``nn.ModuleDict`` needs strings)."""
-    return "__".join(rel)
+    return str(EdgeType(*rel))
 
 
 @dataclass(frozen=True)

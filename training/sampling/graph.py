@@ -31,6 +31,7 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
+from graphlake.core.edge_types import parse_edge_type
 from graphlake.training.sampling.base import Block, Relation, SampledBatch, message_relations, relation_name
 
 CSR = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -449,7 +450,10 @@ class HeteroCSRGraph:
         return self._stored[self._check_edge_type(edge_type)][1]
 
     def _rel(self, rel) -> Relation:
-        key = tuple(rel.split("__")) if isinstance(rel, str) else tuple(rel)
+        try:
+            key = tuple(parse_edge_type(rel, "rel"))
+        except ValueError:
+            key = None
         if key not in self._csr:
             raise ValueError(f"rel: expected one of {[relation_name(r) for r in self.relations]}, got {rel!r}")
         return key
