@@ -1,22 +1,26 @@
 """``graphlake_daily``: for a logical date, ETL → validate → graph build → validate → train → evaluate
 → publish → gate → promote → report.
 
-Every task calls ONE packaged entry point, :func:`graphlake.app.pipeline.run_step`; nothing heavy is
-imported and no data is touched when Airflow parses this file. Runs are one at a time, in date
-order (``max_active_runs=1``: training starts from the previous run's model), so a backfill over
-a date range (``airflow backfill create --dag-id graphlake_daily --from-date … --to-date …``)
-replays the dates in order; the ETL of a date replaces that date's partitions, so a backfill or a
-retry never duplicates rows, and each graph version uses the events up to its logical date only.
+Every task is generated from the step registry (:data:`graphlake.app.steps.STEPS`: one task per
+step, in its order) and calls ONE packaged entry point, :func:`graphlake.app.pipeline.run_step`, with
+every parameter of the step (each from its declared source: a DAG param, the logical date, a key of
+an upstream task's result); nothing heavy is imported and no data is touched when Airflow parses
+this file. Runs are one at a time, in date order (``max_active_runs=1``: training starts from the
+previous run's model), so a backfill over a date range (``airflow backfill create --dag-id
+graphlake_daily --from-date … --to-date …``) replays the dates in order; the ETL of a date replaces
+that date's partitions, so a backfill or a retry never duplicates rows, and each graph version uses
+the events up to its logical date only.
 
-Settings (DAG params, overridable per run with ``--conf`` / ``run_conf``; defaults from env):
-``lake`` (``$GRAPHLAKE_LAKE``), ``raw`` (``$GRAPHLAKE_RAW``: the raw log contract, one
+Settings (DAG params, generated from the steps' parameters, overridable per run with ``--conf`` /
+``run_conf``): ``lake`` (``$GRAPHLAKE_LAKE``), ``raw`` (``$GRAPHLAKE_RAW``: the raw log contract, one
 ``events/dt=YYYY-MM-DD`` folder per date), ``train_mode`` (``incremental`` | ``full``),
-``backend`` / ``workers`` (the Horovod or DDP launcher), ``epochs`` and the YAML configs of the
-stages. With ``$GRAPHLAKE_SPARK_CONN_ID`` set (an Airflow Spark connection), the Spark steps
-(ETL, graph build, publish) run through ``SparkSubmitOperator`` on that cluster
-(``$GRAPHLAKE_SPARK_PACKAGES``: e.g. the Delta and GraphFrames packages), and the steps after
-them find what they wrote in the lake; otherwise every step runs in the task's process with a
-local Spark session.
+``backend`` / ``workers`` / ``launcher`` / ``launcher_args`` (the Horovod or DDP launcher),
+``device`` (``cuda`` asks for a GPU), ``epochs``, ``eval_k`` and the YAML configs of the stages
+(``etl_config``, ``graph_config``, ``train_config``, ``asset_config``). With
+``$GRAPHLAKE_SPARK_CONN_ID`` set (an Airflow Spark connection), the Spark steps (ETL, graph build,
+publish) run through ``SparkSubmitOperator`` on that cluster (``$GRAPHLAKE_SPARK_PACKAGES``: e.g.
+the Delta and GraphFrames packages) with the same parameters, and the steps after them find what
+they wrote in the lake; otherwise every step runs in the task's process with a local Spark session.
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ import os
 from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Param, task
+
+from graphlake.app.stepkit import dag_application_args, dag_kwargs, dag_params
+from graphlake.app.steps import STEPS  # declarations only: no Spark, torch or job code at parse time
 
 LAKE = os.environ.get("GRAPHLAKE_LAKE", "./lakehouse")
 RAW = os.environ.get("GRAPHLAKE_RAW", "./raw")
@@ -38,22 +45,34 @@ DEFAULT_ARGS = {
     "execution_timeout": timedelta(hours=2),
 }
 TRAIN_TIMEOUT = timedelta(hours=int(os.environ.get("GRAPHLAKE_TRAIN_TIMEOUT_HOURS", "8")))
+TIMEOUTS = {"train": TRAIN_TIMEOUT}  # the others: DEFAULT_ARGS'
+# the DAG's defaults where they differ from the steps' (a scheduled run trains with two Horovod ranks)
+PARAM_DEFAULTS = {"lake": LAKE, "raw": RAW, "backend": "horovod", "workers": 2}
 
 
-def _step(step: str, **kwargs) -> dict:
-    from graphlake.app.pipeline import run_step  # imported when the task runs, not when the DAG is parsed
+def _local(step):
+    """The step as a task in the worker's process: ``run_step`` with every parameter."""
+    timeout = TIMEOUTS.get(step.name, DEFAULT_ARGS["execution_timeout"])
 
-    return run_step(step, **kwargs)
+    @task(task_id=step.name, execution_timeout=timeout, doc=step.help)
+    def run(params=None, ds=None, ti=None) -> dict:
+        from graphlake.app.pipeline import run_step  # imported when the task runs, not when the DAG is parsed
+
+        return run_step(step.name, **dag_kwargs(step, params, ds, ti.xcom_pull, timeout.total_seconds()))
+
+    return run()
 
 
-def _spark_submit(task_id: str, step: str, args: list[str]):
-    """The step as a ``spark-submit`` of graphlake/pipeline.py on the configured cluster."""
+def _spark_submit(step):
+    """The step as a ``spark-submit`` of graphlake/app/pipeline.py on the configured cluster."""
     from importlib.util import find_spec
 
     from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
-    return SparkSubmitOperator(task_id=task_id, conn_id=SPARK_CONN_ID, application=find_spec("graphlake.app.pipeline").origin,
-                               application_args=[step, *args], name=f"graphlake-{step}-{{{{ ds }}}}",
+    return SparkSubmitOperator(task_id=step.name, conn_id=SPARK_CONN_ID, doc=step.help,
+                               application=find_spec("graphlake.app.pipeline").origin,
+                               application_args=[step.name, *dag_application_args(step)],
+                               name=f"graphlake-{step.name}-{{{{ ds }}}}",
                                packages=os.environ.get("GRAPHLAKE_SPARK_PACKAGES") or None)
 
 
@@ -66,85 +85,12 @@ with DAG(
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
     tags=["graphlake"],
-    params={
-        "lake": Param(LAKE, type="string", description="lake root"),
-        "raw": Param(RAW, type="string", description="raw log root (events/dt=YYYY-MM-DD, items/, users/)"),
-        "train_mode": Param("incremental", enum=["incremental", "full"],
-                            description="incremental: start from the newest run's model; full: from scratch"),
-        "backend": Param("horovod", enum=["local", "horovod", "ddp"], description="training launcher"),
-        "workers": Param(2, type="integer", minimum=1, description="training ranks"),
-        "epochs": Param(None, type=["null", "integer"], description="override the training config's epochs"),
-        "etl_config": Param(None, type=["null", "string"], description="YAML with ETL rules"),
-        "graph_config": Param(None, type=["null", "string"], description="YAML with graph rules"),
-        "train_config": Param(None, type=["null", "string"], description="YAML with training rules"),
-        "asset_config": Param(None, type=["null", "string"], description="YAML with gate / index options"),
-    },
+    params={name: Param(**spec) for name, spec in dag_params(STEPS.values(), PARAM_DEFAULTS).items()},
     doc_md=__doc__,
 ) as dag:
-
-    @task(task_id="etl")
-    def etl(params=None, ds=None) -> dict:
-        return _step("etl", lake=params["lake"], raw=params["raw"], ds=ds, config=params["etl_config"])
-
-    @task(task_id="validate_etl")
-    def validate_etl(etl_run: dict | None, params=None, ds=None) -> dict:
-        return _step("validate_etl", lake=params["lake"], etl_run_id=(etl_run or {}).get("run_id"), ds=ds,
-                     config=params["etl_config"])
-
-    @task(task_id="build_graph")
-    def build_graph(_validated: dict, params=None, ds=None) -> dict:
-        return _step("build_graph", lake=params["lake"], ds=ds, config=params["graph_config"])
-
-    @task(task_id="validate_graph")
-    def validate_graph(graph: dict | None, params=None, ds=None) -> dict:
-        return _step("validate_graph", lake=params["lake"], graph_version=(graph or {}).get("graph_version"), ds=ds)
-
-    @task(task_id="train", execution_timeout=TRAIN_TIMEOUT)
-    def train(validated: dict, params=None) -> dict:
-        return _step("train", lake=params["lake"], graph_version=validated["graph_version"],
-                     mode=params["train_mode"], config=params["train_config"], backend=params["backend"],
-                     workers=params["workers"], epochs=params["epochs"],
-                     timeout_s=TRAIN_TIMEOUT.total_seconds())
-
-    @task(task_id="evaluate")
-    def evaluate(trained: dict, params=None) -> dict:
-        return _step("evaluate", lake=params["lake"], run_id=trained["run_id"])
-
-    @task(task_id="publish")
-    def publish(evaluated: dict, params=None) -> dict:
-        return _step("publish", lake=params["lake"], run_id=evaluated["run_id"], config=params["asset_config"])
-
-    @task(task_id="gate")
-    def gate(published: dict | None, trained: dict, params=None) -> dict:
-        return _step("gate", lake=params["lake"], assets=(published or {}).get("assets"), run_id=trained["run_id"],
-                     config=params["asset_config"])
-
-    @task(task_id="promote")
-    def promote(gated: dict, params=None) -> dict:
-        return _step("promote", lake=params["lake"], assets=gated["assets"], config=params["asset_config"])
-
-    @task(task_id="report")
-    def report(promoted: dict, trained: dict, params=None, ds=None) -> dict:
-        return _step("report", lake=params["lake"], graph_version=trained["graph_version"], run_id=trained["run_id"],
-                     ds=ds)
-
-    if SPARK_CONN_ID:  # the Spark steps on the cluster; the next steps read what they committed
-        lake_args = ["--lake", "{{ params.lake }}"]
-        etl_run = _spark_submit("etl", "etl", [*lake_args, "--raw", "{{ params.raw }}", "--ds", "{{ ds }}"])
-        validated_etl = validate_etl(None)
-        etl_run >> validated_etl
-        graph = _spark_submit("build_graph", "build_graph", [*lake_args, "--ds", "{{ ds }}"])
-        validated_etl >> graph
-        validated_graph = validate_graph(None)
-        graph >> validated_graph
-        trained = train(validated_graph)
-        evaluated = evaluate(trained)
-        published = _spark_submit("publish", "publish", [*lake_args, "--run-id", "{{ ti.xcom_pull(task_ids='train')['run_id'] }}"])
-        evaluated >> published
-        gated = gate(None, trained)
-        published >> gated
-    else:
-        validated_graph = validate_graph(build_graph(validate_etl(etl())))
-        trained = train(validated_graph)
-        gated = gate(publish(evaluate(trained)), trained)
-    report(promote(gated), trained)
+    previous = None
+    for step in STEPS.values():  # a chain: each step reads what the one before committed (or its result)
+        current = _spark_submit(step) if SPARK_CONN_ID and step.spark else _local(step)
+        if previous is not None:
+            previous >> current
+        previous = current

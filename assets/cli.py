@@ -178,15 +178,19 @@ def python_error(exc: Exception) -> str | None:
     return found[-1] if found else None
 
 
-def add_commands(sub, common, wrap) -> None:
+def add_commands(sub, common, wrap) -> dict:
     """Add the asset verbs to ``graphlake``'s subparsers (``wrap(fn)`` adapts a (args, spark, emit) command; ``spark`` is a
-    zero-argument function returning the session)."""
-    p = sub.add_parser("publish", help="publish a training run as new embedding asset versions", parents=[common])
+    zero-argument function returning the session).
+
+    Returns:
+        ``{verb path: parser}`` of the verbs that run a pipeline step (``("publish",)``, ``("assets", "gate")``,
+        ``("assets", "promote")``): the caller adds the step's options (``--run-id``, ``--config``), which
+        :mod:`graphlake.app.steps` declares.
+    """
+    p = pub = sub.add_parser("publish", help="publish a training run as new embedding asset versions", parents=[common])
     p.set_defaults(func=wrap(cmd_publish))
-    p.add_argument("--run-id", dest="run_id", default=None, help="default: the newest finished run")
     p.add_argument("--node-types", dest="node_types", default=None, help="comma list (default: the run's)")
     p.add_argument("--promote", action="store_true", help="gate and promote the new versions")
-    p.add_argument("--config", help="YAML with gate / index options (top-level or under `assets:`)")
 
     p = sub.add_parser("embed-new", help="embed users/items that arrived after the graph version (no retraining) "
                        "into new asset versions", parents=[common])
@@ -211,11 +215,9 @@ def add_commands(sub, common, wrap) -> None:
     ga = a.add_parser("gate", help="quality gate only; the result is recorded on the version", parents=[common])
     ga.add_argument("--asset", required=True)
     ga.add_argument("--version", type=int, required=True)
-    ga.add_argument("--config", help="YAML with gate options")
     pr = a.add_parser("promote", help="quality gate (or a recorded pass), then production", parents=[common])
     pr.add_argument("--asset", required=True)
     pr.add_argument("--version", type=int, required=True)
-    pr.add_argument("--config", help="YAML with gate options")
     rb = a.add_parser("rollback", help="back to the previous production version", parents=[common])
     rb.add_argument("--asset", required=True)
     rb.add_argument("--to-version", dest="to_version", type=int, default=None)
@@ -234,3 +236,4 @@ def add_commands(sub, common, wrap) -> None:
     p.add_argument("--limit", type=int, default=20, help="rows to print")
     p.add_argument("--truncate", type=int, default=0, help="truncate cells to this width (0: no)")
     p.add_argument("--vertical", action="store_true", help="one line per column")
+    return {("publish",): pub, ("assets", "gate"): ga, ("assets", "promote"): pr}

@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -90,7 +91,8 @@ def _warm_start(spark, lake_dir: str, warm_start: str) -> dict:
     return {"run_id": warm_start, "checkpoint": path, "graph_version": read_run(run_dir)["graph_version"]}
 
 
-def _prepare(spark, lake_dir, config, graph_version, run_id, resume, warm_start=None) -> tuple[str, dict]:
+def _prepare(spark, lake_dir, config, graph_version, run_id, resume, warm_start=None,
+             overrides=None) -> tuple[str, dict]:
     if resume:
         if not run_id:
             raise UsageError("run_id: --resume needs the id of the run to continue")
@@ -103,7 +105,7 @@ def _prepare(spark, lake_dir, config, graph_version, run_id, resume, warm_start=
     start_from = _warm_start(spark, lake_dir, warm_start) if warm_start is not None else None
     exported = export_graph(spark, lake_dir, version=graph_version)
     if config is None:  # the recipe for this graph version (training.recipe)
-        config = recommended_config(load_graph_version(spark, lake_dir, exported["graph_version"]))
+        config = recommended_config(load_graph_version(spark, lake_dir, exported["graph_version"]), **(overrides or {}))
     if start_from is not None and start_from["graph_version"] > exported["graph_version"]:
         raise UsageError(f"warm_start: run {start_from['run_id']} trained on graph version "
                          f"{start_from['graph_version']}, newer than the {exported['graph_version']} trained now")
@@ -191,7 +193,8 @@ def write_embeddings(spark, lake_dir: str, graph: dict, run_id: str, run_dir: st
 def train(spark, lake_dir: str, config: TrainConfig | None = None, backend: str = "local", workers: int = 1,
           graph_version: int | None = None, run_id: str | None = None, resume: bool = False,
           launcher: str = "process", timeout_s: float | None = None, progress: bool = True,
-          warm_start: str | None = None, launcher_args=None, device: str = "auto") -> dict:
+          warm_start: str | None = None, launcher_args=None, device: str = "auto",
+          overrides: dict | None = None) -> dict:
     """Train on a graph version and write the embeddings (see the module docstring).
 
     Args:
@@ -214,6 +217,8 @@ def train(spark, lake_dir: str, config: TrainConfig | None = None, backend: str 
         device: where each rank trains: ``"auto"`` (its GPU when torch sees one, else the CPU),
             ``"cpu"``, ``"cuda"`` (rank ``local_rank``'s GPU; an error where there is none) or
             ``"cuda:N"``. Not part of the config: the same run may resume elsewhere.
+        overrides: TrainConfig fields set on top of ``config``, or of the recipe for the graph
+            when ``config`` is ``None`` (``{"epochs": 2}``); with ``resume``, only on a ``config``.
 
     Returns:
         ``{"run_id", "run_dir", "graph_version", "config_hash", "backend", "workers", "steps",
@@ -238,7 +243,14 @@ def train(spark, lake_dir: str, config: TrainConfig | None = None, backend: str 
         resolve_device(0, device)
     if config is not None and not isinstance(config, TrainConfig):
         raise TypeError(f"config: expected TrainConfig, got {type(config).__name__}")
-    run_dir, spec = _prepare(spark, lake_dir, config, graph_version, run_id, resume, warm_start)
+    if overrides and config is not None:  # without a config: on the recipe (_prepare)
+        unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(TrainConfig)})
+        if unknown:
+            raise TypeError(f"overrides: unknown TrainConfig fields {unknown}")
+        config = dataclasses.replace(config, **overrides)
+    elif overrides and resume:
+        raise UsageError(f"overrides: a resumed run keeps the config it started with, got {overrides}")
+    run_dir, spec = _prepare(spark, lake_dir, config, graph_version, run_id, resume, warm_start, overrides)
     if os.path.exists(os.path.join(run_dir, DONE_FILE)):
         os.remove(os.path.join(run_dir, DONE_FILE))
     if launcher_args and backend == "local":

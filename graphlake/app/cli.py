@@ -89,7 +89,7 @@ def cmd_etl(args) -> dict:
     from graphlake.core.config import load_config
 
     rules = load_config(EtlRules, args.config, section="etl")
-    report = run_etl(_spark(args), args.raw, args.lake, dates=args.date, rules=rules,
+    report = run_etl(_spark(args), args.raw, args.lake, dates=args.ds, rules=rules,
                      validate=not args.no_validate)
     _emit(args, report, _etl_human(report))
     return report
@@ -122,11 +122,15 @@ def cmd_import(args) -> dict:
 
 
 def cmd_validate(args) -> dict:
-    from graphlake.etl.job import last_run, validate_run
+    from graphlake.core.config import load_config
     from graphlake.core.quality import QualityError
+    from graphlake.etl.job import get_run, last_run, validate_run
+    from graphlake.etl.transforms import EtlRules
 
     if args.stage not in VALIDATE_STAGES:
         raise UsageError(f"--stage: expected one of {list(VALIDATE_STAGES)}, got {args.stage!r}")
+    if args.stage == "graph" and (args.etl_run_id or args.config):
+        raise UsageError("--etl-run-id / --config: only with --stage etl")
     spark = _spark(args)
     try:
         if args.stage == "graph":
@@ -134,7 +138,9 @@ def cmd_validate(args) -> dict:
 
             summary = validate_graph(spark, args.lake, version=args.graph_version)
         else:
-            summary = validate_run(spark, args.lake, last_run(spark, args.lake))
+            run = get_run(spark, args.lake, args.etl_run_id) if args.etl_run_id else last_run(spark, args.lake)
+            rules = load_config(EtlRules, args.config, section="etl") if args.config else None
+            summary = validate_run(spark, args.lake, run, rules=rules)
     except QualityError as exc:
         _emit(args, exc.summary, str(exc))
         raise SystemExit(1) from exc
@@ -152,7 +158,7 @@ def cmd_graph(args) -> dict:
         from graphlake.graph_build.job import build_graph
 
         config = load_config(GraphConfig, args.config, section="graph")
-        summary = build_graph(spark, args.lake, config, validate=not args.no_validate)
+        summary = build_graph(spark, args.lake, config, validate=not args.no_validate, until_date=args.ds)
         _emit(args, summary, _graph_build_human(summary))
         return summary
     if args.graph_command == "export":
@@ -219,6 +225,7 @@ def cmd_train(args) -> dict:
     from graphlake.training.config import TrainConfig
     from graphlake.training.job import train
 
+    # --seed / --epochs go on top of the config, or of the recipe for the graph without one (training.recipe)
     config, overrides = None, {k: v for k, v in (("seed", args.seed), ("epochs", args.epochs)) if v is not None}
     if args.config:
         config = load_config(TrainConfig, args.config, section="train")
@@ -226,17 +233,18 @@ def cmd_train(args) -> dict:
             from graphlake.training.run_data import behaviour_edge
 
             overrides["targets"] = (behaviour_edge(args.target),)
-        config = TrainConfig(**{**_asdict(config), **overrides})
-    elif not args.resume:  # no config: the recipe for this graph (training.recipe)
+    elif args.resume:  # the run's own config (a resumed run keeps it)
+        overrides = {}
+    elif args.target is not None:  # the recipe with this target behaviour
         from graphlake.graph_build.manifest import load_graph_version
         from graphlake.training.recipe import recommended_config
 
-        graph = load_graph_version(_spark(args), args.lake, args.graph_version)
-        config = recommended_config(graph, target=args.target, **overrides)
+        config = recommended_config(load_graph_version(_spark(args), args.lake, args.graph_version),
+                                    target=args.target)
     summary = train(_spark(args), args.lake, config, backend=args.backend, workers=args.workers,
                     graph_version=args.graph_version, run_id=args.run_id, resume=args.resume,
-                    launcher=args.launcher, timeout_s=args.timeout, progress=not args.json,
-                    warm_start=args.warm_start, device=args.device,
+                    launcher=args.launcher, timeout_s=args.timeout_s, progress=not args.json,
+                    warm_start=args.warm_start, device=args.device, overrides=overrides or None,
                     launcher_args=shlex.split(args.launcher_args) if args.launcher_args else None)
     lines = [f"training run {summary['run_id']} ({summary['backend']}, {summary['workers']} worker(s) on "
              f"{summary['device']}): "
@@ -326,7 +334,7 @@ def cmd_report(args) -> str:
     from graphlake.app.report import write_pipeline_report
 
     asset_version = int(args.asset_version) if args.asset_version.isdigit() else args.asset_version
-    path = write_pipeline_report(_spark(args), args.lake, name=args.name, etl_dates=args.date,
+    path = write_pipeline_report(_spark(args), args.lake, name=args.name, etl_dates=args.ds,
                                  graph_version=args.graph_version, train_run_id=args.run_id,
                                  asset_version=asset_version, sample=args.sample,
                                  seed=7 if args.seed is None else args.seed)
@@ -356,8 +364,10 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--conf", action="append", help="extra Spark setting key=value (repeatable)")
     common.add_argument("--seed", type=int, default=None, help="random seed")
 
+    verbs = {}  # verb path -> its parser: the pipeline steps' options go there (below)
+
     def add(name, func, help_):
-        p = sub.add_parser(name, help=help_, parents=[common])
+        p = verbs[(name,)] = sub.add_parser(name, help=help_, parents=[common])
         p.set_defaults(func=func)
         return p
 
@@ -371,9 +381,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML file (top-level or under `generate:`)")
 
     p = add("etl", cmd_etl, "raw logs -> clean Delta tables and quarantine")
-    p.add_argument("--raw", required=True, help="raw folder (events/dt=..., items/, users/)")
-    p.add_argument("--date", action="append", help="YYYY-MM-DD to (re)process; repeatable; default all")
-    p.add_argument("--config", help="YAML with ETL rules (top-level or under `etl:`)")
     p.add_argument("--no-validate", action="store_true", help="skip the Great Expectations gate")
 
     p = add("import", cmd_import, "import a public dataset into the clean tables")
@@ -382,13 +389,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("validate", cmd_validate, "run a stage's Great Expectations suites on the lake")
     p.add_argument("--stage", required=True, choices=list(VALIDATE_STAGES))
-    p.add_argument("--graph-version", dest="graph_version", type=int, default=None,
-                   help="with --stage graph: the graph version to check (default: latest)")
 
     p = add("graph", cmd_graph, "graph build: clean tables -> versioned graph tables; graph stats")
     graph_sub = p.add_subparsers(dest="graph_command", required=True)
-    b = graph_sub.add_parser("build", help="build and commit the next graph version", parents=[common])
-    b.add_argument("--config", help="YAML with graph rules (top-level or under `graph:`)")
+    b = verbs[("graph", "build")] = graph_sub.add_parser("build", help="build and commit the next graph version",
+                                                         parents=[common])
     b.add_argument("--no-validate", action="store_true", help="skip the Great Expectations gate")
     st = graph_sub.add_parser("stats", help="summary of a graph version", parents=[common])
     st.add_argument("--graph-version", dest="graph_version", type=int, default=None, help="default: latest")
@@ -399,34 +404,19 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--overwrite", action="store_true", help="re-export an existing snapshot")
 
     p = add("train", cmd_train, "train the heterogeneous GraphSAGE on a graph version; embeddings -> Delta")
-    p.add_argument("--config", help="YAML with training rules (top-level or under `train:`); default: the recipe "
-                                    "for the graph (training/recipe.py, docs/quality.md)")
-    p.add_argument("--backend", default="local", choices=["local", "ddp", "horovod"])
-    p.add_argument("--workers", type=int, default=1, help="ranks (ddp / horovod)")
-    p.add_argument("--device", default="auto",
-                   help="auto (a rank's GPU when torch sees one, else the CPU), cpu, cuda or cuda:N")
-    p.add_argument("--launcher", default="process", choices=["process", "spark"],
-                   help="process: torchrun / horovodrun; spark: TorchDistributor / horovod.spark.run")
-    p.add_argument("--graph-version", dest="graph_version", type=int, default=None, help="default: latest")
     p.add_argument("--run-id", dest="run_id", default=None)
     p.add_argument("--resume", action="store_true", help="continue --run-id from its last checkpoint")
     p.add_argument("--warm-start", dest="warm_start", default=None, metavar="RUN|latest",
                    help="incremental: start from a finished run's final model (new nodes get fresh rows)")
-    p.add_argument("--launcher-args", dest="launcher_args", default=None, metavar="FLAGS",
-                   help="extra horovodrun / torchrun flags, e.g. \"-H host1:4,host2:4\" for several hosts")
-    p.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
     p.add_argument("--target", default=None, metavar="BEHAVIOUR|EDGE_TYPE",
                    help="the target behaviour (e.g. purchase = user__purchase__item): with --config it replaces the "
                         "config's targets (the others stay relations); without, the recipe trains it with the other "
                         "behaviours as auxiliary targets (default purchase)")
-    p.add_argument("--timeout", type=float, default=None, help="fail when the ranks run longer (seconds)")
 
     p = add("evaluate", cmd_evaluate, "Recall@K / NDCG@K of a training run (full ranking)")
-    p.add_argument("--run-id", dest="run_id", default=None, help="default: the newest finished run")
     p.add_argument("--test-table", dest="test_table", default="import/test_interactions")
     p.add_argument("--test-file", dest="test_file", default=None, help="'user item [item ...]' lines")
     p.add_argument("--split", default="test", help="split of the test table ('' = all)")
-    p.add_argument("--k", type=int, default=20)
     p.add_argument("--max-users", dest="max_users", type=int, default=None, help="evaluate a sample of users")
     p.add_argument("--target", default=None, metavar="BEHAVIOUR|EDGE_TYPE",
                    help="the behaviour evaluated (default: the run's target behaviour)")
@@ -448,22 +438,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     from graphlake.assets.cli import add_commands
 
-    add_commands(sub, common, _asset_command)
+    verbs.update(add_commands(sub, common, _asset_command))
 
     p = add("demo", cmd_demo, "run every stage on synthetic logs and print what it produced")
     p.add_argument("--raw", default=None, help="raw folder (default <lake>/../raw-demo)")
     p.add_argument("--events", type=int, default=300_000, help="events to generate")
 
     p = add("report", cmd_report, "write the HTML report of a pipeline run under <lake>/_reports/pipeline/")
-    p.add_argument("--graph-version", dest="graph_version", type=int, default=None, help="default: latest")
-    p.add_argument("--run-id", dest="run_id", default=None,
-                   help="training run (default: the newest of the graph version)")
-    p.add_argument("--date", action="append", help="ETL runs touching YYYY-MM-DD; repeatable; default all")
     p.add_argument("--asset-version", dest="asset_version", default="latest",
                    help="latest (default), production or N")
     p.add_argument("--name", default=None, help="report folder (default g<graph version>-<run id>)")
     p.add_argument("--sample", type=int, default=2000, help="item embeddings in the 2-D projection")
+    _add_step_options(verbs, common)
     return parser
+
+
+def _add_step_options(verbs: dict, common: argparse.ArgumentParser) -> None:
+    """The options of every pipeline step on the verb it maps to (``Step.cli``): generated from the
+    step's params dataclass (:mod:`graphlake.app.steps`), so a new parameter is one field there."""
+    from graphlake.app.stepkit import add_cli_options
+    from graphlake.app.steps import STEPS
+
+    shared = set(vars(common.parse_args([])))  # --lake, --seed, ...: every verb has them
+    added: dict[tuple, set] = {}
+    for step in STEPS.values():
+        if step.cli is not None:
+            done = added.setdefault(step.cli, set(shared))
+            done.update(add_cli_options(verbs[step.cli], step, skip=done))
 
 
 # commands that create their lake (every other command needs an existing one)
