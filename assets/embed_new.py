@@ -57,14 +57,38 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from graphlake.core.edge_types import parse_edge_type
 from graphlake.assets import schema as A
 from graphlake.assets.bundle import bundle_dir, write_bundle
 from graphlake.assets.config import AssetConfig
-from graphlake.assets.registry import AssetError, read_registry, resolve
-from graphlake.graph_build import schema as G
+from graphlake.assets.publish import (
+    claim_versions,
+    finished_run,
+    item_like_types,
+    mark_failed,
+    promote_results,
+    register_versions,
+    run_metrics,
+    score_and_history,
+)
+from graphlake.assets.registry import AssetError, asset_table, read_registry, resolve
 from graphlake.core import lake, tables
+from graphlake.core.config import load_config
+from graphlake.core.edge_types import parse_edge_type
 from graphlake.core.errors import UsageError
+from graphlake.etl import schema as S
+from graphlake.graph_build import schema as G
+from graphlake.graph_build.config import GraphConfig
+from graphlake.graph_build.edges import behaviour_edges, belongs_to_edges, child_of_edges, follows_edges, searched_edges
+from graphlake.graph_build.features import build_features
+from graphlake.graph_build.ids import new_ids_by_type
+from graphlake.graph_build.job import read_inputs
+from graphlake.graph_build.manifest import load_graph_version, read_graph_table
+from graphlake.graph_build.nodes import node_keys, normalise_query
+from graphlake.graph_build.snapshot import open_snapshot
+from graphlake.training.config import TrainConfig
+from graphlake.training.inductive import embed_new_nodes
+from graphlake.training.run import embeddings_path
+from graphlake.training.run_data import resolve_targets, run_edge_types, trained_node_types
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +123,6 @@ def embed_new(spark, lake_dir: str, version="production", node_types=None, confi
             runs, or the graph version lacks what re-encoding needs (its recorded vocabularies).
         PublishConflictError: another publish changed the registry first; nothing was written.
     """
-    from graphlake.assets.publish import _run
-
     started = time.time()
     config = config or AssetConfig()
     if not isinstance(config, AssetConfig):
@@ -112,7 +134,7 @@ def embed_new(spark, lake_dir: str, version="production", node_types=None, confi
     if len(run_ids) != 1:
         raise AssetError(f"version: the assets {sorted(sources)} at {version!r} come from different training runs "
                          f"{run_ids}; pass node_types of one run or an explicit version")
-    run_id, run_dir, spec = _run(spark, lake_dir, run_ids[0])
+    run_id, run_dir, spec = finished_run(spark, lake_dir, run_ids[0])
     ctx = _context(spark, lake_dir, spec)
     fresh, counts = _new_ids(spark, lake_dir, ctx, max_new_nodes)
     wanted = {r["node_type"] for r in sources.values()}
@@ -124,7 +146,6 @@ def embed_new(spark, lake_dir: str, version="production", node_types=None, confi
     log.info("embed-new: features (%.1f s)", time.time() - started)
     new_edges = _edges(spark, ctx, fresh, counts)
     log.info("embed-new: edges (%.1f s)", time.time() - started)
-    from graphlake.training.inductive import embed_new_nodes
 
     emb = embed_new_nodes(run_dir, new_nodes, {e: v for e, v in new_edges.items() if len(v[0])})
     log.info("embed-new: embedded (%.1f s)", time.time() - started)
@@ -134,8 +155,6 @@ def embed_new(spark, lake_dir: str, version="production", node_types=None, confi
                "new_edges": {e: int(len(v[0])) for e, v in sorted(new_edges.items())}}
     summary["assets"] = _publish(spark, lake_dir, run_id, run_dir, spec, sources, fresh, ctx["bases"], emb, config)
     if promote:
-        from graphlake.assets.publish import promote_results
-
         promote_results(spark, lake_dir, summary["assets"], config, build_docs)
     summary["seconds"] = round(time.time() - started, 1)
     return summary
@@ -156,19 +175,11 @@ def _sources(lake_dir: str, version, node_types) -> dict[str, dict]:
 
 
 def _context(spark, lake_dir: str, spec: dict) -> dict:
-    from graphlake.graph_build.config import GraphConfig
-    from graphlake.graph_build.job import _read_inputs
-    from graphlake.graph_build.manifest import load_graph_version
-    from graphlake.graph_build.snapshot import open_snapshot
-    from graphlake.core.config import load_config
-    from graphlake.training.config import TrainConfig
-    from graphlake.training.run_data import resolve_targets, run_edge_types, trained_node_types
-
     graph = load_graph_version(spark, lake_dir, spec["graph_version"])
     snapshot = open_snapshot(spec["snapshot"])
     train_config = load_config(TrainConfig, spec["config"])
     edge_types = run_edge_types(snapshot, train_config, resolve_targets(snapshot, train_config))
-    _, frames = _read_inputs(spark, lake_dir)
+    _, frames = read_inputs(spark, lake_dir)
     return {"graph": graph, "snapshot": snapshot, "config": load_config(GraphConfig, graph["config"]),
             "edge_types": edge_types, "node_types": trained_node_types(edge_types), "frames": frames,
             "reference_us": graph["reference_ts_us"],
@@ -177,10 +188,6 @@ def _context(spark, lake_dir: str, spec: dict) -> dict:
 
 # ---------------------------------------------------------------- 2. new nodes
 def _new_ids(spark, lake_dir: str, ctx: dict, max_new_nodes: int) -> tuple[dict, dict]:
-    from graphlake.graph_build.ids import new_ids_by_type
-    from graphlake.graph_build.manifest import read_graph_table
-    from graphlake.graph_build.nodes import node_keys
-
     graph, frames = ctx["graph"], ctx["frames"]
     keys = node_keys(frames[tables.CLEAN_EVENTS], frames[tables.CLEAN_ITEMS], frames[tables.CLEAN_USERS],
                      ctx["config"])
@@ -197,8 +204,6 @@ def _new_ids(spark, lake_dir: str, ctx: dict, max_new_nodes: int) -> tuple[dict,
 
 
 def _full_map(spark, ctx: dict, fresh: dict, node_type: str) -> DataFrame | None:
-    from graphlake.graph_build.manifest import read_graph_table
-
     if node_type not in fresh:
         return None
     old = read_graph_table(spark, ctx["graph"], tables.id_map(node_type)).select(G.KEY, G.NODE_ID)
@@ -207,8 +212,6 @@ def _full_map(spark, ctx: dict, fresh: dict, node_type: str) -> DataFrame | None
 
 # ---------------------------------------------------------------- 3. features
 def _features(spark, ctx: dict, fresh: dict, counts: dict) -> dict:
-    from graphlake.graph_build.features import build_features
-
     types = [t for t in sorted(fresh) if counts.get(t)]
     snapshot, frames = ctx["snapshot"], ctx["frames"]
     inputs = {"events": frames[tables.CLEAN_EVENTS], "items": frames[tables.CLEAN_ITEMS],
@@ -252,11 +255,6 @@ def _touching(df: DataFrame, column: str, fresh: DataFrame | None) -> DataFrame:
 
 
 def _edges(spark, ctx: dict, fresh: dict, counts: dict) -> dict:
-    from graphlake.etl import schema as S
-    from graphlake.graph_build.edges import (behaviour_edges, belongs_to_edges, child_of_edges, follows_edges,
-                                   searched_edges)
-    from graphlake.graph_build.nodes import normalise_query
-
     frames, config, ref = ctx["frames"], ctx["config"], ctx["reference_us"]
     events, items, users = frames[tables.CLEAN_EVENTS], frames[tables.CLEAN_ITEMS], frames[tables.CLEAN_USERS]
     maps = {t: _full_map(spark, ctx, fresh, t) for t in fresh}
@@ -309,15 +307,12 @@ def _edges(spark, ctx: dict, fresh: dict, counts: dict) -> dict:
 
 # ---------------------------------------------------------------- 6. publish
 def _publish(spark, lake_dir, run_id, run_dir, spec, sources, fresh, bases, emb, config) -> dict:
-    from graphlake.assets.publish import _claim, _item_like, _mark_failed, _register, _score_and_history, asset_table, run_metrics
-    from graphlake.training.worker import embeddings_path
-
-    score, history = _score_and_history(spec)
+    score, history = score_and_history(spec)
 
     notes = {a: f"embed-new from v{r['version']}: {len(emb.get(r['node_type'], ()))} new nodes of run {run_id}"
              for a, r in sources.items()}
     types = [r["node_type"] for r in sources.values()]
-    claimed = _claim(spark, lake_dir, run_id, spec, types, json.dumps(run_metrics(run_dir), sort_keys=True),
+    claimed = claim_versions(spark, lake_dir, run_id, spec, types, json.dumps(run_metrics(run_dir), sort_keys=True),
                      base_versions={a: int(r["version"]) for a, r in sources.items()})
     results = {}
     try:
@@ -352,14 +347,14 @@ def _publish(spark, lake_dir, run_id, run_dir, spec, sources, fresh, bases, emb,
                                  "config_hash": spec["config_hash"], "asset": asset, "version": version,
                                  "node_type": node_type, "base_version": int(src["version"]),
                                  "inductive_rows": int(len(vectors))},
-                                with_index=node_type in _item_like(spec), config=config, extra_vectors=vectors)
+                                with_index=node_type in item_like_types(spec), config=config, extra_vectors=vectors)
             if meta["rows"] != res.rows_added:
                 raise AssetError(f"{asset} v{version}: {res.rows_added} table rows but {meta['rows']} vectors")
             results[asset] = {"version": version, "rows": meta["rows"], "new_rows": int(len(vectors)),
                               "base_version": int(src["version"]), "dim": meta["dim"], "table_version": res.version,
                               "files": out, "index": meta["index"], "status": A.CANDIDATE}
     except BaseException as exc:
-        _mark_failed(spark, lake_dir, claimed, f"embed-new failed: {type(exc).__name__}: {exc}")
+        mark_failed(spark, lake_dir, claimed, f"embed-new failed: {type(exc).__name__}: {exc}")
         raise
-    _register(spark, lake_dir, results, notes)
+    register_versions(spark, lake_dir, results, notes)
     return results

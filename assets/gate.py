@@ -27,21 +27,20 @@ import numpy as np
 import pandas as pd
 from pyspark.sql import functions as F
 
-from graphlake.core.edge_types import parse_edge_type
 from graphlake.assets import schema as A
 from graphlake.assets.bundle import open_bundle
 from graphlake.assets.config import AssetConfig
-from graphlake.assets.registry import production
-from graphlake.graph_build import schema as G
+from graphlake.assets.registry import asset_table, production
 from graphlake.core import lake, quality, tables
+from graphlake.core.edge_types import parse_edge_type
+from graphlake.graph_build import schema as G
+from graphlake.graph_build.manifest import load_graph_version, read_graph_table
 
 log = logging.getLogger(__name__)
 
 
 def read_version_rows(spark, lake_dir: str, row: dict):
     """The rows of one registered asset version (Delta table at the registered table version)."""
-    from graphlake.assets.publish import asset_table
-
     df = lake.read_table(spark, asset_table(lake_dir, row["asset"]), version=row["table_version"])
     return df.filter(F.col(A.ASSET_VERSION) == row["version"])
 
@@ -61,8 +60,6 @@ def _row_suite(name: str, dim: int, config: AssetConfig):
 
 def _category_lift(spark, row: dict, graph: dict, config: AssetConfig) -> float | None:
     """See the module docstring; ``None`` when the node type has no category edges."""
-    from graphlake.graph_build.manifest import read_graph_table
-
     edge = f"{row['node_type']}__belongs_to__{G.CATEGORY}"
     if tables.edges(*parse_edge_type(edge)) not in graph["tables"]:
         return None
@@ -101,8 +98,6 @@ def _category_lift(spark, row: dict, graph: dict, config: AssetConfig) -> float 
 
 def gate_figures(spark, lake_dir: str, rows: list[dict], row: dict, graph: dict, df, config: AssetConfig) -> dict:
     """The figures of the ``checks`` suite (computed with Spark; see the module docstring)."""
-    from graphlake.graph_build.manifest import read_graph_table
-
     id_map = read_graph_table(spark, graph, tables.id_map(row["node_type"])).select(G.KEY)
     figures: dict = {"missing_keys": id_map.join(df.select(A.KEY), G.KEY, "left_anti").count()}
     lift = _category_lift(spark, row, graph, config)
@@ -138,8 +133,6 @@ def run_gate(spark, lake_dir: str, rows: list[dict], row: dict, config: AssetCon
 
     Never raises for a failed expectation (``summary["success"]`` says); raises for bad input.
     """
-    from graphlake.graph_build.manifest import load_graph_version
-
     if row["status"] not in (A.CANDIDATE, A.PRODUCTION, A.RETIRED):
         raise ValueError(f"row: {row['asset']} v{row['version']} is {row['status']}; only published versions are gated")
     graph = load_graph_version(spark, lake_dir, row["graph_version"])

@@ -22,7 +22,17 @@ import shutil
 from graphlake.assets import schema as A
 from graphlake.assets.config import AssetConfig
 from graphlake.assets.gate import read_version_rows, run_gate
-from graphlake.assets.registry import AssetError, now, production, read_registry, resolve, update_registry, versions_of
+from graphlake.assets.registry import (
+    AssetError,
+    asset_table,
+    now,
+    production,
+    read_registry,
+    registry_path,
+    resolve,
+    update_registry,
+    versions_of,
+)
 from graphlake.core import lake, quality
 from graphlake.core.errors import UsageError
 
@@ -207,8 +217,6 @@ def vacuum(spark, lake_dir: str, asset: str, retention_hours: int = 0) -> list[i
     version within ``retention_hours`` references are deleted (the other versions' rows are in
     the latest table version and stay).
     """
-    from graphlake.assets.publish import asset_table
-
     if isinstance(retention_hours, bool) or not isinstance(retention_hours, int) or retention_hours < 0:
         raise UsageError(f"retention_hours: expected an int >= 0, got {retention_hours!r}")
     rows, _ = read_registry(lake_dir)
@@ -255,8 +263,6 @@ def list_assets(lake_dir: str, asset: str | None = None) -> list[dict]:
 
 def registry_history(lake_dir: str, limit: int | None = 50) -> list[dict]:
     """The registry's commits, newest first: version, time, action, asset, asset version."""
-    from graphlake.assets.registry import registry_path
-
     if not lake.table_exists(registry_path(lake_dir)):
         return []
     return [{"registry_version": h.get("version"), "timestamp": h.get("timestamp"),

@@ -32,14 +32,31 @@ import time
 
 from pyspark.sql import functions as F
 
-from graphlake.core.edge_types import parse_edge_type
 from graphlake.assets import schema as A
 from graphlake.assets.bundle import bundle_dir, write_bundle
 from graphlake.assets.config import AssetConfig
-from graphlake.assets.registry import (AssetError, RegistryConflictError, code_version, commit_registry, next_version, now,
-                             read_registry, update_registry)
+from graphlake.assets.lifecycle import GateFailedError
+from graphlake.assets.lifecycle import promote as promote_version
+from graphlake.assets.registry import (
+    AssetError,
+    RegistryConflictError,
+    asset_table,
+    code_version,
+    commit_registry,
+    next_version,
+    now,
+    read_registry,
+    update_registry,
+)
 from graphlake.core import lake, tables
+from graphlake.core.edge_types import parse_edge_type
 from graphlake.core.errors import UsageError
+from graphlake.graph_build.snapshot import open_snapshot
+from graphlake.training.config import TrainConfig
+from graphlake.training.job import RUN_ID, embeddings_table, latest_run
+from graphlake.training.run import DONE_FILE, TrainRun
+from graphlake.training.run_data import resolve_targets
+from graphlake.training.scoring import ranking_score
 
 log = logging.getLogger(__name__)
 
@@ -48,19 +65,11 @@ class PublishConflictError(AssetError):
     """A concurrent publish (or other registry change) won; this publish wrote nothing."""
 
 
-def asset_table(lake_dir: str, asset: str) -> str:
-    return tables.table_path(lake_dir, tables.embeddings(asset))
-
-
 def run_metrics(run_dir: str) -> dict:
     """The ranking metrics of the run's ``evaluation.json`` (``{}`` when it was not evaluated)."""
-    from graphlake.training.evaluate import EVALUATION_FILE
-
-    path = os.path.join(run_dir, EVALUATION_FILE)
-    if not os.path.isfile(path):
+    ev = TrainRun(run_dir).evaluation()
+    if ev is None:
         return {}
-    with open(path) as f:
-        ev = json.load(f)
     out = {k: float(v) for k, v in ev.items() if k.startswith(("recall@", "ndcg@", "hr@"))
            and isinstance(v, (int, float))}
     cold = ev.get("cold_start")
@@ -70,32 +79,30 @@ def run_metrics(run_dir: str) -> dict:
     return out
 
 
-def _run(spark, lake_dir: str, run_id: str | None) -> tuple[str, str, dict]:
-    from graphlake.training.job import latest_run, run_dir_of
-    from graphlake.training.worker import DONE_FILE, read_run
+def finished_run(spark, lake_dir: str, run_id: str | None) -> tuple[str, str, dict]:
+    """``(run id, run folder, run.json)`` of a finished training run (``None``: the newest).
 
-    run_id = run_id or latest_run(spark, lake_dir)["run_id"]
-    run_dir = run_dir_of(lake_dir, run_id)
-    if not os.path.isfile(os.path.join(run_dir, DONE_FILE)):
-        raise AssetError(f"run_id: training run {run_id} did not finish (no {DONE_FILE} in {run_dir}); "
+    Raises:
+        AssetError: the run has not finished (no ``DONE``).
+        InputNotFoundError: no such run, or no finished run at all.
+    """
+    run = TrainRun.of(lake_dir, run_id or latest_run(spark, lake_dir)["run_id"])
+    spec = run.spec()
+    if not run.is_done():
+        raise AssetError(f"run_id: training run {run.run_id} did not finish (no {DONE_FILE} in {run.dir}); "
                          "finish it with `graphlake train --resume --run-id ...` first")
-    return run_id, run_dir, read_run(run_dir)
+    return run.run_id, run.dir, spec
 
 
-def _item_like(spec: dict) -> set[str]:
+def item_like_types(spec: dict) -> set[str]:
     """Node types that are recommended (destinations of the run's targets, or items by default)."""
     targets = spec["config"].get("targets") or []
     return {parse_edge_type(t).dst for t in targets} or {"item"}
 
 
-def _score_and_history(spec: dict) -> tuple[str, list[str]]:
+def score_and_history(spec: dict) -> tuple[str, list[str]]:
     """The score the run's vectors rank by (its decoder, or ``dot`` with a popularity prior:
     :func:`graphlake.training.scoring.ranking_score`) and its target edge types (the users' histories)."""
-    from graphlake.graph_build.snapshot import open_snapshot
-    from graphlake.training.config import TrainConfig
-    from graphlake.training.scoring import ranking_score
-    from graphlake.training.run_data import resolve_targets
-
     config = TrainConfig(**spec["config"])
     return ranking_score(config.model_config()), resolve_targets(open_snapshot(spec["snapshot"]), config)
 
@@ -122,15 +129,14 @@ def publish(spark, lake_dir: str, run_id: str | None = None, node_types=None, co
         PublishConflictError: another publish changed the registry first; nothing was written.
         AssetError: the run did not finish or has no embeddings of a requested type.
     """
-    from graphlake.training.worker import embeddings_path
 
     started = time.time()
     config = config or AssetConfig()
     if not isinstance(config, AssetConfig):
         raise TypeError(f"config: expected AssetConfig, got {type(config).__name__}")
-    run_id, run_dir, spec = _run(spark, lake_dir, run_id)
-    available = sorted(n[:-4] for n in os.listdir(os.path.join(run_dir, "embeddings")) if n.endswith(".npy"))
-    score, history = _score_and_history(spec)
+    run_id, run_dir, spec = finished_run(spark, lake_dir, run_id)
+    available = TrainRun(run_dir).embedded_types()
+    score, history = score_and_history(spec)
     if node_types is None:  # the run's user and item types; other types on request
         node_types = sorted({parse_edge_type(t)[i] for t in history for i in (0, 2)} & set(available)) or available
     if isinstance(node_types, str) or not node_types:
@@ -142,17 +148,17 @@ def publish(spark, lake_dir: str, run_id: str | None = None, node_types=None, co
     meta_common = {"graph_version": spec["graph_version"], "run_id": run_id, "snapshot": spec["snapshot"],
                    "score": score, "history_edge_types": history, "config_hash": spec["config_hash"]}
     metrics = json.dumps(run_metrics(run_dir), sort_keys=True)
-    claimed = _claim(spark, lake_dir, run_id, spec, list(node_types), metrics)
+    claimed = claim_versions(spark, lake_dir, run_id, spec, list(node_types), metrics)
     results = {}
     try:
         for node_type, (asset, version) in claimed.items():
             results[asset] = _publish_one(spark, lake_dir, run_id, node_type, asset, version,
-                                          embeddings_path(run_dir, node_type), node_type in _item_like(spec),
+                                          TrainRun(run_dir).embeddings_path(node_type), node_type in item_like_types(spec),
                                           meta_common, config)
     except BaseException as exc:
-        _mark_failed(spark, lake_dir, claimed, f"publish failed: {type(exc).__name__}: {exc}")
+        mark_failed(spark, lake_dir, claimed, f"publish failed: {type(exc).__name__}: {exc}")
         raise
-    _register(spark, lake_dir, results)
+    register_versions(spark, lake_dir, results)
     summary = {"run_id": run_id, "graph_version": spec["graph_version"], "assets": results}
     if promote:
         promote_results(spark, lake_dir, results, config, build_docs)
@@ -163,8 +169,6 @@ def publish(spark, lake_dir: str, run_id: str | None = None, node_types=None, co
 def promote_results(spark, lake_dir: str, results: dict, config: AssetConfig, build_docs: bool = True) -> None:
     """Gate and promote each new version of ``results`` ({asset: {"version", ...}}, updated in place:
     ``status`` production, or ``gate`` = why the gate failed; production then stays as it was)."""
-    from graphlake.assets.lifecycle import GateFailedError, promote as promote_version
-
     for asset, res in results.items():
         try:
             promote_version(spark, lake_dir, asset, res["version"], config, build_docs=build_docs)
@@ -173,7 +177,7 @@ def promote_results(spark, lake_dir: str, results: dict, config: AssetConfig, bu
             res["gate"] = str(exc)
 
 
-def _claim(spark, lake_dir, run_id, spec, node_types, metrics, base_versions: dict | None = None) -> dict:
+def claim_versions(spark, lake_dir, run_id, spec, node_types, metrics, base_versions: dict | None = None) -> dict:
     """One registry commit of a ``pending`` row per node type's asset (``base_versions``: {asset:
     the version it extends}, for embed-new); :class:`PublishConflictError` when another change won."""
     rows, read_version = read_registry(lake_dir)
@@ -201,8 +205,6 @@ def _claim(spark, lake_dir, run_id, spec, node_types, metrics, base_versions: di
 
 def _publish_one(spark, lake_dir, run_id, node_type, asset, version, vectors_path, item_like, meta_common,
                  config) -> dict:
-    from graphlake.training.job import RUN_ID, embeddings_table
-
     source = lake.read_table(spark, tables.table_path(lake_dir, embeddings_table(node_type))).filter(
         F.col(RUN_ID) == run_id)
     df = source.select(A.KEY, A.NODE_ID, A.EMBEDDING, F.lit(A.ORIGIN_TRAINED).alias(A.ORIGIN),
@@ -225,7 +227,7 @@ def _publish_one(spark, lake_dir, run_id, node_type, asset, version, vectors_pat
             "files": out, "index": meta["index"], "status": A.CANDIDATE}
 
 
-def _register(spark, lake_dir, results: dict, notes: dict | None = None) -> None:
+def register_versions(spark, lake_dir, results: dict, notes: dict | None = None) -> None:
     def change(rows):
         for r in rows:
             res = results.get(r["asset"])
@@ -238,7 +240,7 @@ def _register(spark, lake_dir, results: dict, notes: dict | None = None) -> None
     update_registry(spark, lake_dir, change, "publish", label, None)
 
 
-def _mark_failed(spark, lake_dir, claimed: dict, note: str) -> None:
+def mark_failed(spark, lake_dir, claimed: dict, note: str) -> None:
     wanted = {(a, v) for a, v in claimed.values()}
 
     def change(rows):

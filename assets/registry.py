@@ -24,6 +24,7 @@ import subprocess
 from collections.abc import Callable
 from datetime import datetime, timezone
 
+import graphlake
 from graphlake.assets import schema as A
 from graphlake.core import lake, tables
 from graphlake.core.errors import InputNotFoundError
@@ -52,10 +53,13 @@ def registry_path(lake_dir: str) -> str:
     return tables.table_path(lake_dir, tables.ASSETS_REGISTRY)
 
 
+def asset_table(lake_dir: str, asset: str) -> str:
+    """The Delta table of an embedding asset's rows (``assets/embeddings_<asset>``)."""
+    return tables.table_path(lake_dir, tables.embeddings(asset))
+
+
 def code_version() -> str:
     """``graphlake <version>`` plus the git commit of the code when it runs from a checkout."""
-    import graphlake
-
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
         sha = subprocess.run(["git", "-C", here, "rev-parse", "--short=12", "HEAD"], capture_output=True,

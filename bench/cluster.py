@@ -60,8 +60,8 @@ def checksums(lake_dir: str) -> dict:
     """{graph table: [rows, sum of xxhash64(row)]} of the latest version of every graph table, floats
     rounded to :data:`graphlake.app.compare.FLOAT_DECIMALS` (PageRank sums differ in the last bits
     between task orders)."""
-    from graphlake.core import lake
     from graphlake.app.compare import table_checksum
+    from graphlake.core import lake
     from graphlake.core.spark import get_spark
 
     spark = get_spark(master="local[2]", app_name="bench-cluster-checksums", conf={"spark.ui.enabled": "false"})

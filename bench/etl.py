@@ -61,9 +61,9 @@ def _peak_rss_mb(pids: list[int]) -> float:
 
 
 def run_one(events: int, work: str, seed: int) -> dict:
+    from graphlake.core.spark import get_spark
     from graphlake.etl.generator import GeneratorConfig, generate
     from graphlake.etl.job import run_etl
-    from graphlake.core.spark import get_spark
 
     spark = get_spark(app_name="bench-etl", conf={"spark.ui.enabled": "false", "spark.driver.memory": "8g"})
     raw, lake_dir = os.path.join(work, "raw"), os.path.join(work, "lake")

@@ -34,8 +34,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.events < 1:
         parser.error(f"--events: expected a positive int, got {args.events}")
 
-    from graphlake.etl.generator import GeneratorConfig, generate
     from graphlake.core.spark import get_spark
+    from graphlake.etl.generator import GeneratorConfig, generate
 
     t0 = time.perf_counter()
     spark = get_spark(master=args.master, app_name="bench-generate")

@@ -67,10 +67,10 @@ def prepare(events: int, work: str, seed: int) -> dict:
 
 def build(work: str, text_model: str) -> dict:
     """Time ``build_graph`` on ``<work>/lake`` in this (fresh) process."""
+    from graphlake.core import tables
     from graphlake.graph_build import job
     from graphlake.graph_build.config import GraphConfig
     from graphlake.graph_build.manifest import table_rows
-    from graphlake.core import tables
 
     lake_dir = os.path.join(work, "lake")
     spark = _spark()

@@ -121,12 +121,12 @@ def main(argv=None) -> list[dict]:
     data = args.data or os.path.join(DATA, args.dataset)
     config_path = args.config or os.path.join(ROOT, "bench", "configs", f"{args.dataset}.yaml")
 
-    from graphlake.etl.importers import import_dataset
-    from graphlake.graph_build.config import GraphConfig
-    from graphlake.graph_build.job import build_graph
     from graphlake.core import lake, tables
     from graphlake.core.config import load_config, to_dict
     from graphlake.core.spark import get_spark
+    from graphlake.etl.importers import import_dataset
+    from graphlake.graph_build.config import GraphConfig
+    from graphlake.graph_build.job import build_graph
     from graphlake.training.config import TrainConfig, config_hash
     from graphlake.training.evaluate import evaluate
     from graphlake.training.job import train

@@ -38,11 +38,25 @@ import numpy as np
 
 from graphlake.etl import schema as S
 from graphlake.etl.generator_catalog import (
-    DAY_MS, S_BOTS, Catalog, build_catalog, catalog_summary_counts, format_ids, id_width,
+    DAY_MS,
+    S_BOTS,
+    Catalog,
+    build_catalog,
+    catalog_summary_counts,
+    format_ids,
+    id_width,
 )
 from graphlake.etl.generator_events import (
-    K_DUP, K_LATE, KIND_DUPLICATE, KIND_LATE, KIND_NAMES, KIND_OK, ROW_SCHEMA, EventContext,
-    events_for_task, events_per_session,
+    K_DUP,
+    K_LATE,
+    KIND_DUPLICATE,
+    KIND_LATE,
+    KIND_NAMES,
+    KIND_OK,
+    ROW_SCHEMA,
+    EventContext,
+    events_for_task,
+    events_per_session,
 )
 from graphlake.etl.generator_records import ISO_FORMAT, move_parts, write_items, write_text, write_users
 

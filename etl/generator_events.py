@@ -24,12 +24,36 @@ from datetime import datetime, timezone
 import numpy as np
 import pandas as pd
 
-from graphlake.etl.generator_catalog import DAY_MS, S_BAD, S_EVENT, S_LATE, S_SESSION, Catalog, format_ids
-from graphlake.etl.generator_catalog import hash64, user_activity, user_interests
+from graphlake.etl.generator_catalog import (
+    DAY_MS,
+    S_BAD,
+    S_EVENT,
+    S_LATE,
+    S_SESSION,
+    Catalog,
+    format_ids,
+    hash64,
+    user_activity,
+    user_interests,
+)
 from graphlake.etl.schema import (
-    EVENT_ID, EVENT_TYPE, EVENT_TYPES, ITEM_ID, PRICE, R_BAD_TIMESTAMP, R_BAD_TYPE, R_EMPTY_ID,
-    R_ID_TOO_LONG, R_INVALID_JSON, R_MISSING_FIELD, R_TS_OUT_OF_RANGE, R_UNKNOWN_EVENT_TYPE,
-    REQUIRED_EVENT_FIELDS, SESSION_ID, TS, USER_ID,
+    EVENT_ID,
+    EVENT_TYPE,
+    EVENT_TYPES,
+    ITEM_ID,
+    PRICE,
+    R_BAD_TIMESTAMP,
+    R_BAD_TYPE,
+    R_EMPTY_ID,
+    R_ID_TOO_LONG,
+    R_INVALID_JSON,
+    R_MISSING_FIELD,
+    R_TS_OUT_OF_RANGE,
+    R_UNKNOWN_EVENT_TYPE,
+    REQUIRED_EVENT_FIELDS,
+    SESSION_ID,
+    TS,
+    USER_ID,
 )
 
 # ---------------------------------------------------------------- record kinds
@@ -207,7 +231,7 @@ def _bot_events(ctx: EventContext, rng, bots: np.ndarray, day: int, sess_base: i
     return out
 
 
-def _iso(ms: int) -> str:
+def iso_millis(ms: int) -> str:
     dt = datetime.fromtimestamp(ms // 1000, tz=timezone.utc)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
@@ -270,7 +294,7 @@ def _extras(ctx: EventContext, rng, rows: dict, task: int, slots: np.ndarray) ->
              USER_ID: format_ids("u", extra["user"][i], ctx.user_width)[0],
              ITEM_ID: format_ids("i", extra["item"][i], ctx.item_width)[0],
              EVENT_TYPE: types[extra["etype"][i]],
-             TS: _iso(int(extra["ts"][i])) if extra["ts_iso"][i] else int(extra["ts"][i])}
+             TS: iso_millis(int(extra["ts"][i])) if extra["ts_iso"][i] else int(extra["ts"][i])}
         if extra["has_sess"][i]:
             r[SESSION_ID] = "S" + _hex(extra["sess"][i])
         if not np.isnan(extra["price"][i]):

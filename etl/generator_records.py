@@ -23,7 +23,7 @@ import pandas as pd
 
 from graphlake.etl import schema as S
 from graphlake.etl.generator_catalog import S_EXTRA, Catalog, format_ids, id_width, user_records
-from graphlake.etl.generator_events import _iso
+from graphlake.etl.generator_events import iso_millis
 
 ISO_FORMAT = "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'"
 RECORDS_PER_FILE = 500_000
@@ -167,7 +167,7 @@ def user_dict(frame: pd.DataFrame, row: int, width: int) -> dict:
     if not np.isnan(r["age"]):
         rec[S.AGE] = int(r["age"])
     rec.update({S.GENDER: r["gender"], S.REGION: r["region"],
-                S.SIGNUP_TS: _iso(int(r["signup_ms"]))})
+                S.SIGNUP_TS: iso_millis(int(r["signup_ms"]))})
     if r["follows"] is not None:
         rec[S.FOLLOWS] = format_ids("u", r["follows"], width)
     return rec

@@ -62,9 +62,9 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from graphlake.etl import schema as S
 from graphlake.core import lake, tables
 from graphlake.core.errors import InputNotFoundError, UsageError
+from graphlake.etl import schema as S
 
 IMPORT_TEST = tables.IMPORT_TEST
 SPLIT = S.SPLIT

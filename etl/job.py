@@ -27,12 +27,12 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from graphlake.etl import quality as Q
-from graphlake.etl import schema as S
-from graphlake.etl import transforms as X
 from graphlake.core import lake, tables
 from graphlake.core.errors import InputNotFoundError, UsageError
 from graphlake.core.quality import QualityError, run_suites
+from graphlake.etl import quality as Q
+from graphlake.etl import schema as S
+from graphlake.etl import transforms as X
 
 log = logging.getLogger(__name__)
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")

@@ -10,9 +10,9 @@ from datetime import datetime, timezone
 
 import great_expectations as gx
 
+from graphlake.core.quality import Suite
 from graphlake.etl import schema as S
 from graphlake.etl.transforms import EtlRules
-from graphlake.core.quality import Suite
 
 E = gx.expectations
 

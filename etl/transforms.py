@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from graphlake.etl import schema as S
 from graphlake.core.config import parse_iso_utc
+from graphlake.etl import schema as S
 
 _VALUE = "value"  # the column spark.read.text produces
 _V = "_v"  # the parsed VARIANT

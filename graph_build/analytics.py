@@ -49,9 +49,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from graphlake.core import tables
 from graphlake.core.edge_types import parse_edge_type
 from graphlake.graph_build import schema as G
-from graphlake.core import tables
 
 log = logging.getLogger(__name__)
 

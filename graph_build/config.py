@@ -32,8 +32,8 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from graphlake.core.config import parse_iso_utc, to_dict
 from graphlake.graph_build import schema as G
-from graphlake.core.config import parse_iso_utc
 
 DEFAULT_BEHAVIOUR_WEIGHTS = {"click": 1.0, "view": 0.5, "cart": 2.0, "fav": 2.0, "purchase": 4.0}
 
@@ -162,8 +162,6 @@ class GraphConfig:
 
 def config_json(config: GraphConfig) -> str:
     """The config as canonical JSON (sorted keys): what the manifest stores and hashes."""
-    from graphlake.core.config import to_dict
-
     if not isinstance(config, GraphConfig):
         raise TypeError(f"config: expected GraphConfig, got {type(config).__name__}")
     return json.dumps(to_dict(config), sort_keys=True, separators=(",", ":"))

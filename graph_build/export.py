@@ -18,11 +18,11 @@ import logging
 import os
 import time
 
-from graphlake.core.edge_types import parse_edge_type
-from graphlake.graph_build.manifest import load_graph_version, read_graph_table
-from graphlake.graph_build.snapshot import open_snapshot, export_snapshot
 from graphlake.core import tables
+from graphlake.core.edge_types import parse_edge_type
 from graphlake.core.errors import UsageError
+from graphlake.graph_build.manifest import load_graph_version, read_graph_table
+from graphlake.graph_build.snapshot import export_snapshot, open_snapshot
 
 log = logging.getLogger(__name__)
 

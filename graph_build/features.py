@@ -59,14 +59,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
-from pyspark.sql import Window
 
 from graphlake.etl import schema as S
 from graphlake.graph_build import schema as G
 from graphlake.graph_build.nodes import category_prefixes, normalise_query
-from graphlake.graph_build.text_embed import TEXT_COL, EMBEDDING_COL, TextBackend, embed_texts, resolve_backend
+from graphlake.graph_build.text_embed import EMBEDDING_COL, TEXT_COL, TextBackend, embed_texts, resolve_backend
 
 log = logging.getLogger(__name__)
 __all__ = ["build_features", "feature_spec", "FeatureOptions", "SPEC_METADATA_KEY"]

@@ -24,22 +24,36 @@ import uuid
 from pyspark import StorageLevel
 from pyspark.sql import functions as F
 
-from graphlake.core.edge_types import parse_edge_type
-from graphlake.etl import schema as S
-from graphlake.graph_build import schema as G
-from graphlake.graph_build.config import GraphConfig, config_hash, config_json
-from graphlake.graph_build.analytics import graph_stats
-from graphlake.graph_build.derived import co_purchase_edges, co_view_edges
-from graphlake.graph_build.edges import (behaviour_edges, belongs_to_edges, check_until_date, child_of_edges, events_until,
-                               follows_edges, reference_micros, searched_edges)
-from graphlake.graph_build.features import build_features, feature_spec
-from graphlake.graph_build.ids import new_ids_by_type
-from graphlake.graph_build.manifest import GraphNotFoundError, load_graph_version, manifest_row, read_graph_table, table_rows
-from graphlake.graph_build.nodes import node_keys, node_table
-from graphlake.graph_build.quality import graph_suites
 from graphlake.core import lake, tables
+from graphlake.core.edge_types import parse_edge_type
 from graphlake.core.errors import InputNotFoundError
 from graphlake.core.quality import run_suites
+from graphlake.etl import schema as S
+from graphlake.graph_build import schema as G
+from graphlake.graph_build.analytics import graph_stats
+from graphlake.graph_build.config import GraphConfig, config_hash, config_json
+from graphlake.graph_build.derived import co_purchase_edges, co_view_edges
+from graphlake.graph_build.edges import (
+    behaviour_edges,
+    belongs_to_edges,
+    check_until_date,
+    child_of_edges,
+    events_until,
+    follows_edges,
+    reference_micros,
+    searched_edges,
+)
+from graphlake.graph_build.features import build_features, feature_spec
+from graphlake.graph_build.ids import new_ids_by_type
+from graphlake.graph_build.manifest import (
+    GraphNotFoundError,
+    load_graph_version,
+    manifest_row,
+    read_graph_table,
+    table_rows,
+)
+from graphlake.graph_build.nodes import node_keys, node_table
+from graphlake.graph_build.quality import graph_suites
 
 log = logging.getLogger(__name__)
 __all__ = ["GraphBuildError", "build_graph", "validate_graph", "load_graph_version", "read_graph_table"]
@@ -101,7 +115,13 @@ class _Writes:
         return restored
 
 
-def _read_inputs(spark, lake_dir: str) -> tuple[dict, dict]:
+def read_inputs(spark, lake_dir: str) -> tuple[dict, dict]:
+    """The graph's input tables at their current Delta versions: ``({table: version or None},
+    {table: DataFrame})`` (an absent ``clean/items`` / ``clean/users`` is an empty frame).
+
+    Raises:
+        InputNotFoundError: no ``clean/events`` in the lake.
+    """
     events_path = tables.table_path(lake_dir, tables.CLEAN_EVENTS)
     if not lake.table_exists(events_path):
         raise InputNotFoundError(f"lake: no {tables.CLEAN_EVENTS} under {lake_dir!r} (run `graphlake etl` or "
@@ -151,7 +171,7 @@ def build_graph(spark, lake_dir: str, config: GraphConfig | None = None, validat
         raise TypeError(f"config: expected GraphConfig, got {type(config).__name__}")
     check_until_date(until_date)
     started, run_id = time.time(), uuid.uuid4().hex[:16]
-    inputs, frames = _read_inputs(spark, lake_dir)
+    inputs, frames = read_inputs(spark, lake_dir)
     frames[tables.CLEAN_EVENTS] = events_until(frames[tables.CLEAN_EVENTS], until_date)
     previous = _previous(spark, lake_dir)
     graph_version = 0 if previous is None else previous["graph_version"] + 1

@@ -21,10 +21,11 @@ import os
 import pyarrow as pa
 from pyspark.sql import functions as F
 
-from graphlake.core.edge_types import parse_edge_type
-from graphlake.graph_build import schema as G
 from graphlake.core import lake, tables
+from graphlake.core.edge_types import parse_edge_type
 from graphlake.core.errors import InputNotFoundError, UsageError
+from graphlake.graph_build import analytics as A
+from graphlake.graph_build import schema as G
 
 _TS_FORMAT = "yyyy-MM-dd'T'HH:mm:ss.SSSSSS'Z'"
 
@@ -153,8 +154,6 @@ def graph_summary(spark, lake_dir: str, version: int | None = None) -> dict:
     out["nodes_total"] = sum(graph["node_counts"].values())
     out["edges_total"] = sum(graph["edge_counts"].values())
     if tables.GRAPH_STATS in graph["tables"]:
-        from graphlake.graph_build import analytics as A  # the module that writes graph/stats
-
         hist: dict[tuple[str, str], list] = {}
         for r in read_graph_table(spark, graph, tables.GRAPH_STATS).collect():  # one row per distinct degree
             hist.setdefault((r[A.EDGE_TYPE], r[A.DIRECTION]), []).append((int(r[A.DEGREE]), int(r[A.NUM_NODES])))

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
+
 from graphlake.core.edge_types import parse_edge_type
 
 

@@ -40,10 +40,10 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from graphlake.core.edge_types import parse_edge_type
-from graphlake.graph_build import schema as G
 from graphlake.core import tables
+from graphlake.core.edge_types import parse_edge_type
 from graphlake.core.quality import Suite
+from graphlake.graph_build import schema as G
 
 E = gx.expectations
 TABLE = "table"

@@ -56,12 +56,11 @@ from datetime import datetime, timezone
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
-from graphlake.graph_build import schema as G
 from graphlake.core.edge_types import parse_edge_type
+from graphlake.graph_build import schema as G
 
 log = logging.getLogger(__name__)
 

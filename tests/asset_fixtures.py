@@ -45,9 +45,9 @@ def hand_run(spark, lake_dir: str, run_id: str, vectors: dict | None = None, eva
              model: dict | None = None) -> str:
     """Write a finished run ``run_id`` with the given ``{node_type: {key: vector}}`` (and ``model:``
     section, default a dot decoder); returns its folder."""
+    from graphlake.core import lake, tables
     from graphlake.graph_build.export import export_graph
     from graphlake.graph_build.manifest import load_graph_version, read_graph_table
-    from graphlake.core import lake, tables
     from graphlake.training.config import TrainConfig, config_hash, config_json
     from graphlake.training.job import RUNS_SCHEMA, run_dir_of, write_embeddings
     from graphlake.training.worker import DONE_FILE, RUN_FILE

@@ -36,8 +36,8 @@ def statuses(lake_dir):
 
 
 def expected_rows(spark, lake_dir, node_type, vectors, version):
-    from graphlake.graph_build.manifest import load_graph_version, read_graph_table
     from graphlake.core import tables
+    from graphlake.graph_build.manifest import load_graph_version, read_graph_table
 
     graph = load_graph_version(spark, lake_dir)
     ids = {r["key"]: r["node_id"] for r in read_graph_table(spark, graph, tables.id_map(node_type)).collect()}

@@ -19,8 +19,8 @@ import sys
 import pytest
 import yaml
 
-from graphlake.core import lake
 from graphlake.app.compare import round_floats
+from graphlake.core import lake
 from tests.conftest import assert_same_rows
 
 pytestmark = pytest.mark.cluster

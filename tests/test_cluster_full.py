@@ -17,18 +17,27 @@ import time
 import pytest
 import yaml
 
+from graphlake.app.cluster import LocalCluster, free_port, log_tail, running_tasks
 from graphlake.assets.schema import FILES_DIR, INDEX_FILE, KEY, META_FILE, NODE_ID
 from graphlake.core import lake, tables
-from graphlake.app.cluster import LocalCluster, free_port, log_tail, running_tasks
-from tests.test_cluster import (GRAPH_CONFIG, assert_same_lakes, assert_same_summaries, assert_same_tables,
-                                json_lines, lake_tables, pipeline_steps, run_driver, run_in_process)
-from tests.conftest import assert_same_rows
-from tests.test_distributed import require_horovod
-from tests.test_training_distributed import CONFIG, _last_epoch_loss, local_run, rank_process  # noqa: F401 - fixture
 from graphlake.training.config import TrainConfig, config_json
 from graphlake.training.distributed.launch import _descendants
 from graphlake.training.job import run_dir_of
+from tests.conftest import assert_same_rows
+from tests.test_cluster import (
+    GRAPH_CONFIG,
+    assert_same_lakes,
+    assert_same_summaries,
+    assert_same_tables,
+    json_lines,
+    lake_tables,
+    pipeline_steps,
+    run_driver,
+    run_in_process,
+)
+from tests.test_distributed import require_horovod
 from tests.test_training import BASE
+from tests.test_training_distributed import CONFIG, _last_epoch_loss, local_run, rank_process  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.cluster_full
 
@@ -198,7 +207,7 @@ def _write_config(path, config: TrainConfig) -> str:
 
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("backend", ["horovod", "ddp"])
-def test_training_on_cluster_learns_like_one_process(planted, local_run, local_cluster, tmp_path, backend):
+def test_training_on_cluster_learns_like_one_process(planted, local_run, local_cluster, tmp_path, backend):  # noqa: F811
     """horovod.spark.run / TorchDistributor: 2 ranks as tasks on the 2 workers' executors, reading
     the snapshot from the shared lake; the same steps and loss curve as one process."""
     if backend == "horovod":

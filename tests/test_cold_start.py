@@ -18,13 +18,13 @@ import numpy as np
 import pytest
 import torch
 
-from graphlake.graph_build.snapshot import open_snapshot
 from graphlake.app import cli
+from graphlake.graph_build.snapshot import open_snapshot
 from graphlake.training import checkpoint as ckpt
-from graphlake.training.cold_start import COLD_START_FILE, attribute_popularity, cold_start_metrics, select_cold_items
+from graphlake.training.cold_start import COLD_START_FILE, attribute_popularity, select_cold_items
 from graphlake.training.config import TrainConfig, config_hash, config_json
 from graphlake.training.distributed import get_backend
-from graphlake.training.evaluate import evaluate
+from graphlake.training.evaluate import cold_start_metrics, evaluate
 from graphlake.training.inductive import embed_new_nodes
 from graphlake.training.model import gather_features
 from graphlake.training.trainer import Trainer

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 import torch
 
-from tests.test_device_contract import CONFIGS, snapshot, train_steps, training_config
 from graphlake.training import checkpoint as ckpt
 from graphlake.training.config import TrainConfig
 from graphlake.training.distributed.base import LocalBackend
 from graphlake.training.trainer import Trainer
+from tests.test_device_contract import CONFIGS, snapshot, train_steps, training_config
 
 DEVICE = os.environ.get("GRAPHLAKE_CUDA_TEST_DEVICE", "cuda")
 pytestmark = pytest.mark.skipif(DEVICE.startswith("cuda") and not torch.cuda.is_available(),

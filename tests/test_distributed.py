@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import graphlake.training.distributed.launch as launch_mod
-from graphlake.training.distributed import base, selftest
+from graphlake.training.distributed import base, factory, selftest
 from graphlake.training.distributed.launch import LaunchError, launch
 
 ENTRY = "graphlake.training.distributed.selftest"
@@ -162,10 +162,10 @@ def test_backend_helpers_and_errors(monkeypatch):
     with pytest.raises(ValueError, match=r"rank: expected 0 <= rank < 2, got 2"):
         base.local_shard(8, 2, 2)
     with pytest.raises(ValueError, match=r"name: expected one of .* got 'mpi'"):
-        base.get_backend("mpi")
+        factory.get_backend("mpi")
     assert launch_mod.BACKEND_ENV == base.BACKEND_ENV
     monkeypatch.setenv(base.BACKEND_ENV, "local")
-    backend = base.get_backend(device="cpu")
+    backend = factory.get_backend(device="cpu")
     assert isinstance(backend, base.LocalBackend) and backend.is_root and backend.world_size == 1
     with pytest.raises(TypeError, match=r"value: expected a float, int or torch.Tensor, got str"):
         backend.allreduce_mean("1.0", "loss")
@@ -180,7 +180,7 @@ def test_backend_helpers_and_errors(monkeypatch):
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(key, raising=False)
     with pytest.raises(ValueError, match=r"environment: expected RANK, .* missing RANK"):
-        base.get_backend("ddp")
+        factory.get_backend("ddp")
 
 
 

@@ -18,13 +18,12 @@ import numpy as np
 import pytest
 from pyspark.sql import functions as F
 
+from graphlake.app import cli
 from graphlake.assets import schema as A
 from graphlake.assets.embed_new import embed_new
-from graphlake.assets.publish import asset_table
-from graphlake.assets.registry import AssetError, read_registry, resolve
-from graphlake.etl import schema as S
-from graphlake.app import cli
+from graphlake.assets.registry import AssetError, asset_table, read_registry, resolve
 from graphlake.core import lake, tables
+from graphlake.etl import schema as S
 from tests.conftest import assert_same_rows
 
 NEW_USER, NEW_ITEM = "u_new_embed", "i_new_embed"

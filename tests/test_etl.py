@@ -8,10 +8,10 @@ import os
 import pytest
 from pyspark.sql import functions as F
 
-from graphlake.etl import schema as S
-from graphlake.etl.job import EtlError, last_run, run_etl, validate_run
-from graphlake.etl.transforms import EtlRules
 from graphlake.core import lake, tables
+from graphlake.etl import schema as S
+from graphlake.etl.job import last_run, run_etl, validate_run
+from graphlake.etl.transforms import EtlRules
 from tests.conftest import assert_same_rows
 
 LONG_ID = "u" * 129
@@ -63,8 +63,8 @@ def _write(path, lines):
 @pytest.fixture
 def raw(tmp_path):
     root = tmp_path / "raw"
-    _write(str(root / "events" / "dt=2024-01-01" / "part-0.jsonl"), [l for l, _ in DAY1 + BOT_LINES])
-    _write(str(root / "events" / "dt=2024-01-02" / "part-0.jsonl"), [l for l, _ in DAY2])
+    _write(str(root / "events" / "dt=2024-01-01" / "part-0.jsonl"), [line for line, _ in DAY1 + BOT_LINES])
+    _write(str(root / "events" / "dt=2024-01-02" / "part-0.jsonl"), [line for line, _ in DAY2])
     _write(str(root / "items" / "a.jsonl"), [
         '{"item_id":"i1","title":"  Red   shoe ","category":"Fashion > Shoes>>Sneakers","brand":"acme","shop_id":7,"price":10.0,"image_vec":[0.1,0.2]}',
         '{"item_id":"i2","title":"Old title","category":"Home","price":5}',
@@ -96,8 +96,8 @@ def test_every_quarantine_reason_is_exact(spark, raw, tmp_path):
     lake_dir = str(tmp_path / "lake")
     report = run_etl(spark, raw, lake_dir, dates=["2024-01-01"], rules=RULES)
     # the key of a record whose JSON is broken is unknown
-    expected = sorted((json.loads(l).get("event_id", "") if r != S.R_INVALID_JSON else "", r)
-                      for l, r in DAY1 + BOT_LINES if r not in (None, "duplicate"))
+    expected = sorted((json.loads(line).get("event_id", "") if r != S.R_INVALID_JSON else "", r)
+                      for line, r in DAY1 + BOT_LINES if r not in (None, "duplicate"))
     got = sorted((r[S.RECORD_KEY] or "", r[S.REASON]) for r in _quarantine(spark, lake_dir).collect())
     assert got == expected
     ev = report["events"]

@@ -8,12 +8,12 @@ import great_expectations as gx
 import pytest
 from pyspark.sql import functions as F
 
-from graphlake.etl import job as etl_job
-from graphlake.etl import schema as S
-from graphlake.etl.generator import GeneratorConfig, generate
 from graphlake.app import cli
 from graphlake.core import lake, tables
 from graphlake.core.quality import Suite
+from graphlake.etl import job as etl_job
+from graphlake.etl import schema as S
+from graphlake.etl.generator import GeneratorConfig, generate
 from tests.conftest import assert_same_rows
 
 

@@ -13,6 +13,10 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from graphlake.app import cli
+from graphlake.core import lake, tables
+from graphlake.core.config import load_config
+from graphlake.core.quality import run_suites
 from graphlake.etl import schema as S
 from graphlake.graph_build import derived, edges, ids, nodes
 from graphlake.graph_build import job as graph_job
@@ -21,10 +25,6 @@ from graphlake.graph_build import schema as G
 from graphlake.graph_build.config import GraphConfig, config_hash
 from graphlake.graph_build.manifest import GraphNotFoundError, load_graph_version, read_graph_table
 from graphlake.graph_build.snapshot import open_snapshot
-from graphlake.app import cli
-from graphlake.core import lake, tables
-from graphlake.core.config import load_config
-from graphlake.core.quality import run_suites
 from tests.conftest import assert_same_rows
 
 UTC = timezone.utc

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
+from graphlake.core import lake, tables
 from graphlake.etl import importers as I
 from graphlake.etl import schema as S
-from graphlake.core import lake, tables
 from tests.conftest import assert_same_rows
 
 DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"

@@ -8,12 +8,23 @@ import numpy as np
 import pytest
 import torch
 
-from graphlake.training.model import (HeteroEncoder, HeteroGraphSAGE, HeteroSAGEConv, ModelConfig, NodeEncoder,
-                            NodeFeatureSpec, bpr_loss, gather_features, l2_regularisation, sampled_softmax_loss,
-                            score, shared_negative_scores)
+from graphlake.training.model import (
+    HeteroEncoder,
+    HeteroGraphSAGE,
+    HeteroSAGEConv,
+    ModelConfig,
+    NodeEncoder,
+    NodeFeatureSpec,
+    bpr_loss,
+    gather_features,
+    l2_regularisation,
+    sampled_softmax_loss,
+    score,
+    shared_negative_scores,
+)
 from graphlake.training.sampling.base import Block, SampledBatch
 
-U, I = "user", "item"
+U, I = "user", "item"  # noqa: E741 (I: the item type, as in the papers)
 CLICK, REV, FOLLOW, CO_VIEW = (U, "click", I), (I, "rev_click", U), (U, "follow", U), (I, "co_view", I)
 S2, S3, S6 = math.sqrt(2), math.sqrt(3), math.sqrt(6)
 

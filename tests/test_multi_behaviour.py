@@ -8,8 +8,8 @@ from __future__ import annotations
 import os
 
 import numpy as np
-import torch
 import pytest
+import torch
 
 from graphlake.training.config import TrainConfig
 from graphlake.training.evaluate import evaluate

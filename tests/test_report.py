@@ -14,8 +14,8 @@ from html.parser import HTMLParser
 import pytest
 
 from graphlake.app import cli
-from graphlake.core import lake, tables
 from graphlake.app.report import SECTIONS, write_pipeline_report
+from graphlake.core import lake, tables
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -10,8 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from graphlake.training.sampling import (CSRNeighborSampler, HeteroCSRGraph, NegativeSampler, SampledBatch, csr_contains,
-                               split_counts)
+from graphlake.training.sampling import (
+    CSRNeighborSampler,
+    HeteroCSRGraph,
+    NegativeSampler,
+    SampledBatch,
+    csr_contains,
+    split_counts,
+)
 
 CLICK = ("user", "click", "item")
 REV_CLICK = ("item", "rev_click", "user")

@@ -12,9 +12,9 @@ import pytest
 import torch
 from pyspark.sql import functions as F
 
-from graphlake.graph_build.snapshot import open_snapshot
 from graphlake.app import cli
 from graphlake.core import lake, tables
+from graphlake.graph_build.snapshot import open_snapshot
 from graphlake.training import checkpoint as ckpt
 from graphlake.training.config import TrainConfig, config_hash
 from graphlake.training.distributed import get_backend
@@ -344,7 +344,8 @@ def test_cli_train_with_validation_and_evaluate(spark, planted, tmp_path, capsys
 
 def test_sampled_embeddings_of_a_type_do_not_depend_on_which_types_are_asked_for(tmp_path):
     """embed_all's neighbour samples are seeded by the type, not by its place in the request."""
-    from tests.test_device_contract import TARGET as CLICKS, snapshot as memory_snapshot
+    from tests.test_device_contract import TARGET as CLICKS
+    from tests.test_device_contract import snapshot as memory_snapshot
 
     config = TrainConfig(targets=(CLICKS,), fanouts=(3, 2), batch_size=64, epochs=1, validation_fraction=0.0,
                          inference="sampled", model={"hidden_dim": 8})

@@ -26,7 +26,7 @@ other row) is computed from its features and the states of its shop / brand / ca
 no trace of its interactions. The held-out list is saved as ``<run_dir>/cold_start_items.json``
 (``{"node_type", "node_ids", "fraction", "seed", "candidates"}``, node ids of the graph version).
 
-Evaluation (:func:`cold_start_metrics`, run by ``graphlake evaluate``): the ground truth is
+Evaluation (:func:`graphlake.training.evaluate.cold_start_metrics`, run by ``graphlake evaluate``): the ground truth is
 every target edge (of the run's targets with the first target's user and item types) into a
 held-out item, the candidates are the held-out items only, every user with a held-out pair is
 ranked against all of them (nothing to mask: the user's training items are not candidates),
@@ -53,7 +53,7 @@ import torch
 from graphlake.core.edge_types import parse_edge_type
 from graphlake.training import checkpoint as ckpt
 from graphlake.training.sampling import csr_rows
-from graphlake.training.scoring import ranking_score
+from graphlake.training.sampling.graph import select_edges
 
 COLD_START_FILE = "cold_start_items.json"
 KEEP_RELATIONS = ("belongs_to",)  # attribute edges a new item has from the start
@@ -173,8 +173,6 @@ def neutral_features(snapshot, item_type: str) -> dict:
 
 def remove_cold_edges(csr: dict, cold: ColdStart) -> dict:
     """The stored CSRs without the held-out items' edges, except those of :data:`KEEP_RELATIONS`."""
-    from graphlake.training.sampling.graph import _select_edges
-
     held = cold.mask()
     out = dict(csr)
     for name, (indptr, indices, weights) in csr.items():
@@ -188,7 +186,7 @@ def remove_cold_edges(csr: dict, cold: ColdStart) -> dict:
         if d == cold.node_type:
             drop |= held.index_select(0, torch.from_numpy(np.asarray(indices).astype(np.int64)))
         if bool(drop.any()):
-            out[name] = _select_edges(name, np.asarray(indptr), indices, weights, torch.nonzero(~drop).flatten())
+            out[name] = select_edges(name, np.asarray(indptr), indices, weights, torch.nonzero(~drop).flatten())
     return out
 
 
@@ -281,57 +279,3 @@ def attribute_popularity(snapshot, targets, item_ids: torch.Tensor) -> torch.Ten
     fallback = interactions[~held].mean() if bool((~held).any()) else torch.tensor(0.0, dtype=torch.float64)
     score = torch.where(count > 0, total / count.clamp(min=1.0), fallback)
     return score.index_select(0, item_ids)
-
-
-def cold_start_metrics(run_dir: str, k: int = 20) -> dict:
-    """Recall@K / NDCG@K of the run's held-out items (protocol: the module docstring).
-
-    Uses the run's ``embeddings/<type>.npy`` (the held-out rows are the feature-only embeddings
-    ``embed_all`` wrote) and its snapshot's target edges as the ground truth.
-
-    Returns:
-        ``{"recall@K", "ndcg@K", "random_recall@K", "random_ndcg@K", "popularity_recall@K",
-        "popularity_ndcg@K", "items", "users", "pairs", "node_type", "targets", "k"}`` (``popularity_*``:
-        the held-out items ranked by :func:`attribute_popularity`, the same list for every user); ``items`` = candidates (held-out items), ``pairs`` =
-        held-out user -> item pairs, ``users`` = users with at least one.
-
-    Raises:
-        FileNotFoundError: the run held no items out, or has no embeddings yet.
-    """
-    from graphlake.graph_build.snapshot import open_snapshot
-    from graphlake.core.config import load_config
-    from graphlake.training.config import TrainConfig
-    from graphlake.training.metrics import ranking_metrics
-    from graphlake.training.run_data import resolve_targets
-    from graphlake.training.worker import embeddings_path, read_run
-
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 1000:
-        raise ValueError(f"k: expected an int in 1..1000, got {k!r}")
-    held = read_cold_items(run_dir)
-    if held is None:
-        raise FileNotFoundError(f"run_dir: run {os.path.basename(os.path.normpath(run_dir))} held no items out "
-                                f"(no {COLD_START_FILE}; train with cold_start_fraction > 0)")
-    spec = read_run(run_dir)
-    config = load_config(TrainConfig, spec["config"])
-    snap = open_snapshot(spec["snapshot"])
-    targets = resolve_targets(snap, config)
-    user_type, item_type = item_type_of(targets)
-    targets = [t for t in targets if parse_edge_type(t).src == user_type]
-    for t in (user_type, item_type):
-        if not os.path.isfile(embeddings_path(run_dir, t)):
-            raise FileNotFoundError(f"run_dir: {run_dir} has no {t} embeddings (did the run finish?)")
-    items = torch.tensor(held["node_ids"], dtype=torch.int64)
-    users, pair_items = held_out_pairs(snap, targets, items)
-    local = torch.searchsorted(items, pair_items)
-    item_emb = np.asarray(np.load(embeddings_path(run_dir, item_type), mmap_mode="r")[items.numpy()])
-    user_emb = np.load(embeddings_path(run_dir, user_type), mmap_mode="r")
-    kk = min(k, len(items))
-    m = ranking_metrics(user_emb, item_emb, users, local, k=kk, score=ranking_score(config.model_config()))
-    per_user = torch.bincount(users, minlength=user_emb.shape[0])
-    rnd = random_ranking_metrics(per_user[per_user > 0], len(items), k)
-    # one ranking for every user: the held-out items by attribute popularity
-    pop = ranking_metrics(torch.ones(user_emb.shape[0], 1), attribute_popularity(snap, targets, items)[:, None].float(),
-                          users, local, k=kk)
-    rnd.update({f"popularity_recall@{k}": pop[f"recall@{kk}"], f"popularity_ndcg@{k}": pop[f"ndcg@{kk}"]})
-    return {f"recall@{k}": m[f"recall@{kk}"], f"ndcg@{k}": m[f"ndcg@{kk}"], **rnd, "items": int(len(items)),
-            "users": m["users"], "pairs": int(len(users)), "node_type": item_type, "targets": targets, "k": k}

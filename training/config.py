@@ -26,6 +26,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+
 from graphlake.core.edge_types import parse_edge_type
 
 MODES = ("sampled", "full")
@@ -235,7 +236,9 @@ class TrainConfig:
 
     def model_config(self):
         """The :class:`graphlake.training.model.ModelConfig` of ``model`` (layers = ``len(fanouts)`` when sampled)."""
-        from graphlake.training.model import ModelConfig
+        from graphlake.training.model import (
+            ModelConfig,  # lazy: torch, only when a model is built (configs load without it)
+        )
 
         values = dict(self.model)
         if self.mode == "sampled":

@@ -33,22 +33,29 @@ import numpy as np
 import torch
 from pyspark.sql import functions as F
 
+from graphlake.core import lake, tables
+from graphlake.core.config import load_config
 from graphlake.core.edge_types import parse_edge_type
+from graphlake.core.errors import InputNotFoundError, UsageError
 from graphlake.etl import schema as S
 from graphlake.graph_build import schema as G
 from graphlake.graph_build.manifest import load_graph_version, read_graph_table
 from graphlake.graph_build.snapshot import open_snapshot
-from graphlake.core import lake, tables
-from graphlake.core.errors import InputNotFoundError, UsageError
-from graphlake.training.cold_start import cold_start_metrics, read_cold_items
-from graphlake.training.job import latest_run, run_dir_of
+from graphlake.training.cold_start import (
+    COLD_START_FILE,
+    attribute_popularity,
+    held_out_pairs,
+    item_type_of,
+    random_ranking_metrics,
+    read_cold_items,
+)
+from graphlake.training.config import TrainConfig
+from graphlake.training.job import latest_run
 from graphlake.training.metrics import degree_buckets, group_by_user, ranking_metrics
+from graphlake.training.run import EVALUATION_FILE, TrainRun, embeddings_path, read_run  # noqa: F401 (EVALUATION_FILE: callers)
 from graphlake.training.run_data import TARGET_BEHAVIOUR, behaviour_edge, resolve_targets
 from graphlake.training.sampling import csr_rows
 from graphlake.training.scoring import ranking_score
-from graphlake.training.worker import embeddings_path, read_run
-
-EVALUATION_FILE = "evaluation.json"
 
 
 def _pairs_frame(spark, test_table: str | None, test_file: str | None, lake_dir: str, split: str | None):
@@ -155,15 +162,13 @@ def evaluate(spark, lake_dir: str, run_id: str | None = None, test_table: str = 
     if mask not in MASKS:
         raise UsageError(f"mask: expected one of {list(MASKS)}, got {mask!r}")
     run_id = run_id or latest_run(spark, lake_dir)["run_id"]
-    run_dir = run_dir_of(lake_dir, run_id)
+    run_dir = TrainRun.of(lake_dir, run_id).dir
     spec = read_run(run_dir)
     if cold_start:
         result = {"run_id": run_id, "graph_version": spec["graph_version"], "cold_start": cold_start_metrics(run_dir, k),
                   "k": k, "seconds": round(time.time() - started, 1)}
         return _save(run_dir, result)
     snap = open_snapshot(spec["snapshot"])
-    from graphlake.training.config import TrainConfig
-
     config = TrainConfig(**{k_: v for k_, v in spec["config"].items()})
     run_targets = resolve_targets(snap, config)
     evaluated = _evaluated_target(target, run_targets, snap.edge_types)
@@ -199,6 +204,53 @@ def evaluate(spark, lake_dir: str, run_id: str | None = None, test_table: str = 
 
 
 def _save(run_dir: str, result: dict) -> dict:
-    with open(os.path.join(run_dir, EVALUATION_FILE), "w") as f:
+    with open(TrainRun(run_dir).evaluation_path, "w") as f:
         json.dump(result, f, indent=1, sort_keys=True)
     return result
+
+
+def cold_start_metrics(run_dir: str, k: int = 20) -> dict:
+    """Recall@K / NDCG@K of the run's held-out items (protocol: the module docstring).
+
+    Uses the run's ``embeddings/<type>.npy`` (the held-out rows are the feature-only embeddings
+    ``embed_all`` wrote) and its snapshot's target edges as the ground truth.
+
+    Returns:
+        ``{"recall@K", "ndcg@K", "random_recall@K", "random_ndcg@K", "popularity_recall@K",
+        "popularity_ndcg@K", "items", "users", "pairs", "node_type", "targets", "k"}`` (``popularity_*``:
+        the held-out items ranked by :func:`attribute_popularity`, the same list for every user); ``items`` = candidates (held-out items), ``pairs`` =
+        held-out user -> item pairs, ``users`` = users with at least one.
+
+    Raises:
+        FileNotFoundError: the run held no items out, or has no embeddings yet.
+    """
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 1000:
+        raise ValueError(f"k: expected an int in 1..1000, got {k!r}")
+    held = read_cold_items(run_dir)
+    if held is None:
+        raise FileNotFoundError(f"run_dir: run {os.path.basename(os.path.normpath(run_dir))} held no items out "
+                                f"(no {COLD_START_FILE}; train with cold_start_fraction > 0)")
+    spec = read_run(run_dir)
+    config = load_config(TrainConfig, spec["config"])
+    snap = open_snapshot(spec["snapshot"])
+    targets = resolve_targets(snap, config)
+    user_type, item_type = item_type_of(targets)
+    targets = [t for t in targets if parse_edge_type(t).src == user_type]
+    for t in (user_type, item_type):
+        if not os.path.isfile(embeddings_path(run_dir, t)):
+            raise FileNotFoundError(f"run_dir: {run_dir} has no {t} embeddings (did the run finish?)")
+    items = torch.tensor(held["node_ids"], dtype=torch.int64)
+    users, pair_items = held_out_pairs(snap, targets, items)
+    local = torch.searchsorted(items, pair_items)
+    item_emb = np.asarray(np.load(embeddings_path(run_dir, item_type), mmap_mode="r")[items.numpy()])
+    user_emb = np.load(embeddings_path(run_dir, user_type), mmap_mode="r")
+    kk = min(k, len(items))
+    m = ranking_metrics(user_emb, item_emb, users, local, k=kk, score=ranking_score(config.model_config()))
+    per_user = torch.bincount(users, minlength=user_emb.shape[0])
+    rnd = random_ranking_metrics(per_user[per_user > 0], len(items), k)
+    # one ranking for every user: the held-out items by attribute popularity
+    pop = ranking_metrics(torch.ones(user_emb.shape[0], 1), attribute_popularity(snap, targets, items)[:, None].float(),
+                          users, local, k=kk)
+    rnd.update({f"popularity_recall@{k}": pop[f"recall@{kk}"], f"popularity_ndcg@{k}": pop[f"ndcg@{kk}"]})
+    return {f"recall@{k}": m[f"recall@{kk}"], f"ndcg@{k}": m[f"ndcg@{kk}"], **rnd, "items": int(len(items)),
+            "users": m["users"], "pairs": int(len(users)), "node_type": item_type, "targets": targets, "k": k}

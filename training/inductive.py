@@ -44,9 +44,24 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
+from graphlake.core.config import load_config
 from graphlake.core.edge_types import parse_edge_type
+from graphlake.graph_build.snapshot import open_snapshot
 from graphlake.training import checkpoint as ckpt
+from graphlake.training.config import TrainConfig
 from graphlake.training.layerwise import layerwise_embeddings
+from graphlake.training.model import HeteroGraphSAGE, gather_features
+from graphlake.training.run import read_run
+from graphlake.training.run_data import (
+    FEATURE_NAMES,
+    feature_specs,
+    full_degrees,
+    resolve_targets,
+    trained_node_types,
+    training_csr,
+)
+from graphlake.training.sampling import CSRNeighborSampler, HeteroCSRGraph, csr_rows
+from graphlake.training.scoring import has_score_column, prior_roles, scoring_vectors
 
 INFERENCE_STREAM = 9  # ckpt.generator(seed, INFERENCE_STREAM, type index, offset): the sampled neighbourhoods
 NEW_NODE_KEYS = ("count", "features")
@@ -83,16 +98,6 @@ def embed_new_nodes(run_dir: str, new_nodes: Mapping[str, Mapping], new_edges: M
         nodes, a duplicate pair, a non-finite or non-positive weight.
         FileNotFoundError: no run or no checkpoint in ``run_dir``.
     """
-    from graphlake.graph_build.snapshot import open_snapshot
-    from graphlake.core.config import load_config
-    from graphlake.training.config import TrainConfig
-    from graphlake.training.model import HeteroGraphSAGE
-    from graphlake.training.sampling import CSRNeighborSampler, HeteroCSRGraph
-    from graphlake.training.scoring import has_score_column, prior_roles, scoring_vectors
-    from graphlake.training.run_data import (FEATURE_NAMES, feature_specs, full_degrees, resolve_targets, trained_node_types,
-                                   training_csr)
-    from graphlake.training.worker import read_run
-
     if not isinstance(run_dir, (str, bytes)) and not hasattr(run_dir, "__fspath__"):
         raise TypeError(f"run_dir: expected a folder path, got {type(run_dir).__name__}")
     spec = read_run(run_dir)
@@ -324,8 +329,6 @@ def _check_new_edges(new_edges, edge_types: list[str], n_old: dict, n_all: dict)
 # ---------------------------------------------------------------- graph and features
 def _extend_csr(indptr, indices, weights, n_src: int, src=None, dst=None, w=None) -> tuple:
     """A stored CSR with ``n_src`` rows (new rows empty) plus the new edges ``src -> dst``."""
-    from graphlake.training.sampling import csr_rows
-
     ptr = torch.from_numpy(np.array(indptr, dtype=np.int64))
     pad = n_src + 1 - len(ptr)
     if src is None:
@@ -341,8 +344,6 @@ def _extend_csr(indptr, indices, weights, n_src: int, src=None, dst=None, w=None
 
 def _gather(existing: dict, new: dict, n_old: dict, node_ids: dict) -> dict:
     """The batch's feature rows: existing ids from the snapshot, ids past it from the new matrices."""
-    from graphlake.training.model import gather_features
-
     out = {}
     for t, ids in node_ids.items():
         old = ids < n_old[t]

@@ -16,6 +16,8 @@ import io
 import json
 import os
 
+from graphlake.training.run import TrainRun
+
 
 def png_bytes(fig) -> bytes:
     """The PNG file of a matplotlib figure (90 dpi, tight bounding box)."""
@@ -31,11 +33,7 @@ def data_uri(fig) -> str:
 
 def read_history(run_dir: str) -> list[dict]:
     """The records of ``<run_dir>/metrics.jsonl`` (``[]`` when the run wrote none)."""
-    path = os.path.join(run_dir, "metrics.jsonl")
-    if not os.path.isfile(path):
-        return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    return TrainRun(run_dir).history()
 
 
 def _smooth(values: list[float], window: int) -> list[float]:

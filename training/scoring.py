@@ -32,6 +32,7 @@ Example:
 from __future__ import annotations
 
 import numpy as np
+
 from graphlake.core.edge_types import parse_edge_type
 
 

@@ -31,7 +31,6 @@ import contextlib
 import json
 import logging
 import math
-import os
 import time
 from typing import NamedTuple
 
@@ -46,16 +45,29 @@ from graphlake.training.distributed.base import rank_rows
 from graphlake.training.layerwise import layerwise_embeddings
 from graphlake.training.metrics import ranking_metrics
 from graphlake.training.model import HeteroGraphSAGE, NodeEncoder, gather_features
-from graphlake.training.model.decoder import (bpr_loss, l2_regularisation, sampled_softmax_loss, score,
-                                    shared_negative_scores, with_score_bias)
+from graphlake.training.model.decoder import (
+    bpr_loss,
+    l2_regularisation,
+    sampled_softmax_loss,
+    score,
+    shared_negative_scores,
+    with_score_bias,
+)
 from graphlake.training.model.shared_softmax import shared_softmax_loss
 from graphlake.training.optim import CompositeOptimizer, ResidentGrads, RowAdam, dense_adam
 from graphlake.training.prefetch import prefetched
-from graphlake.training.run_data import (FEATURE_NAMES, feature_specs, full_degrees, resolve_targets, trained_node_types,
-                               training_csr)
-from graphlake.training.scoring import has_score_column, prior_roles, ranking_score, scoring_vectors
+from graphlake.training.run import TrainRun
+from graphlake.training.run_data import (
+    FEATURE_NAMES,
+    feature_specs,
+    full_degrees,
+    resolve_targets,
+    trained_node_types,
+    training_csr,
+)
 from graphlake.training.sampling import CSRNeighborSampler, HeteroCSRGraph, NegativeSampler, message_relations
 from graphlake.training.sampling.base import SampledBatch
+from graphlake.training.scoring import has_score_column, prior_roles, ranking_score, scoring_vectors
 
 log = logging.getLogger(__name__)
 
@@ -476,7 +488,7 @@ def _progress(enabled: bool, total: int, initial: int):
 
 def write_metrics(run_dir: str, history: list[dict]) -> str:
     """``<run_dir>/metrics.jsonl``: one JSON object per step / validation."""
-    path = os.path.join(run_dir, "metrics.jsonl")
+    path = TrainRun(run_dir).metrics_path
     with open(path, "w") as f:
         for row in history:
             f.write(json.dumps(row, sort_keys=True) + "\n")

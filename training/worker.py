@@ -1,11 +1,12 @@
-"""Entry point of one training rank: ``python -m training.worker --run-dir DIR --backend NAME``.
+"""Entry point of one training rank: ``python -m graphlake.training.worker --run-dir DIR --backend NAME``.
 
 The launcher (``graphlake.training.distributed.launch``: horovodrun, torchrun, ``horovod.spark.run``,
 TorchDistributor) starts this module once per rank; in a single process ``graphlake.training.job`` calls
-:func:`run` directly. The run folder holds ``run.json`` (snapshot path and config, written by
-the driver) and receives the checkpoints, ``metrics.jsonl`` and the embeddings
-``embeddings/<type>.npy`` (float32 ``(num_nodes, dim)``, row = node id): rank 0 creates each
-file, every rank fills its slice of the rows.
+:func:`run` directly. The run folder (:class:`graphlake.training.run.TrainRun` owns its names)
+holds ``run.json`` (snapshot path and config, written by the driver) and receives the
+checkpoints, ``metrics.jsonl`` and the embeddings ``embeddings/<type>.npy`` (float32
+``(num_nodes, dim)``, row = node id): rank 0 creates each file, every rank fills its slice of
+the rows.
 """
 
 from __future__ import annotations
@@ -18,15 +19,15 @@ import sys
 
 import numpy as np
 
-from graphlake.core.errors import InputNotFoundError
+from graphlake.core.config import load_config
+from graphlake.graph_build.snapshot import open_snapshot
+from graphlake.training.config import TrainConfig
+from graphlake.training.distributed import get_backend
+from graphlake.training.run import DONE_FILE, RUN_FILE, TrainRun, embeddings_path, read_run  # noqa: F401 (used by callers)
+from graphlake.training.scoring import exported_dim
+from graphlake.training.trainer import Trainer, write_metrics
 
-RUN_FILE = "run.json"
-DONE_FILE = "DONE"
 RANKS_DIR = "ranks"
-
-
-def embeddings_path(run_dir: str, node_type: str) -> str:
-    return os.path.join(run_dir, "embeddings", f"{node_type}.npy")
 
 
 def rank_file(run_dir: str, rank: int) -> str:
@@ -50,26 +51,8 @@ def write_rank_file(run_dir: str, rank: int, world_size: int) -> str:
     return path
 
 
-def read_run(run_dir: str) -> dict:
-    path = os.path.join(run_dir, RUN_FILE)
-    if not os.path.isfile(path):
-        runs = os.path.dirname(os.path.abspath(run_dir))
-        known = sorted(n for n in os.listdir(runs) if os.path.isfile(os.path.join(runs, n, RUN_FILE))) \
-            if os.path.isdir(runs) else []
-        raise InputNotFoundError(f"run_id: no training run {os.path.basename(os.path.abspath(run_dir))!r} in {runs} "
-                                 f"(no {RUN_FILE} there; runs there: {known[-5:] if known else 'none'})")
-    with open(path) as f:
-        return json.load(f)
-
-
 def run(run_dir: str, backend, resume: bool = False, progress: bool = True) -> dict:
     """Train, then write this rank's slice of every node type's embeddings. Returns a summary."""
-    from graphlake.graph_build.snapshot import open_snapshot
-    from graphlake.core.config import load_config
-    from graphlake.training.config import TrainConfig
-    from graphlake.training.scoring import exported_dim
-    from graphlake.training.trainer import Trainer, write_metrics
-
     spec = read_run(run_dir)
     config = load_config(TrainConfig, spec["config"])
     trainer = Trainer(open_snapshot(spec["snapshot"]), config, run_dir, backend, progress=progress)
@@ -77,7 +60,7 @@ def run(run_dir: str, backend, resume: bool = False, progress: bool = True) -> d
     parts = trainer.embed_all(rank_slice=True)
     dim = exported_dim(trainer.model_config)
     if backend.is_root:
-        os.makedirs(os.path.join(run_dir, "embeddings"), exist_ok=True)
+        os.makedirs(TrainRun(run_dir).embeddings_dir, exist_ok=True)
         for t in parts:
             np.lib.format.open_memmap(embeddings_path(run_dir, t), mode="w+", dtype=np.float32,
                                       shape=(trainer.snapshot.num_nodes(t), dim)).flush()
@@ -101,15 +84,13 @@ def run(run_dir: str, backend, resume: bool = False, progress: bool = True) -> d
             summary["validation"] = trainer.validate({t: np.load(embeddings_path(run_dir, t), mmap_mode="r")
                                                       for t in parts})
         write_metrics(run_dir, history + ([{"final": True, **summary["validation"]}] if "validation" in summary else []))
-        with open(os.path.join(run_dir, DONE_FILE), "w") as f:
+        with open(TrainRun(run_dir).done_path, "w") as f:
             json.dump(summary, f)
     backend.barrier()
     return summary
 
 
 def main(argv=None) -> int:
-    from graphlake.training.distributed import get_backend
-
     parser = argparse.ArgumentParser(description="one rank of a graphlake training run")
     parser.add_argument("--run-dir", required=True)
     parser.add_argument("--backend", default="local", choices=["local", "horovod", "ddp"])

@@ -14,7 +14,10 @@ from collections.abc import Mapping
 
 from graphlake.assets import schema as A
 from graphlake.assets.bundle import open_bundle
+from graphlake.assets.lifecycle import read_asset
 from graphlake.assets.registry import AssetError, AssetNotFoundError, read_registry, resolve
+from graphlake.core import lake as lake_layer
+from graphlake.core import tables
 from graphlake.udfs.functions import make_functions
 
 SQL_VIEWS = {"events": "clean/events", "items": "clean/items", "users": "clean/users"}
@@ -79,10 +82,6 @@ def register(spark, lake: str, version="production", user_type: str = "user", it
 def register_views(spark, lake: str, versions: dict) -> list[str]:
     """Temp views for SQL: ``events``, ``items``, ``users`` (the clean tables, where present) and
     one per asset (its rows at the version in ``versions``). Returns the view names."""
-    from graphlake.assets.lifecycle import read_asset
-    from graphlake.core import lake as lake_layer
-    from graphlake.core import tables
-
     made = []
     for view, table in SQL_VIEWS.items():
         path = tables.table_path(lake, table)

@@ -20,6 +20,8 @@ import threading
 
 import numpy as np
 
+from graphlake.graph_build.snapshot import open_snapshot
+
 _HISTORY: dict[tuple, "History"] = {}
 _LOCK = threading.Lock()
 MAX_K = 1000
@@ -39,8 +41,6 @@ class History:
     summed edge weights, from the memory-mapped snapshot of the graph version."""
 
     def __init__(self, snapshot_dir: str, edge_types: tuple[str, ...]):
-        from graphlake.graph_build.snapshot import open_snapshot
-
         snap = open_snapshot(snapshot_dir)
         self.csrs = [snap.csr(e) for e in edge_types]
 

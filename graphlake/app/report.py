@@ -25,12 +25,18 @@ from pyspark.sql import functions as F
 from graphlake.assets.lifecycle import list_assets, read_asset
 from graphlake.assets.publish import run_metrics
 from graphlake.assets.registry import AssetError, AssetNotFoundError, read_registry, resolve
-from graphlake.graph_build import analytics as A
-from graphlake.graph_build.manifest import GraphNotFoundError, graph_summary, load_graph_version, read_graph_table, table_rows
 from graphlake.core import lake, tables
 from graphlake.core.errors import InputNotFoundError, UsageError
-from graphlake.training.job import run_dir_of
+from graphlake.graph_build import analytics as A
+from graphlake.graph_build.manifest import (
+    GraphNotFoundError,
+    graph_summary,
+    load_graph_version,
+    read_graph_table,
+    table_rows,
+)
 from graphlake.training.report import plots, png_bytes, read_history
+from graphlake.training.run import TrainRun
 
 SECTIONS = ("Input and quarantine", "Graph statistics", "Training", "Evaluation", "Item embeddings",
             "Example recommendations", "Data quality")
@@ -288,8 +294,7 @@ def _evaluation_section(lake_dir: str, run: dict | None, figs: _Figures) -> str:
 def _by_degree_section(run_dir: str, figs: _Figures) -> str:
     """The run's evaluation by the users' training degree in the masked behaviour (where sparse
     users stand), from ``evaluation.json``."""
-    path = os.path.join(run_dir, "evaluation.json")
-    ev = json.load(open(path)) if os.path.isfile(path) else {}
+    ev = TrainRun(run_dir).evaluation() or {}
     groups = {name: g for name, g in (ev.get("by_degree") or {}).items() if g.get("users")}
     if not groups:
         return "<h3>By user activity</h3>" + _note("No evaluation by training degree (run `graphlake evaluate`).")
@@ -452,7 +457,7 @@ def _resolve(spark, lake_dir: str, graph_version, train_run_id) -> tuple[dict | 
     if run is not None:
         # the run folder is where this lake keeps it (a summary's absolute path is stale once the lake moves)
         run = {**json.loads(run["summary"]), "config": json.loads(run["config"]),
-               "run_dir": run_dir_of(lake_dir, run["run_id"])}
+               "run_dir": TrainRun.of(lake_dir, run["run_id"]).dir}
     return graph, run
 
 

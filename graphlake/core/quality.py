@@ -81,8 +81,8 @@ def run_suites(batches, lake: str, build_docs: bool = True, raise_on_failure: bo
         ``{"success": bool, "suites": {name: {"success", "failed": [...], "results": [...]}}, "data_docs": path}``
     """
     import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
     from great_expectations.checkpoint import UpdateDataDocsAction
+    from great_expectations.data_context.types.base import ProgressBarsConfig
 
     batches = list(batches)
     if not batches:

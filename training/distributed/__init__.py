@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "Backend": "base", "LocalBackend": "base", "get_backend": "base", "local_shard": "base",
+    "Backend": "base", "LocalBackend": "base", "get_backend": "factory", "local_shard": "base",
     "resolve_device": "base", "LaunchError": "launch",
 }
 __all__ = sorted(_EXPORTS)

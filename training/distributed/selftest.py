@@ -27,7 +27,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from graphlake.training.distributed.base import Backend, get_backend, local_shard
+from graphlake.training.distributed.base import Backend, local_shard
+from graphlake.training.distributed.factory import get_backend
 
 
 class TinyModel(nn.Module):

@@ -4,11 +4,17 @@ See ``hetero_sage.py`` for the model and ``ModelConfig``; the batch contract is
 ``graphlake.training.sampling.base`` (Block, SampledBatch).
 """
 
-from graphlake.training.model.decoder import bpr_loss, l2_regularisation, sampled_softmax_loss, score, shared_negative_scores
+from graphlake.training.model.decoder import (
+    bpr_loss,
+    l2_regularisation,
+    sampled_softmax_loss,
+    score,
+    shared_negative_scores,
+)
 from graphlake.training.model.encoders import HeteroEncoder, NodeEncoder, NodeFeatureSpec
-from graphlake.training.model.shared_softmax import shared_softmax_loss
 from graphlake.training.model.hetero_sage import HeteroGraphSAGE, ModelConfig, gather_features
 from graphlake.training.model.sage_layer import HeteroSAGEConv
+from graphlake.training.model.shared_softmax import shared_softmax_loss
 
 __all__ = [
     "HeteroEncoder",

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 SCORE_KINDS = ("dot", "cosine")
 
 
-def _tensor(name: str, x) -> torch.Tensor:
+def checked_tensor(name: str, x) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
     if not x.dtype.is_floating_point:
@@ -34,7 +34,7 @@ def _tensor(name: str, x) -> torch.Tensor:
     return x
 
 
-def _temperature(temperature) -> float:
+def checked_temperature(temperature) -> float:
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
         raise ValueError(f"temperature: expected a number > 0, got {temperature!r}")
     return float(temperature)
@@ -57,10 +57,10 @@ def score(u: torch.Tensor, v: torch.Tensor, kind: str = "dot", temperature: floa
         >>> score(torch.tensor([[3., 4.]]), torch.tensor([[4., 3.]]), "cosine")
         tensor([0.9600])
     """
-    u, v = _tensor("u", u), _tensor("v", v)
+    u, v = checked_tensor("u", u), checked_tensor("v", v)
     if kind not in SCORE_KINDS:
         raise ValueError(f"kind: expected one of {SCORE_KINDS}, got {kind!r}")
-    t = _temperature(temperature)
+    t = checked_temperature(temperature)
     if u.shape[-1] != v.shape[-1]:
         raise ValueError(f"v: expected last dimension {u.shape[-1]} (that of u), got {v.shape[-1]}")
     if u.dim() == 2 and v.dim() == 3:
@@ -99,10 +99,10 @@ def with_score_bias(u: torch.Tensor, v: torch.Tensor, n: torch.Tensor, bias: tor
         >>> u2, v2, n2 = with_score_bias(u, v, n, model.score_bias["item"], pos_ids, neg_ids, "cosine", 0.1)
         >>> loss = shared_softmax_loss(u2, v2, n2, "dot", 1.0, pos_ids=pos_ids, neg_ids=neg_ids)
     """
-    u, v, n, bias = _tensor("u", u), _tensor("v", v), _tensor("n", n), _tensor("bias", bias)
+    u, v, n, bias = checked_tensor("u", u), checked_tensor("v", v), checked_tensor("n", n), checked_tensor("bias", bias)
     if kind not in SCORE_KINDS:
         raise ValueError(f"kind: expected one of {SCORE_KINDS}, got {kind!r}")
-    t = _temperature(temperature)
+    t = checked_temperature(temperature)
     if bias.dim() != 1:
         raise ValueError(f"bias: expected one scalar per destination node (N,), got shape {tuple(bias.shape)}")
     for name, ids, rows in (("pos_ids", pos_ids, v), ("neg_ids", neg_ids, n)):
@@ -117,7 +117,7 @@ def with_score_bias(u: torch.Tensor, v: torch.Tensor, n: torch.Tensor, bias: tor
 
 
 def _pos_neg(pos_scores, neg_scores) -> tuple[torch.Tensor, torch.Tensor]:
-    pos, neg = _tensor("pos_scores", pos_scores), _tensor("neg_scores", neg_scores)
+    pos, neg = checked_tensor("pos_scores", pos_scores), checked_tensor("neg_scores", neg_scores)
     if pos.dim() != 1:
         raise ValueError(f"pos_scores: expected shape (B,), got {tuple(pos.shape)}")
     if neg.dim() == 1:
@@ -161,13 +161,13 @@ def sampled_softmax_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor, tem
         tensor(0.5514)
     """
     pos, neg = _pos_neg(pos_scores, neg_scores)
-    t = _temperature(temperature)
+    t = checked_temperature(temperature)
     if log_q_correction is None:  # no (B, 1 + K) copy: logsumexp([pos, neg]) = logaddexp(pos, logsumexp(neg))
         if t != 1.0:
             pos, neg = pos / t, neg / t
         return (torch.logaddexp(pos, torch.logsumexp(neg, dim=1)) - pos).mean()
     logits = torch.cat([pos.unsqueeze(1), neg], dim=1) / t
-    log_q = _tensor("log_q_correction", log_q_correction).to(logits.dtype)
+    log_q = checked_tensor("log_q_correction", log_q_correction).to(logits.dtype)
     b, k = neg.shape
     if tuple(log_q.shape) in ((k,), (b, k)):
         logits = torch.cat([logits[:, :1], logits[:, 1:] - log_q], dim=1)
@@ -207,14 +207,14 @@ def shared_negative_scores(u: torch.Tensor, n: torch.Tensor, kind: str = "dot", 
         tensor([[1., 0.],
                 [-9., 1.]])
     """
-    u, n = _tensor("u", u), _tensor("n", n)
+    u, n = checked_tensor("u", u), checked_tensor("n", n)
     if kind not in SCORE_KINDS:
         raise ValueError(f"kind: expected one of {SCORE_KINDS}, got {kind!r}")
     if u.dim() != 2 or n.dim() != 2 or u.shape[1] != n.shape[1]:
         raise ValueError(f"n: expected (K, {u.shape[-1]}) negatives for u (B, D), got u {tuple(u.shape)}, "
                          f"n {tuple(n.shape)}")
     masked = masked_pairs(pos_ids, neg_ids, u.shape[0], n.shape[0])
-    t = _temperature(temperature)
+    t = checked_temperature(temperature)
     if kind == "cosine":
         u, n = F.normalize(u, dim=-1), F.normalize(n, dim=-1)
     scores = (u / t if t != 1.0 else u) @ n.t()
@@ -275,7 +275,7 @@ def l2_regularisation(*tensors: torch.Tensor, batch_size: int | None = None) -> 
     """
     if not tensors:
         raise ValueError("tensors: expected at least one tensor")
-    ts = [_tensor(f"tensors[{i}]", x) for i, x in enumerate(tensors)]
+    ts = [checked_tensor(f"tensors[{i}]", x) for i, x in enumerate(tensors)]
     if batch_size is None:
         batch_size = ts[0].shape[0] if ts[0].dim() else 1
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:

@@ -28,9 +28,23 @@ import numpy as np
 import torch
 from torch import nn
 
+from graphlake.core.config import load_config
 from graphlake.training.model.decoder import SCORE_KINDS
-from graphlake.training.model.encoders import CATEGORICAL_COMBINES, FUSIONS, HeteroEncoder, NodeFeatureSpec, resolve_per_type
-from graphlake.training.model.sage_layer import AGGRS, COMBINES, NORMS, RELATION_WEIGHTS, HeteroSAGEConv, check_relations
+from graphlake.training.model.encoders import (
+    CATEGORICAL_COMBINES,
+    FUSIONS,
+    HeteroEncoder,
+    NodeFeatureSpec,
+    resolve_per_type,
+)
+from graphlake.training.model.sage_layer import (
+    AGGRS,
+    COMBINES,
+    NORMS,
+    RELATION_WEIGHTS,
+    HeteroSAGEConv,
+    check_relations,
+)
 from graphlake.training.sampling.base import Relation, SampledBatch
 
 LAYER_COMBINATIONS = ("last", "mean")
@@ -348,8 +362,6 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, source: Mapping | str | None) -> ModelConfig:
         """From a mapping (the whole document or its ``model:`` section), a YAML path, or None (defaults)."""
-        from graphlake.core.config import load_config
-
         return load_config(cls, source, section="model")
 
     def build(self, specs: Mapping[str, NodeFeatureSpec], relations: Sequence[Relation]) -> HeteroGraphSAGE:

@@ -41,8 +41,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from graphlake.training.sampling.base import Block, Relation, relation_name
 from graphlake.training.model.spmm import spmm
+from graphlake.training.sampling.base import Block, Relation, relation_name
 
 AGGRS = ("mean", "weighted_mean", "sum")
 COMBINES = ("sum", "mean", "attention")

@@ -32,7 +32,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from graphlake.training.model.decoder import SCORE_KINDS, _temperature, _tensor, masked_pairs
+from graphlake.training.model.decoder import SCORE_KINDS, checked_temperature, checked_tensor, masked_pairs
 
 # a constant shift is used only when every exponent stays above -_MAX_SPAN (exp(-60) ~ 1e-26 is
 # far from float32's underflow at ~1e-38); wider spans use the per-row max
@@ -117,10 +117,10 @@ def shared_softmax_loss(u: torch.Tensor, v: torch.Tensor, n: torch.Tensor, kind:
         >>> shared_softmax_loss(torch.eye(2), torch.eye(2), torch.zeros(3, 2))  # log(e + 3) - 1
         tensor(0.7437)
     """
-    u, v, n = _tensor("u", u), _tensor("v", v), _tensor("n", n)
+    u, v, n = checked_tensor("u", u), checked_tensor("v", v), checked_tensor("n", n)
     if kind not in SCORE_KINDS:
         raise ValueError(f"kind: expected one of {SCORE_KINDS}, got {kind!r}")
-    t = _temperature(temperature)
+    t = checked_temperature(temperature)
     if u.dim() != 2 or v.shape != u.shape:
         raise ValueError(f"v: expected the shape of u (B, D), got u {tuple(u.shape)}, v {tuple(v.shape)}")
     if n.dim() != 2 or n.shape[1] != u.shape[1] or n.shape[0] < 1:
@@ -128,14 +128,14 @@ def shared_softmax_loss(u: torch.Tensor, v: torch.Tensor, n: torch.Tensor, kind:
     rows, cols = masked_pairs(pos_ids, neg_ids, u.shape[0], n.shape[0]) or (None, None)
     col = None
     if log_q is not None:
-        log_q = _tensor("log_q", log_q)
+        log_q = checked_tensor("log_q", log_q)
         if tuple(log_q.shape) != (n.shape[0],):
             raise ValueError(f"log_q: expected shape ({n.shape[0]},), got {tuple(log_q.shape)}")
         col = log_q.detach().neg().to(u.dtype)
     if (pos_bias is None) != (neg_bias is None):
         raise ValueError("pos_bias / neg_bias: give both or neither")
     if pos_bias is not None:
-        pos_bias, neg_bias = _tensor("pos_bias", pos_bias), _tensor("neg_bias", neg_bias)
+        pos_bias, neg_bias = checked_tensor("pos_bias", pos_bias), checked_tensor("neg_bias", neg_bias)
         for name, x, size in (("pos_bias", pos_bias, u.shape[0]), ("neg_bias", neg_bias, n.shape[0])):
             if tuple(x.shape) != (size,):
                 raise ValueError(f"{name}: expected shape ({size},), got {tuple(x.shape)}")

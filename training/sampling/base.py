@@ -35,6 +35,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
+
 from graphlake.core.edge_types import EdgeType, parse_edge_type
 
 Relation = tuple[str, str, str]  # (src_type, name, dst_type): messages src -> dst

@@ -260,7 +260,7 @@ class HeteroCSRGraph:
         for name in names:
             indptr, indices, weights = snap.csr(name)
             if name in edge_ids:
-                indptr, indices, weights = _select_edges(name, np.asarray(indptr), indices, weights, edge_ids[name])
+                indptr, indices, weights = select_edges(name, np.asarray(indptr), indices, weights, edge_ids[name])
             csr[name] = (indptr, indices, weights)
         return cls({t: snap.num_nodes(t) for t in snap.node_types}, csr)
 
@@ -463,7 +463,7 @@ class HeteroCSRGraph:
         return f"HeteroCSRGraph(num_nodes={self._num_nodes}, edges={edges})"
 
 
-def _select_edges(name: str, indptr: np.ndarray, indices, weights, positions) -> tuple:
+def select_edges(name: str, indptr: np.ndarray, indices, weights, positions) -> tuple:
     """The stored CSR restricted to the given edge positions (kept in stored order)."""
     pos = positions.numpy() if isinstance(positions, torch.Tensor) else np.asarray(positions)
     if not np.issubdtype(pos.dtype, np.integer) or pos.ndim != 1:

@@ -40,7 +40,6 @@ import torch
 
 from graphlake.training.sampling.graph import csr_rows
 
-
 STRATEGIES = ("uniform", "popularity", "in_batch", "hard")
 
 
