@@ -7,16 +7,17 @@ BASE   := $(VENV)/.base-$(HASH)
 STAMP  := $(VENV)/.installed-$(HASH)
 LAKE   ?= ./lakehouse
 
-.PHONY: install install-base demo test cluster-test bench clean
+.PHONY: install install-base demo lint test cluster-test bench clean
 
 # the versions the suite passed with (constraints.txt; docs/operations.md says how to upgrade them)
 PIN    := -c constraints.txt
 
-# what the pipeline needs (the demo): no test tools, no Airflow, no Horovod build
+# what the pipeline needs (the demo: the core + pipeline, train and text extras): no test tools,
+# no Airflow, no Horovod build
 $(BASE): pyproject.toml constraints.txt training/distributed/build_horovod.sh
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet $(PIN) -e .
+	$(PY) -m pip install --quiet $(PIN) -e '.[all]'
 	@rm -f $(VENV)/.base-*
 	@touch $(BASE)
 
@@ -41,7 +42,11 @@ TEST_WORKERS ?= 2
 # the 30 slowest setups/tests are listed at the end of every run: where the suite's time goes
 PYTEST_ARGS ?= --durations=30
 
-test: install
+# ruff's rules are in pyproject.toml ([tool.ruff])
+lint: install
+	$(VENV)/bin/ruff check .
+
+test: install lint
 	$(PY) -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup) $(PYTEST_ARGS)
 
 # the full cluster checks (graphlake.app.cluster: a standalone master + 2 workers on 127.0.0.1): a worker

@@ -151,7 +151,7 @@ def test_function_level_imports_say_why():
                                     "graphlake.app.cli"])
 def test_reading_assets_and_the_sql_functions_need_no_training_stack(module):
     """The core install (no `train`/`text`/`airflow` extras) serves the assets and the gl_* functions."""
-    blocked = ("torch", "sentence_transformers", "airflow", "numba", "matplotlib")
+    blocked = ("torch", "sentence_transformers", "great_expectations", "airflow", "numba", "matplotlib")
     code = ("import sys\n"
             "class Block:\n"
             "    def find_spec(self, name, path=None, target=None):\n"
