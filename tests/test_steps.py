@@ -216,8 +216,8 @@ def _inspect(dag, run_conf: dict, spark_tasks: set) -> dict:
         out = tasks[t.task_id] = {"operator": type(t).__name__}
         ti = _FakeTI(spark_tasks)
         if hasattr(t, "application_args"):
-            context = {"params": resolved, "ds": DS, "ti": ti, "task": t}
-            out["argv"] = [str(a) for a in t.render_template(t.application_args, context)]
+            t.render_template_fields({"params": resolved, "ds": DS, "ti": ti, "task": t})  # as before execute()
+            out["argv"] = [str(a) for a in t.application_args]
         else:  # the context keys the task's function asks for
             wanted = inspect.signature(t.python_callable).parameters
             context = {"params": resolved, "ds": DS, "ti": ti, "task": t}

@@ -283,7 +283,7 @@ def add_cli_options(parser: argparse.ArgumentParser, step: Step, skip=()) -> lis
 
 def _source(spec: ParamSpec) -> tuple[str, str]:
     kind, _, rest = spec.dag.partition(":")
-    if kind in ("ds", "timeout") and not rest or kind in ("param", "xcom") and rest:
+    if kind in ("ds", "timeout") and not rest or kind == "param" and rest or kind == "xcom" and "." in rest:
         return kind, rest
     raise ValueError(f"{spec.name}: dag source must be 'ds', 'timeout', 'param:NAME' or 'xcom:TASK.KEY', "
                      f"got {spec.dag!r}")

@@ -59,6 +59,8 @@ def _config(cls, path: str | None, section: str):
 
 @dataclass(frozen=True)
 class EtlParams(StepParams):
+    """The parameters of step ``etl`` (:func:`etl`)."""
+
     lake: str = param(**_LAKE)
     raw: str = param(help="raw folder (events/dt=..., items/, users/)")
     ds: str | None = param(None, dag="ds", flag="--date", cli={"action": "append", "metavar": "YYYY-MM-DD"},
@@ -80,6 +82,8 @@ def etl(p: EtlParams) -> dict:
 
 @dataclass(frozen=True)
 class ValidateEtlParams(StepParams):
+    """The parameters of step ``validate_etl`` (:func:`validate_etl`)."""
+
     lake: str = param(**_LAKE)
     etl_run_id: str | None = param(None, dag="xcom:etl.run_id",
                                    help="with --stage etl: the ETL run to check (default: the newest)")
@@ -111,6 +115,8 @@ def validate_etl(p: ValidateEtlParams) -> dict:
 
 @dataclass(frozen=True)
 class BuildGraphParams(StepParams):
+    """The parameters of step ``build_graph`` (:func:`build_graph`)."""
+
     lake: str = param(**_LAKE)
     ds: str | None = param(None, dag="ds", flag="--until-date", cli={"metavar": "YYYY-MM-DD"},
                            help="build from the events up to this date (default: all)")
@@ -130,6 +136,8 @@ def build_graph(p: BuildGraphParams) -> dict:
 
 @dataclass(frozen=True)
 class ValidateGraphParams(StepParams):
+    """The parameters of step ``validate_graph`` (:func:`validate_graph`)."""
+
     lake: str = param(**_LAKE)
     graph_version: int | None = param(None, dag="xcom:build_graph.graph_version", minimum=0,
                                       help="with --stage graph: the graph version to check (default: latest)")
@@ -154,6 +162,8 @@ def validate_graph(p: ValidateGraphParams) -> dict:
 
 @dataclass(frozen=True)
 class TrainParams(StepParams):
+    """The parameters of step ``train`` (:func:`train`)."""
+
     lake: str = param(**_LAKE)
     graph_version: int | None = param(None, dag="xcom:validate_graph.graph_version", minimum=0,
                                       help="the graph version to train on (default: latest)")
@@ -202,6 +212,8 @@ def train(p: TrainParams) -> dict:
 
 @dataclass(frozen=True)
 class EvaluateParams(StepParams):
+    """The parameters of step ``evaluate`` (:func:`evaluate`)."""
+
     lake: str = param(**_LAKE)
     run_id: str | None = param(None, dag=_TRAIN_RUN, help="the training run (default: the newest finished run)")
     k: int = param(20, minimum=1, dag="param:eval_k", help="the cut-off K of Recall@K / NDCG@K")
@@ -243,6 +255,8 @@ def _check_assets(assets: dict | None) -> None:
 
 @dataclass(frozen=True)
 class PublishParams(StepParams):
+    """The parameters of step ``publish`` (:func:`publish`)."""
+
     lake: str = param(**_LAKE)
     run_id: str | None = param(None, dag=_TRAIN_RUN, help="the training run (default: the newest finished run)")
     config: str | None = param(None, **_ASSET_CONFIG)
@@ -259,6 +273,8 @@ def publish(p: PublishParams) -> dict:
 
 @dataclass(frozen=True)
 class GateParams(StepParams):
+    """The parameters of step ``gate`` (:func:`gate`)."""
+
     lake: str = param(**_LAKE)
     assets: dict | None = param(None, dag="xcom:publish.assets", pipeline_only=True,
                                 help="{asset: version} to gate (the CLI gates one: --asset, --version)")
@@ -299,6 +315,8 @@ def gate(p: GateParams) -> dict:
 
 @dataclass(frozen=True)
 class PromoteParams(StepParams):
+    """The parameters of step ``promote`` (:func:`promote`)."""
+
     lake: str = param(**_LAKE)
     assets: dict = param(dag="xcom:gate.assets", pipeline_only=True,
                          help="{asset: version} to promote (the CLI promotes one: --asset, --version)")
@@ -325,6 +343,8 @@ def promote(p: PromoteParams) -> dict:
 
 @dataclass(frozen=True)
 class ReportParams(StepParams):
+    """The parameters of step ``report`` (:func:`report`)."""
+
     lake: str = param(**_LAKE)
     graph_version: int | None = param(None, dag="xcom:train.graph_version", minimum=0,
                                       help="the graph version (default: latest)")
