@@ -21,7 +21,7 @@ def test_multi_behaviour_graph_trains_purchase_with_weighted_auxiliaries():
         "full", 8192, 4096, "sampled_softmax", True)
     m = c.model_config()
     assert (m.hidden_dim, m.num_layers, m.weight_free, m.decoder, m.temperature, m.destination_bias) == (
-        64, 3, True, "cosine", 0.1, True)
+        128, 3, True, "cosine", 0.1, True)
     cart_first = recommended_config(TMALL, target="cart", seed=4)
     assert cart_first.targets == (CART, FAV, BUY)
     assert cart_first.seed == 4
