@@ -21,6 +21,7 @@ import re
 
 from graphlake.core.errors import UsageError
 
+
 def _config(path):
     from graphlake.assets.config import AssetConfig
     from graphlake.core.config import load_config

@@ -31,11 +31,11 @@ import pyarrow as pa
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from graphlake.core import lake, tables
+from graphlake.core.errors import InputNotFoundError, UsageError
 from graphlake.graph_build import schema as G
 from graphlake.graph_build.export import export_graph
 from graphlake.graph_build.manifest import load_graph_version, read_graph_table
-from graphlake.core import lake, tables
-from graphlake.core.errors import InputNotFoundError, UsageError
 from graphlake.training import checkpoint as ckpt
 from graphlake.training.config import TrainConfig, config_hash, config_json
 from graphlake.training.recipe import recommended_config

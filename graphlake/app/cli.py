@@ -63,8 +63,8 @@ def _emit(args, summary: dict, human: str) -> None:
 
 
 def cmd_generate(args) -> dict:
-    from graphlake.etl.generator import GeneratorConfig, generate
     from graphlake.core.config import load_config
+    from graphlake.etl.generator import GeneratorConfig, generate
 
     overrides = {k: v for k, v in {"users": args.users, "items": args.items, "days": args.days,
                                     "seed": args.seed, "start_date": args.start_date,
@@ -84,9 +84,9 @@ def _asdict(config) -> dict:
 
 
 def cmd_etl(args) -> dict:
+    from graphlake.core.config import load_config
     from graphlake.etl.job import run_etl
     from graphlake.etl.transforms import EtlRules
-    from graphlake.core.config import load_config
 
     rules = load_config(EtlRules, args.config, section="etl")
     report = run_etl(_spark(args), args.raw, args.lake, dates=args.ds, rules=rules,
@@ -150,8 +150,8 @@ def cmd_validate(args) -> dict:
 
 
 def cmd_graph(args) -> dict:
-    from graphlake.graph_build.config import GraphConfig
     from graphlake.core.config import load_config
+    from graphlake.graph_build.config import GraphConfig
 
     spark = _spark(args)
     if args.graph_command == "build":
@@ -481,12 +481,12 @@ def _check_lake(args) -> None:
 def _job_failures() -> tuple[type, ...]:
     """Exceptions of a job or gate that failed (exit 1); imported here, where the CLI is the one
     place that knows every stage."""
-    from graphlake.assets.registry import AssetError
-    from graphlake.etl.job import EtlError
-    from graphlake.graph_build.job import GraphBuildError
     from graphlake.app.cluster import ClusterError
+    from graphlake.assets.registry import AssetError
     from graphlake.core.lake import LakeError
     from graphlake.core.quality import QualityError
+    from graphlake.etl.job import EtlError
+    from graphlake.graph_build.job import GraphBuildError
     from graphlake.training.checkpoint import UnsafeCheckpointError
     from graphlake.training.distributed.launch import LaunchError
     from graphlake.training.job import TrainError

@@ -192,7 +192,8 @@ def train(p: TrainParams) -> dict:
     import shlex
 
     from graphlake.training.config import TrainConfig
-    from graphlake.training.job import latest_run, train as run
+    from graphlake.training.job import latest_run
+    from graphlake.training.job import train as run
 
     spark, warm = _spark(), None
     if p.mode == "incremental":
@@ -222,7 +223,8 @@ class EvaluateParams(StepParams):
 def evaluate(p: EvaluateParams) -> dict:
     """Recall@K / NDCG@K of ``run_id``: on the lake's test table when it has one (an imported
     dataset), otherwise the run's own held-out validation slice (computed by the trainer)."""
-    from graphlake.core import lake as lake_io, tables
+    from graphlake.core import lake as lake_io
+    from graphlake.core import tables
     from graphlake.training.evaluate import evaluate as run
     from graphlake.training.job import latest_run, run_dir_of
     from graphlake.training.worker import DONE_FILE
