@@ -20,7 +20,7 @@ evaluations so far in this work folder); the last line is the mean and sd over t
 
 Usage:
     python bench/quality.py --dataset tmall [--config C | --recipe] [--seeds 3] [--validation 0.1] [--epochs N]
-        [--set key=value ...]     (a TrainConfig field, YAML value: --set edge_types=[user__purchase__item])
+        [--width D] [--set key=value ...]     (a TrainConfig field, YAML value: --set edge_types=[user__purchase__item])
 """
 
 from __future__ import annotations
@@ -114,6 +114,7 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--first-seed", dest="first_seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--validation", type=float, default=None, help="hold out this share of the target's edges")
+    parser.add_argument("--width", type=int, default=None, help="the model's hidden_dim (the rest of `model` kept)")
     parser.add_argument("--set", dest="sets", action="append", default=[], help="TrainConfig field=YAML value")
     parser.add_argument("--label", default=None, help="a name for this configuration in the JSON lines")
     args = parser.parse_args(argv)
@@ -150,6 +151,8 @@ def main(argv=None) -> list[dict]:
     overrides = {k: v for k, v in {"epochs": args.epochs, "validation_fraction": args.validation}.items()
                  if v is not None}
     overrides.update(_overrides(args.sets))
+    if args.width is not None:
+        overrides["model"] = {**dict(overrides.get("model", base.model)), "hidden_dim": args.width}
     probe = TrainConfig(**{**to_dict(base), **overrides})
     if not spec.get("test_file", True) and probe.validation_fraction == 0 and probe.cold_start_fraction == 0:
         raise SystemExit(f"--dataset {args.dataset} has no test file: train with cold_start_fraction > 0 "
