@@ -34,6 +34,7 @@ import sys
 import time
 import traceback
 
+from graphlake.core.edge_types import parse_edge_type
 from graphlake.core.errors import EXIT_FAILED, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, InputNotFoundError, UsageError
 
 DEFAULT_LAKE = "./lakehouse"
@@ -203,7 +204,7 @@ def _graph_stats_human(summary: dict) -> str:
     lines += [f"    {t:<10} {n:>12,}" for t, n in sorted(summary["node_counts"].items())]
     lines.append(f"  edges: {summary['edges_total']:,}")
     for name, n in sorted(summary["edge_counts"].items()):
-        src, rel, dst = name.split("__")
+        src, rel, dst = parse_edge_type(name)
         label = f"{src} -{rel}-> {dst}"
         lines.append(f"    {label:<36} {n:>12,}")
     degrees = summary.get("degrees")
