@@ -22,7 +22,7 @@ LAYERS = ("core", "etl", "graph_build", "training", "assets", "udfs", "app")
 # entry points whose function-level imports keep `graphlake --help`, the registry verbs and the DAG's
 # parse light: `python -c "import graphlake.app.cli"` takes 0.7 s, importing every stage 10+ s
 LAZY_MODULES = ("graphlake.app.cli", "graphlake.app.steps", "graphlake.app.stepkit", "graphlake.app.pipeline",
-                "graphlake.app.demo", "graphlake.app.report", "graphlake.assets.cli", "graphlake.app.assets_cli")
+                "graphlake.app.demo", "graphlake.app.report", "graphlake.app.assets_cli")
 
 
 def _modules() -> dict[str, Path]:

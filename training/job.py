@@ -38,9 +38,13 @@ from graphlake.graph_build.export import export_graph
 from graphlake.graph_build.manifest import load_graph_version, read_graph_table
 from graphlake.training import checkpoint as ckpt
 from graphlake.training.config import TrainConfig, config_hash, config_json
+from graphlake.training.distributed import get_backend
+from graphlake.training.distributed.base import resolve_device
+from graphlake.training.distributed.launch import LaunchError, launch
 from graphlake.training.recipe import recommended_config
 from graphlake.training.report import write_training_report
-from graphlake.training.worker import DONE_FILE, RUN_FILE, embeddings_path, read_run
+from graphlake.training.run import DONE_FILE, TrainRun, embeddings_path, read_run
+from graphlake.training.worker import run
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +67,8 @@ class TrainError(RuntimeError):
 
 
 def run_dir_of(lake_dir: str, run_id: str) -> str:
-    return os.path.join(os.path.abspath(lake_dir), tables.RUNS_DIR, "train", run_id)
+    """The folder of run ``run_id`` (:meth:`graphlake.training.run.TrainRun.of`)."""
+    return TrainRun.of(lake_dir, run_id).dir
 
 
 def embeddings_table(node_type: str) -> str:
@@ -82,7 +87,7 @@ def _warm_start(spark, lake_dir: str, warm_start: str) -> dict:
     if warm_start == "latest":
         warm_start = latest_run(spark, lake_dir)["run_id"]
     run_dir = run_dir_of(lake_dir, warm_start)
-    if not os.path.isfile(os.path.join(run_dir, DONE_FILE)):
+    if not TrainRun(run_dir).is_done():
         raise UsageError(f"warm_start: run {warm_start!r} has not finished under {lake_dir!r} (no {DONE_FILE} in "
                          f"{run_dir})")
     path = ckpt.latest_path(run_dir)
@@ -111,14 +116,14 @@ def _prepare(spark, lake_dir, config, graph_version, run_id, resume, warm_start=
                          f"{start_from['graph_version']}, newer than the {exported['graph_version']} trained now")
     run_id = run_id or _new_run_id(exported["graph_version"], config)
     run_dir = run_dir_of(lake_dir, run_id)
-    if os.path.exists(os.path.join(run_dir, RUN_FILE)):
+    if TrainRun(run_dir).exists():
         raise UsageError(f"run_id: run {run_id} exists already (pass resume=True to continue it)")
     os.makedirs(run_dir, exist_ok=True)
     spec = {"run_id": run_id, "graph_version": exported["graph_version"], "snapshot": exported["path"],
             "config": json.loads(config_json(config)), "config_hash": config_hash(config), "lake": os.path.abspath(lake_dir)}
     if start_from is not None:
         spec["warm_start"] = start_from
-    with open(os.path.join(run_dir, RUN_FILE), "w") as f:
+    with open(TrainRun(run_dir).spec_path, "w") as f:
         json.dump(spec, f, indent=1, sort_keys=True)
     return run_dir, spec
 
@@ -141,12 +146,8 @@ def _check_device(device) -> None:
 def _run_ranks(run_dir, backend, workers, resume, launcher, timeout_s, progress, spark, launcher_args=None,
                device: str = "auto") -> None:
     if backend == "local":
-        from graphlake.training.distributed import get_backend
-        from graphlake.training.worker import run
-
         run(run_dir, get_backend("local", device=device), resume=resume, progress=progress)
         return
-    from graphlake.training.distributed.launch import LaunchError, launch
 
     args = ["--run-dir", run_dir, "--backend", backend, "--device", device] + (["--resume"] if resume else []) + \
         ([] if progress else ["--no-progress"])
@@ -238,8 +239,6 @@ def train(spark, lake_dir: str, config: TrainConfig | None = None, backend: str 
         raise UsageError(f"launcher: expected 'process' or 'spark', got {launcher!r}")
     _check_device(device)
     if backend == "local":  # this process is the rank: a GPU it lacks is an error before anything is written
-        from graphlake.training.distributed.base import resolve_device
-
         resolve_device(0, device)
     if config is not None and not isinstance(config, TrainConfig):
         raise TypeError(f"config: expected TrainConfig, got {type(config).__name__}")
@@ -251,17 +250,16 @@ def train(spark, lake_dir: str, config: TrainConfig | None = None, backend: str 
     elif overrides and resume:
         raise UsageError(f"overrides: a resumed run keeps the config it started with, got {overrides}")
     run_dir, spec = _prepare(spark, lake_dir, config, graph_version, run_id, resume, warm_start, overrides)
-    if os.path.exists(os.path.join(run_dir, DONE_FILE)):
-        os.remove(os.path.join(run_dir, DONE_FILE))
+    if TrainRun(run_dir).is_done():
+        os.remove(TrainRun(run_dir).done_path)
     if launcher_args and backend == "local":
         raise UsageError("launcher_args: the local backend has no launcher (use --backend ddp|horovod)")
     _run_ranks(run_dir, backend, workers, resume, launcher, timeout_s, progress, spark, launcher_args, device)
-    if not os.path.isfile(os.path.join(run_dir, DONE_FILE)):
+    if not TrainRun(run_dir).is_done():
         raise TrainError(f"training run {spec['run_id']}: the ranks exited without finishing (no {DONE_FILE})")
-    with open(os.path.join(run_dir, DONE_FILE)) as f:
-        done = json.load(f)
+    done = TrainRun(run_dir).done()
     graph = load_graph_version(spark, lake_dir, spec["graph_version"])
-    node_types = sorted(n[:-4] for n in os.listdir(os.path.join(run_dir, "embeddings")) if n.endswith(".npy"))
+    node_types = TrainRun(run_dir).embedded_types()
     written = write_embeddings(spark, lake_dir, graph, spec["run_id"], run_dir, node_types)
     summary = {"run_id": spec["run_id"], "run_dir": run_dir, "graph_version": spec["graph_version"],
                "config_hash": spec["config_hash"], "backend": backend, "workers": workers,

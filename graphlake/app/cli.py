@@ -344,7 +344,7 @@ def cmd_report(args) -> str:
 
 
 def _asset_command(fn):
-    """Adapt an asset-layer command ``fn(args, spark, emit)`` (see :mod:`graphlake.assets.cli`): ``spark()``
+    """Adapt an asset-layer command ``fn(args, spark, emit)`` (see :mod:`graphlake.app.assets_cli`): ``spark()``
     starts the session on first use, so registry reads start no JVM."""
     def run(args):
         return fn(args, lambda: _spark(args), lambda summary, human: _emit(args, summary, human))
@@ -437,7 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--older-than-minutes", type=float, default=60.0)
     c.add_argument("--dry-run", action="store_true")
 
-    from graphlake.assets.cli import add_commands
+    from graphlake.app.assets_cli import add_commands
 
     verbs.update(add_commands(sub, common, _asset_command))
 
@@ -527,7 +527,7 @@ def _one_line(text: str) -> str:
 
 def classify(exc: BaseException) -> tuple[int, str]:
     """``(exit code, message)`` for an exception a command raised (see :mod:`graphlake.core.errors`)."""
-    from graphlake.assets.cli import sql_usage_error
+    from graphlake.app.assets_cli import sql_usage_error
 
     if isinstance(exc, UsageError):
         return EXIT_USAGE, f"error: {_one_line(exc)}"

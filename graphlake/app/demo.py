@@ -34,12 +34,12 @@ def _step(msg: str) -> float:
 
 def run_demo(spark, lake_dir: str, raw_dir: str | None = None, events: int = 300_000, seed: int = 7) -> dict:
     """Generate ``events`` synthetic events, run the pipeline into ``lake_dir``, print a summary."""
+    from graphlake.app.report import write_pipeline_report
     from graphlake.etl.generator import GeneratorConfig, generate
     from graphlake.etl.job import run_etl
     from graphlake.graph_build.export import export_graph
     from graphlake.graph_build.job import build_graph
     from graphlake.graph_build.manifest import table_rows
-    from graphlake.app.report import write_pipeline_report
     from graphlake.training.job import embeddings_table, train
 
     if not isinstance(events, int) or events < 1000:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass
 
 from graphlake.app.stepkit import Step, StepParams, param
@@ -226,8 +225,8 @@ def evaluate(p: EvaluateParams) -> dict:
     from graphlake.core import lake as lake_io
     from graphlake.core import tables
     from graphlake.training.evaluate import evaluate as run
-    from graphlake.training.job import latest_run, run_dir_of
-    from graphlake.training.worker import DONE_FILE
+    from graphlake.training.job import latest_run
+    from graphlake.training.run import TrainRun
 
     spark = _spark()
     run_id = p.run_id or latest_run(spark, p.lake)["run_id"]
@@ -235,7 +234,7 @@ def evaluate(p: EvaluateParams) -> dict:
         result = run(spark, p.lake, run_id=run_id, k=p.k)
         return {"run_id": run_id, "source": tables.IMPORT_TEST,
                 **{n: v for n, v in result.items() if "@" in n or n in ("users", "test_pairs")}}
-    with open(os.path.join(run_dir_of(p.lake, run_id), DONE_FILE)) as f:
+    with open(TrainRun.of(p.lake, run_id).done_path) as f:
         validation = json.load(f).get("validation") or {}
     if not validation:
         raise UsageError(f"run_id: run {run_id} has no test table to evaluate on and no validation slice "

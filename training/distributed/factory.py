@@ -32,7 +32,9 @@ def get_backend(name: str | None = None, **options: object) -> Backend:
     if name == "local":
         return LocalBackend(**options)  # type: ignore[arg-type]
     if name == "horovod":
-        from graphlake.training.distributed.horovod_backend import HorovodBackend  # lazy: horovod is optional (built by make install)
+        from graphlake.training.distributed.horovod_backend import (
+            HorovodBackend,  # lazy: horovod is optional (built by make install)
+        )
 
         return HorovodBackend(**options)  # type: ignore[arg-type]
     if name == "ddp":
