@@ -16,10 +16,12 @@ Steps (a thin job over the lake; every transform is the graph build's own):
    version's feature spec, so new nodes are standardised with the build's means/stds/medians
    and indexed with its vocabularies (a value outside them is "other"), text embedded by the
    same model.
-4. **edges** (Spark): the build's edge transforms (behaviour edges with the graph's weights and
-   decay reference, ``belongs_to``, ``child_of``, ``follows``, ``searched``) over the events and
-   catalogue rows that involve a new node, kept when an endpoint is new and the run trains on
-   the edge type. Derived item-item edges (co-view, co-purchase) are not made for new items:
+4. **edges** (Spark): the graph build's edge registry
+   (:mod:`graphlake.graph_build.edge_builders`), its ``inductive`` families (behaviour edges with
+   the graph's weights and decay reference, ``belongs_to``, ``child_of``, ``follows``,
+   ``searched``...) over the events that touch a new node on the family's event keys and the
+   catalogue rows, kept when an endpoint is new and the run trains on the edge type
+   (:func:`new_edge_frames`). Derived item-item edges (co-view, co-purchase) are not inductive:
    their per-item top-k needs the whole graph; the next build adds them.
 5. **embed**: :func:`graphlake.training.inductive.embed_new_nodes` on the run's checkpoint (messages flow
    from the existing graph into new nodes, never back, so every existing embedding stays valid).
@@ -44,11 +46,13 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import shutil
 import time
+from collections.abc import Collection
 from functools import reduce
 
 import numpy as np
@@ -73,12 +77,11 @@ from graphlake.assets.publish import (
 from graphlake.assets.registry import AssetError, asset_table, read_registry, resolve
 from graphlake.core import lake, tables
 from graphlake.core.config import load_config
-from graphlake.core.edge_types import parse_edge_type
 from graphlake.core.errors import UsageError
 from graphlake.etl import schema as S
 from graphlake.graph_build import schema as G
 from graphlake.graph_build.config import GraphConfig
-from graphlake.graph_build.edges import behaviour_edges, belongs_to_edges, child_of_edges, follows_edges, searched_edges
+from graphlake.graph_build.edge_builders import EdgeInputs, edge_families, open_family
 from graphlake.graph_build.features import build_features
 from graphlake.graph_build.ids import new_ids_by_type
 from graphlake.graph_build.job import read_inputs
@@ -254,48 +257,66 @@ def _touching(df: DataFrame, column: str, fresh: DataFrame | None) -> DataFrame:
     return joined.withColumn(f"{_NEW}_{column}", F.coalesce(F.col(f"{_NEW}_{column}"), F.lit(False)))
 
 
-def _edges(spark, ctx: dict, fresh: dict, counts: dict) -> dict:
-    frames, config, ref = ctx["frames"], ctx["config"], ctx["reference_us"]
-    events, items, users = frames[tables.CLEAN_EVENTS], frames[tables.CLEAN_ITEMS], frames[tables.CLEAN_USERS]
-    maps = {t: _full_map(spark, ctx, fresh, t) for t in fresh}
-    bases = ctx["bases"]
-    wanted = set(ctx["edge_types"])
+def _new_rows(df: DataFrame, keys: tuple[tuple[str, str], ...], fresh: dict) -> DataFrame:
+    """``df`` rows whose key in one of ``keys`` (``(column, node type)`` pairs) is a new node."""
+    for column, node_type in keys:
+        df = _touching(df, column, fresh.get(node_type))
+    cond = F.lit(False)
+    for column, _ in keys:
+        cond = cond | F.col(f"{_NEW}_{column}")
+    return df.filter(cond).drop(*[f"{_NEW}_{column}" for column, _ in keys])
+
+
+def new_edge_frames(inputs: EdgeInputs, fresh: dict, bases: dict, wanted: Collection[str]) -> dict[str, DataFrame]:
+    """The new nodes' edges, per edge type: the registry's ``inductive`` families
+    (:func:`graphlake.graph_build.edge_builders.edge_families`) over the events that touch a new
+    node on the family's ``event_keys`` (the ``query`` column normalised first, like the build's
+    query keys), for the edge types the run trains on, kept when an endpoint is new. Lazy: no
+    Spark job runs.
+
+    Args:
+        inputs: the current clean tables, the full id maps (the graph's ids + the provisional
+            ones), the graph version's config and decay reference time.
+        fresh: ``{node type: the new keys' id map (key, node_id)}``; a type without new keys may
+            be absent.
+        bases: ``{node type: first provisional id}``: ids ``>= base`` are new nodes.
+        wanted: the run's edge type names (``user__click__item``...).
+
+    Returns:
+        ``{edge type name: DataFrame (src_id, dst_id, weight, count, first_ts, last_ts)}`` with
+        an entry for every wanted inductive edge type whose endpoint types have id maps (maybe empty).
+
+    Example:
+        >>> frames = new_edge_frames(inputs, {"user": new_users}, {"user": 940, "item": 1682},
+        ...                          {"user__click__item", "item__co_view__item"})
+        >>> sorted(frames)                                # co_view is not inductive
+        ['user__click__item']
+    """
     made: dict[str, DataFrame] = {}
+    for family in edge_families(inductive=True):
+        types = [t for t in family.types(inputs.config) if t.name in wanted]
+        if not types:
+            continue
+        family_inputs = inputs
+        if family.event_keys:
+            events = inputs.events
+            if any(column == S.QUERY for column, _ in family.event_keys):
+                events = events.withColumn(S.QUERY, normalise_query(F.col(S.QUERY)))
+            family_inputs = dataclasses.replace(inputs, events=_new_rows(events, family.event_keys, fresh))
+        with open_family(family, family_inputs, types) as makers:
+            for edge_type, make in makers.items():
+                src, _, dst = edge_type
+                made[edge_type.name] = make().filter((F.col(G.SRC_ID) >= bases[src]) | (F.col(G.DST_ID) >= bases[dst]))
+    return made
 
-    def new_rows(df: DataFrame, *columns: str) -> DataFrame:
-        for c in columns:
-            df = _touching(df, c, fresh.get({S.USER_ID: G.USER, S.ITEM_ID: G.ITEM}.get(c, c)))
-        cond = F.lit(False)
-        for c in columns:
-            cond = cond | F.col(f"{_NEW}_{c}")
-        return df.filter(cond).drop(*[f"{_NEW}_{c}" for c in columns])
 
-    if G.USER in maps and G.ITEM in maps:
-        ev = new_rows(events, S.USER_ID, S.ITEM_ID)
-        behaviour = behaviour_edges(ev, maps[G.USER], maps[G.ITEM], config, ref)
-        for rel in config.behaviour_weights:
-            name = G.edge_type_name(G.USER, rel, G.ITEM)
-            if name in wanted:
-                made[name] = behaviour.filter(F.col(G.RELATION) == rel).drop(G.RELATION)
-    for target in (G.SHOP, G.BRAND, G.CATEGORY):
-        name = G.edge_type_name(G.ITEM, G.BELONGS_TO, target)
-        if name in wanted and G.ITEM in maps and target in maps:
-            made[name] = belongs_to_edges(items, maps[G.ITEM], maps[target], target)
-    name = G.edge_type_name(G.CATEGORY, G.CHILD_OF, G.CATEGORY)
-    if name in wanted and G.CATEGORY in maps:
-        made[name] = child_of_edges(items, maps[G.CATEGORY])
-    name = G.edge_type_name(G.USER, G.FOLLOWS, G.USER)
-    if name in wanted and G.USER in maps:
-        made[name] = follows_edges(users, maps[G.USER])
-    name = G.edge_type_name(G.QUERY, G.SEARCHED, G.ITEM)
-    if name in wanted and G.QUERY in maps and G.ITEM in maps:
-        ev = events.withColumn(S.QUERY, normalise_query(F.col(S.QUERY)))
-        made[name] = searched_edges(new_rows(ev, S.QUERY, S.ITEM_ID), maps[G.QUERY], maps[G.ITEM], config, ref)
-    parts = []
-    for name, df in sorted(made.items()):
-        src, _, dst = parse_edge_type(name)
-        keep = df.filter((F.col(G.SRC_ID) >= bases[src]) | (F.col(G.DST_ID) >= bases[dst]))
-        parts.append(keep.select(F.lit(name).alias(_EDGE_TYPE), G.SRC_ID, G.DST_ID, G.WEIGHT))
+def _edges(spark, ctx: dict, fresh: dict, counts: dict) -> dict:
+    frames = ctx["frames"]
+    maps = {t: _full_map(spark, ctx, fresh, t) for t in fresh}
+    inputs = EdgeInputs(frames[tables.CLEAN_EVENTS], frames[tables.CLEAN_ITEMS], frames[tables.CLEAN_USERS], maps,
+                        ctx["config"], ctx["reference_us"])
+    made = new_edge_frames(inputs, fresh, ctx["bases"], set(ctx["edge_types"]))
+    parts = [df.select(F.lit(name).alias(_EDGE_TYPE), G.SRC_ID, G.DST_ID, G.WEIGHT) for name, df in sorted(made.items())]
     out = {name: (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)) for name in made}
     if parts:  # one job for every edge type; new edges only: bounded by the new nodes' degrees
         pdf = reduce(DataFrame.unionByName, parts).orderBy(_EDGE_TYPE, G.SRC_ID, G.DST_ID).toPandas()

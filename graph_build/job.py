@@ -1,7 +1,8 @@
 """Graph build job: clean tables -> one committed graph version (all or nothing).
 
 ``build_graph`` reads ``clean/events``, ``clean/items`` and ``clean/users`` at their current
-Delta versions, extends the id maps (append-only), overwrites the node and edge tables, calls
+Delta versions, extends the id maps (append-only), overwrites the node tables and the edge
+tables of every edge type of the registry (:mod:`graphlake.graph_build.edge_builders`), calls
 the feature and analytics steps, validates what it committed with the graph's Great
 Expectations suites and finally appends ONE row to ``graph/manifest``: that row is the commit
 point. If anything fails before it, every table this run changed is restored to its previous
@@ -21,9 +22,6 @@ import logging
 import time
 import uuid
 
-from pyspark import StorageLevel
-from pyspark.sql import functions as F
-
 from graphlake.core import lake, tables
 from graphlake.core.edge_types import parse_edge_type
 from graphlake.core.errors import InputNotFoundError
@@ -32,17 +30,8 @@ from graphlake.etl import schema as S
 from graphlake.graph_build import schema as G
 from graphlake.graph_build.analytics import graph_stats
 from graphlake.graph_build.config import GraphConfig, config_hash, config_json
-from graphlake.graph_build.derived import co_purchase_edges, co_view_edges
-from graphlake.graph_build.edges import (
-    behaviour_edges,
-    belongs_to_edges,
-    check_until_date,
-    child_of_edges,
-    events_until,
-    follows_edges,
-    reference_micros,
-    searched_edges,
-)
+from graphlake.graph_build.edge_builders import EdgeInputs, edge_families, open_family
+from graphlake.graph_build.edges import check_until_date, events_until, reference_micros
 from graphlake.graph_build.features import build_features, feature_spec
 from graphlake.graph_build.ids import new_ids_by_type
 from graphlake.graph_build.manifest import (
@@ -237,34 +226,14 @@ def _build(spark, lake_dir, config, frames, previous, graph_version, writes, val
         writes.write(tables.nodes(node_type), node_table(node_type, id_map, items, users))
 
     edge_counts, committed = {}, {}
-
-    def put(src, rel, dst, make):
-        if src in id_maps and dst in id_maps:
-            name = tables.edges(src, rel, dst)
-            res = writes.write(name, make())
-            edge_counts[G.edge_type_name(src, rel, dst)] = res.rows_added
-            committed[G.edge_type_name(src, rel, dst)] = lake.read_table(spark, writes.path(name), version=res.version)
-
-    if G.USER in id_maps and G.ITEM in id_maps:
-        behaviour = behaviour_edges(events, id_maps[G.USER], id_maps[G.ITEM], config, reference_us)
-        behaviour = behaviour.persist(StorageLevel.MEMORY_AND_DISK)
-        try:
-            present = {r for (r,) in behaviour.select(G.RELATION).distinct().collect()}
-            for rel in config.behaviour_weights:
-                if rel in present:
-                    put(G.USER, rel, G.ITEM,
-                        lambda rel=rel: behaviour.filter(F.col(G.RELATION) == rel).drop(G.RELATION))
-        finally:
-            behaviour.unpersist()
-    for target in (G.SHOP, G.BRAND, G.CATEGORY):
-        put(G.ITEM, G.BELONGS_TO, target, lambda t=target: belongs_to_edges(items, id_maps[G.ITEM], id_maps[t], t))
-    put(G.CATEGORY, G.CHILD_OF, G.CATEGORY, lambda: child_of_edges(items, id_maps[G.CATEGORY]))
-    if users.filter(F.size(F.col(S.FOLLOWS)) > 0).limit(1).count():
-        put(G.USER, G.FOLLOWS, G.USER, lambda: follows_edges(users, id_maps[G.USER]))
-    put(G.QUERY, G.SEARCHED, G.ITEM, lambda: searched_edges(events, id_maps.get(G.QUERY), id_maps[G.ITEM], config,
-                                                            reference_us))
-    put(G.ITEM, G.CO_VIEW, G.ITEM, lambda: co_view_edges(events, id_maps[G.ITEM], config, reference_us))
-    put(G.ITEM, G.CO_PURCHASE, G.ITEM, lambda: co_purchase_edges(events, id_maps[G.ITEM], config, reference_us))
+    inputs = EdgeInputs(events, items, users, id_maps, config, reference_us)
+    for family in edge_families():  # the registry, in its order; shared frames persisted while written
+        with open_family(family, inputs, persist=True, only_present=True) as makers:
+            for edge_type, make in makers.items():
+                name = tables.edges(*edge_type)
+                res = writes.write(name, make())
+                edge_counts[edge_type.name] = res.rows_added
+                committed[edge_type.name] = lake.read_table(spark, writes.path(name), version=res.version)
 
     features, spec = _features(spark, writes, frames, id_maps, config)
     validation = None

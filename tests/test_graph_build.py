@@ -18,7 +18,7 @@ from graphlake.core import lake, tables
 from graphlake.core.config import load_config
 from graphlake.core.quality import run_suites
 from graphlake.etl import schema as S
-from graphlake.graph_build import derived, edges, ids, nodes
+from graphlake.graph_build import derived, edge_builders, edges, ids, nodes
 from graphlake.graph_build import job as graph_job
 from graphlake.graph_build import quality as GQ
 from graphlake.graph_build import schema as G
@@ -405,6 +405,27 @@ def test_first_build_commits_a_graph_version(spark, tiny_lake):
         load_graph_version(spark, lake_dir, version=7)
 
 
+def test_the_build_writes_exactly_the_registry_edge_types(spark, tiny_lake):
+    """The graph build's edge tables are the edge types the registry yields over its inputs, in
+    registry order; embed-new's families are the inductive ones (all but co_view / co_purchase)."""
+    lake_dir, summary = tiny_lake
+    g = load_graph_version(spark, lake_dir)
+    _, clean = graph_job.read_inputs(spark, lake_dir)
+    maps = {t: read_graph_table(spark, g, tables.id_map(t)) for t in g["node_counts"]}
+    inputs = edge_builders.EdgeInputs(clean[tables.CLEAN_EVENTS], clean[tables.CLEAN_ITEMS],
+                                      clean[tables.CLEAN_USERS], maps, FAST, g["reference_ts_us"])
+    yielded = []
+    for family in edge_builders.edge_families():
+        with edge_builders.open_family(family, inputs, only_present=True) as makers:
+            yielded += [t.name for t in makers]
+    assert yielded == list(summary["edge_counts"]) and set(yielded) == set(g["edge_counts"])
+    declared = {t.name for f in edge_builders.edge_families() for t in f.types(FAST)}
+    assert declared - set(yielded) == {"user__fav__item"}  # declared, but no fav event in the data
+    inductive = {t.name for f in edge_builders.edge_families(inductive=True) for t in f.types(FAST)}
+    assert set(yielded) - inductive == {"item__co_view__item", "item__co_purchase__item"}
+    assert [f.name for f in edge_builders.edge_families(inductive=False)] == ["co_view", "co_purchase"]
+
+
 @pytest.fixture(scope="module")
 def second_day(spark, tiny_lake, tmp_path_factory):
     """Copy the lake, add a day; first a build whose GE gate fails (a dangling follows edge),
@@ -415,14 +436,14 @@ def second_day(spark, tiny_lake, tmp_path_factory):
     write_clean(spark, lake_dir, DAY2_EVENTS, DAY2_ITEMS, DAY2_USERS, mode="append")
     names = [*load_graph_version(spark, lake_dir)["tables"], tables.GRAPH_MANIFEST]
     before = {name: lake.table_version(tables.table_path(lake_dir, name)) for name in names}
-    real_follows = graph_job.follows_edges
+    real_follows = edge_builders.follows_edges
 
     def dangling_follows(users, user_map):
         return real_follows(users, user_map).unionByName(
             df_of(users.sparkSession, [(0, 99, 1.0, 1, None, None)], G.EDGE_SCHEMA))
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(graph_job, "follows_edges", dangling_follows)
+        mp.setattr(edge_builders, "follows_edges", dangling_follows)
         with pytest.raises(graph_job.GraphBuildError) as failure:
             graph_job.build_graph(spark, lake_dir, FAST, build_docs=False)
     after_failure = {name: lake.table_version(tables.table_path(lake_dir, name)) for name in before}
