@@ -36,8 +36,10 @@ DEMO_EVENTS ?= 1000000
 demo: install-base
 	$(VENV)/bin/graphlake demo --lake $(LAKE) --events $(DEMO_EVENTS)
 
-# 2 pytest-xdist workers (the suite is mostly Spark/JVM latency, not CPU); a file's tests stay on one
-# worker (tests/conftest.py groups them); TEST_WORKERS=0 runs them in this process
+# 2 pytest-xdist workers (the suite is mostly Spark/JVM latency, not CPU); --dist loadfile keeps a file's
+# tests on one worker, in order, so a module's fixtures are built once (loadgroup does not group under
+# pytest 9.2 + xdist 3.8: xdist renames node ids through an attribute pytest 9 no longer reads);
+# TEST_WORKERS=0 runs them in this process
 TEST_WORKERS ?= 2
 # the 30 slowest setups/tests are listed at the end of every run: where the suite's time goes
 PYTEST_ARGS ?= --durations=30
@@ -47,7 +49,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 
 test: install lint
-	$(PY) -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup) $(PYTEST_ARGS)
+	$(PY) -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
 
 # the full cluster checks (graphlake.app.cluster: a standalone master + 2 workers on 127.0.0.1): a worker
 # SIGKILLed during graph build, training through horovod.spark.run / TorchDistributor, a killed rank

@@ -12,18 +12,6 @@ os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups
-def pytest_collection_modifyitems(config, items):
-    """``make test`` runs the suite on 2 pytest-xdist workers with ``--dist loadgroup``: every test
-    gets a group (unless it names one), its file's name, so a module's fixtures are built once; the
-    tests using the ``demo_run`` session fixture (the slowest one) share the group ``demo``, so the
-    demo runs once. Without xdist the markers change nothing."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            group = "demo" if "demo_run" in getattr(item, "fixturenames", ()) else item.path.stem
-            item.add_marker(pytest.mark.xdist_group(group))
-
-
 @pytest.fixture(scope="session")
 def spark():
     from graphlake.core.spark import get_spark

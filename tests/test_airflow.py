@@ -83,7 +83,7 @@ def _counts_by_dt(spark, lake_dir: str, table: str = tables.CLEAN_EVENTS) -> dic
 # --- the daily DAG over two dates, then a backfill: one lake, several tests in file order ---------------
 #
 # The tests below share one module-scoped lake (``daily``) and run in file order (pytest-xdist's
-# ``--dist loadgroup`` keeps a file's tests on one worker, tests/conftest.py). Each one records that it
+# ``--dist loadfile`` keeps a file's tests on one worker, in order: Makefile). Each one records that it
 # passed (``daily.passed``); a test needing an earlier one's state skips, naming it, when that test did
 # not pass, and runs all its assertions when it did. The two dated runs are ONE runner process (one
 # Airflow start, one warm Spark for both runs) that prints a line per DAG run as it finishes: the first
