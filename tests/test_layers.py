@@ -162,3 +162,15 @@ def test_reading_assets_and_the_sql_functions_need_no_training_stack(module):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(ROOT),
                           env={**os.environ, "PYTHONPATH": ""}, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_every_package_folder_is_in_the_installed_package_list():
+    """pyproject.toml lists the packages explicitly (the stage folders map into graphlake): a new
+    subpackage missing there would be absent from a wheel while an editable install still finds it."""
+    import tomllib
+
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert setuptools["package-dir"] == PACKAGE_DIRS
+    folders = {m for m, path in MODULES.items() if path.name == "__init__.py"}
+    assert set(setuptools["packages"]) == folders, (sorted(folders - set(setuptools["packages"])),
+                                                    sorted(set(setuptools["packages"]) - folders))
