@@ -250,16 +250,17 @@ def train(spark, lake_dir: str, config: TrainConfig | None = None, backend: str 
     elif overrides and resume:
         raise UsageError(f"overrides: a resumed run keeps the config it started with, got {overrides}")
     run_dir, spec = _prepare(spark, lake_dir, config, graph_version, run_id, resume, warm_start, overrides)
-    if TrainRun(run_dir).is_done():
-        os.remove(TrainRun(run_dir).done_path)
+    train_run = TrainRun(run_dir)
+    if train_run.is_done():
+        os.remove(train_run.done_path)
     if launcher_args and backend == "local":
         raise UsageError("launcher_args: the local backend has no launcher (use --backend ddp|horovod)")
     _run_ranks(run_dir, backend, workers, resume, launcher, timeout_s, progress, spark, launcher_args, device)
-    if not TrainRun(run_dir).is_done():
+    if not train_run.is_done():
         raise TrainError(f"training run {spec['run_id']}: the ranks exited without finishing (no {DONE_FILE})")
-    done = TrainRun(run_dir).done()
+    done = train_run.done()
     graph = load_graph_version(spark, lake_dir, spec["graph_version"])
-    node_types = TrainRun(run_dir).embedded_types()
+    node_types = train_run.embedded_types()
     written = write_embeddings(spark, lake_dir, graph, spec["run_id"], run_dir, node_types)
     summary = {"run_id": spec["run_id"], "run_dir": run_dir, "graph_version": spec["graph_version"],
                "config_hash": spec["config_hash"], "backend": backend, "workers": workers,
