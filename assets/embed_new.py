@@ -74,7 +74,7 @@ from graphlake.assets.publish import (
     run_metrics,
     score_and_history,
 )
-from graphlake.assets.registry import AssetError, asset_table, read_registry, resolve
+from graphlake.assets.registry import AssetError, AssetVersion, asset_table, read_registry, resolve
 from graphlake.core import lake, tables
 from graphlake.core.config import load_config
 from graphlake.core.errors import UsageError
@@ -90,7 +90,7 @@ from graphlake.graph_build.nodes import node_keys, normalise_query
 from graphlake.graph_build.snapshot import open_snapshot
 from graphlake.training.config import TrainConfig
 from graphlake.training.inductive import embed_new_nodes
-from graphlake.training.run import embeddings_path
+from graphlake.training.run import TrainRun
 from graphlake.training.run_data import resolve_targets, run_edge_types, trained_node_types
 
 log = logging.getLogger(__name__)
@@ -133,17 +133,17 @@ def embed_new(spark, lake_dir: str, version="production", node_types=None, confi
     if isinstance(max_new_nodes, bool) or not isinstance(max_new_nodes, int) or max_new_nodes < 1:
         raise UsageError(f"max_new_nodes: expected an int >= 1, got {max_new_nodes!r}")
     sources = _sources(lake_dir, version, node_types)
-    run_ids = sorted({r["run_id"] for r in sources.values()})
+    run_ids = sorted({v.run_id for v in sources.values()})
     if len(run_ids) != 1:
         raise AssetError(f"version: the assets {sorted(sources)} at {version!r} come from different training runs "
                          f"{run_ids}; pass node_types of one run or an explicit version")
     run_id, run_dir, spec = finished_run(spark, lake_dir, run_ids[0])
     ctx = _context(spark, lake_dir, spec)
     fresh, counts = _new_ids(spark, lake_dir, ctx, max_new_nodes)
-    wanted = {r["node_type"] for r in sources.values()}
+    wanted = {v.node_type for v in sources.values()}
     if not any(counts.get(t) for t in wanted):
         raise AssetError(f"lake: no new {sorted(wanted)} keys in the clean tables since graph version "
-                         f"{ctx['graph']['graph_version']} (run {run_id}); nothing to embed")
+                         f"{ctx['graph'].graph_version} (run {run_id}); nothing to embed")
     log.info("embed-new: new nodes %s (%.1f s)", {t: n for t, n in counts.items() if n}, time.time() - started)
     new_nodes = _features(spark, ctx, fresh, counts)
     log.info("embed-new: features (%.1f s)", time.time() - started)
@@ -153,7 +153,7 @@ def embed_new(spark, lake_dir: str, version="production", node_types=None, confi
     emb = embed_new_nodes(run_dir, new_nodes, {e: v for e, v in new_edges.items() if len(v[0])})
     log.info("embed-new: embedded (%.1f s)", time.time() - started)
     summary = {"run_id": run_id, "graph_version": spec["graph_version"],
-               "source_versions": {a: int(r["version"]) for a, r in sorted(sources.items())},
+               "source_versions": {a: v.version for a, v in sorted(sources.items())},
                "new_nodes": {t: int(n) for t, n in sorted(counts.items()) if n},
                "new_edges": {e: int(len(v[0])) for e, v in sorted(new_edges.items())}}
     summary["assets"] = _publish(spark, lake_dir, run_id, run_dir, spec, sources, fresh, ctx["bases"], emb, config)
@@ -164,7 +164,7 @@ def embed_new(spark, lake_dir: str, version="production", node_types=None, confi
 
 
 # ---------------------------------------------------------------- 1. source
-def _sources(lake_dir: str, version, node_types) -> dict[str, dict]:
+def _sources(lake_dir: str, version, node_types) -> dict[str, AssetVersion]:
     rows, _ = read_registry(lake_dir)
     published = sorted({r["node_type"] for r in rows})
     if node_types is None:
@@ -174,7 +174,8 @@ def _sources(lake_dir: str, version, node_types) -> dict[str, dict]:
                              "(run `graphlake publish` first)")
     if isinstance(node_types, str) or not node_types:
         raise UsageError(f"node_types: expected a non-empty list of node types, got {node_types!r}")
-    return {A.asset_name(t): resolve(rows, A.asset_name(t), version) for t in node_types}
+    return {A.asset_name(t): AssetVersion.from_row(resolve(rows, A.asset_name(t), version), lake_dir)
+            for t in node_types}
 
 
 def _context(spark, lake_dir: str, spec: dict) -> dict:
@@ -183,10 +184,10 @@ def _context(spark, lake_dir: str, spec: dict) -> dict:
     train_config = load_config(TrainConfig, spec["config"])
     edge_types = run_edge_types(snapshot, train_config, resolve_targets(snapshot, train_config))
     _, frames = read_inputs(spark, lake_dir)
-    return {"graph": graph, "snapshot": snapshot, "config": load_config(GraphConfig, graph["config"]),
+    return {"graph": graph, "snapshot": snapshot, "config": load_config(GraphConfig, graph.config),
             "edge_types": edge_types, "node_types": trained_node_types(edge_types), "frames": frames,
-            "reference_us": graph["reference_ts_us"],
-            "bases": {t: int(n) for t, n in graph["node_counts"].items()}}  # first provisional id per type
+            "reference_us": graph.reference_ts_us,
+            "bases": {t: int(n) for t, n in graph.node_counts.items()}}  # first provisional id per type
 
 
 # ---------------------------------------------------------------- 2. new nodes
@@ -196,11 +197,11 @@ def _new_ids(spark, lake_dir: str, ctx: dict, max_new_nodes: int) -> tuple[dict,
                      ctx["config"])
     types = [t for t in ctx["node_types"] if t in keys]
     existing = {t: read_graph_table(spark, graph, tables.id_map(t)) for t in types}
-    fresh, counts = new_ids_by_type(existing, {t: keys[t] for t in types}, graph["graph_version"] + 1,
+    fresh, counts = new_ids_by_type(existing, {t: keys[t] for t in types}, graph.graph_version + 1,
                                     bases={t: ctx["bases"][t] for t in types})
     total = sum(counts.values())
     if total > max_new_nodes:
-        raise AssetError(f"max_new_nodes: {total} nodes arrived after graph version {graph['graph_version']} "
+        raise AssetError(f"max_new_nodes: {total} nodes arrived after graph version {graph.graph_version} "
                          f"({ {t: n for t, n in counts.items() if n} }), more than {max_new_nodes}: build a new "
                          "graph version and retrain (or raise max_new_nodes)")
     return fresh, counts
@@ -221,9 +222,9 @@ def _features(spark, ctx: dict, fresh: dict, counts: dict) -> dict:
               "users": frames[tables.CLEAN_USERS]}
     try:
         built = build_features(spark, inputs, {t: fresh[t] for t in types}, ctx["config"],
-                               fitted=ctx["graph"]["feature_spec"])
+                               fitted=ctx["graph"].feature_spec)
     except ValueError as exc:
-        raise AssetError(f"graph version {ctx['graph']['graph_version']}: new nodes cannot be encoded like its "
+        raise AssetError(f"graph version {ctx['graph'].graph_version}: new nodes cannot be encoded like its "
                          f"nodes: {exc}") from exc
     out = {}
     for t in types:
@@ -330,19 +331,18 @@ def _edges(spark, ctx: dict, fresh: dict, counts: dict) -> dict:
 def _publish(spark, lake_dir, run_id, run_dir, spec, sources, fresh, bases, emb, config) -> dict:
     score, history = score_and_history(spec)
 
-    notes = {a: f"embed-new from v{r['version']}: {len(emb.get(r['node_type'], ()))} new nodes of run {run_id}"
-             for a, r in sources.items()}
-    types = [r["node_type"] for r in sources.values()]
+    notes = {a: f"embed-new from v{v.version}: {len(emb.get(v.node_type, ()))} new nodes of run {run_id}"
+             for a, v in sources.items()}
+    types = [v.node_type for v in sources.values()]
     claimed = claim_versions(spark, lake_dir, run_id, spec, types, json.dumps(run_metrics(run_dir), sort_keys=True),
-                     base_versions={a: int(r["version"]) for a, r in sources.items()})
+                     base_versions={a: v.version for a, v in sources.items()})
     results = {}
     try:
         for node_type, (asset, version) in claimed.items():
             src = sources[asset]
             new_keys = fresh.get(node_type)
-            vectors = emb.get(node_type, np.zeros((0, int(src["dim"])), np.float32))
-            source = lake.read_table(spark, asset_table(lake_dir, asset), version=src["table_version"]).filter(
-                (F.col(A.ASSET_VERSION) == src["version"]) & (F.col(A.ORIGIN) == A.ORIGIN_TRAINED))
+            vectors = emb.get(node_type, np.zeros((0, src.dim), np.float32))
+            source = src.read(spark).filter(F.col(A.ORIGIN) == A.ORIGIN_TRAINED)
             trained = source.select(A.KEY, A.NODE_ID, A.EMBEDDING, A.ORIGIN)
             parts = [trained]
             if len(vectors):
@@ -358,21 +358,21 @@ def _publish(spark, lake_dir, run_id, run_dir, spec, sources, fresh, bases, emb,
                                    replace_partitions={A.ASSET_VERSION: [version]},
                                    metadata={"graphlake.job": "embed-new", "graphlake.run_id": run_id,
                                              "graphlake.asset_version": str(version),
-                                             "graphlake.base_version": str(src["version"])})
+                                             "graphlake.base_version": str(src.version)})
             out = bundle_dir(lake_dir, asset, version)
             if os.path.exists(out):  # left by a killed run of the same (failed) version number
                 shutil.rmtree(out)
-            meta = write_bundle(out, embeddings_path(run_dir, node_type), df.select(A.KEY, A.NODE_ID),
+            meta = write_bundle(out, TrainRun(run_dir).embeddings_path(node_type), df.select(A.KEY, A.NODE_ID),
                                 {"graph_version": spec["graph_version"], "run_id": run_id, "snapshot": spec["snapshot"],
                                  "score": score, "history_edge_types": history,
                                  "config_hash": spec["config_hash"], "asset": asset, "version": version,
-                                 "node_type": node_type, "base_version": int(src["version"]),
+                                 "node_type": node_type, "base_version": src.version,
                                  "inductive_rows": int(len(vectors))},
                                 with_index=node_type in item_like_types(spec), config=config, extra_vectors=vectors)
             if meta["rows"] != res.rows_added:
                 raise AssetError(f"{asset} v{version}: {res.rows_added} table rows but {meta['rows']} vectors")
             results[asset] = {"version": version, "rows": meta["rows"], "new_rows": int(len(vectors)),
-                              "base_version": int(src["version"]), "dim": meta["dim"], "table_version": res.version,
+                              "base_version": src.version, "dim": meta["dim"], "table_version": res.version,
                               "files": out, "index": meta["index"], "status": A.CANDIDATE}
     except BaseException as exc:
         mark_failed(spark, lake_dir, claimed, f"embed-new failed: {type(exc).__name__}: {exc}")

@@ -30,19 +30,13 @@ from pyspark.sql import functions as F
 from graphlake.assets import schema as A
 from graphlake.assets.bundle import open_bundle
 from graphlake.assets.config import AssetConfig
-from graphlake.assets.registry import asset_table, production
-from graphlake.core import lake, quality, tables
+from graphlake.assets.registry import AssetVersion, production
+from graphlake.core import quality, tables
 from graphlake.core.edge_types import parse_edge_type
 from graphlake.graph_build import schema as G
-from graphlake.graph_build.manifest import load_graph_version, read_graph_table
+from graphlake.graph_build.manifest import GraphVersion, load_graph_version, read_graph_table
 
 log = logging.getLogger(__name__)
-
-
-def read_version_rows(spark, lake_dir: str, row: dict):
-    """The rows of one registered asset version (Delta table at the registered table version)."""
-    df = lake.read_table(spark, asset_table(lake_dir, row["asset"]), version=row["table_version"])
-    return df.filter(F.col(A.ASSET_VERSION) == row["version"])
 
 
 def _row_suite(name: str, dim: int, config: AssetConfig):
@@ -58,10 +52,10 @@ def _row_suite(name: str, dim: int, config: AssetConfig):
     ))
 
 
-def _category_lift(spark, row: dict, graph: dict, config: AssetConfig) -> float | None:
+def _category_lift(spark, row: dict, graph: GraphVersion, config: AssetConfig) -> float | None:
     """See the module docstring; ``None`` when the node type has no category edges."""
     edge = f"{row['node_type']}__belongs_to__{G.CATEGORY}"
-    if tables.edges(*parse_edge_type(edge)) not in graph["tables"]:
+    if tables.edges(*parse_edge_type(edge)) not in graph.tables:
         return None
     bundle = open_bundle(row["files"])
     n = bundle.vectors.shape[0]
@@ -96,7 +90,7 @@ def _category_lift(spark, row: dict, graph: dict, config: AssetConfig) -> float 
     return float((same / pairs) / np.mean(chance))
 
 
-def gate_figures(spark, lake_dir: str, rows: list[dict], row: dict, graph: dict, df, config: AssetConfig) -> dict:
+def gate_figures(spark, lake_dir: str, rows: list[dict], row: dict, graph: GraphVersion, df, config: AssetConfig) -> dict:
     """The figures of the ``checks`` suite (computed with Spark; see the module docstring)."""
     id_map = read_graph_table(spark, graph, tables.id_map(row["node_type"])).select(G.KEY)
     figures: dict = {"missing_keys": id_map.join(df.select(A.KEY), G.KEY, "left_anti").count()}
@@ -136,7 +130,7 @@ def run_gate(spark, lake_dir: str, rows: list[dict], row: dict, config: AssetCon
     if row["status"] not in (A.CANDIDATE, A.PRODUCTION, A.RETIRED):
         raise ValueError(f"row: {row['asset']} v{row['version']} is {row['status']}; only published versions are gated")
     graph = load_graph_version(spark, lake_dir, row["graph_version"])
-    df = read_version_rows(spark, lake_dir, row).select(
+    df = AssetVersion.from_row(row, lake_dir).read(spark).select(
         A.KEY, F.size(A.EMBEDDING).alias("dim"),
         F.size(F.filter(A.EMBEDDING, lambda x: F.isnan(x) | (F.abs(x) == float("inf")))).alias("non_finite"),
         F.sqrt(F.aggregate(A.EMBEDDING, F.lit(0.0).cast("double"), lambda acc, x: acc + x * x)).alias("norm"))

@@ -21,11 +21,13 @@ import shutil
 
 from graphlake.assets import schema as A
 from graphlake.assets.config import AssetConfig
-from graphlake.assets.gate import read_version_rows, run_gate
+from graphlake.assets.gate import run_gate
 from graphlake.assets.registry import (
     AssetError,
     asset_table,
+    list_versions,
     now,
+    open_version,
     production,
     read_registry,
     registry_path,
@@ -246,19 +248,13 @@ def vacuum(spark, lake_dir: str, asset: str, retention_hours: int = 0) -> list[i
 def read_asset(spark, lake_dir: str, asset: str, version="production"):
     """The rows ``(key, node_id, embedding, origin, asset_version)`` of an asset version
     (``"production"``, ``"latest"`` or a number)."""
-    rows, _ = read_registry(lake_dir)
-    row = resolve(rows, asset, version)
-    return read_version_rows(spark, lake_dir, row)
+    return open_version(lake_dir, asset, version).read(spark)
 
 
 def list_assets(lake_dir: str, asset: str | None = None) -> list[dict]:
-    """Registry rows (all, or one asset's), metrics and gate parsed from JSON."""
-    rows, _ = read_registry(lake_dir)
-    out = []
-    for r in rows:
-        if asset is None or r["asset"] == asset:
-            out.append({**r, "metrics": json.loads(r["metrics"] or "{}"), "gate": json.loads(r["gate"] or "null")})
-    return out
+    """Every registered version (all, or one asset's) as dicts (:meth:`AssetVersion.to_dict`:
+    metrics and gate parsed from JSON), for ``graphlake assets list``."""
+    return [v.to_dict() for v in list_versions(lake_dir, asset)]
 
 
 def registry_history(lake_dir: str, limit: int | None = 50) -> list[dict]:

@@ -11,18 +11,26 @@ by time travel.
 The registry is metadata of bounded size (one row per published asset version): reading it
 into the driver is allowed.
 
+Readers outside the registry's writers (the SQL functions, embed-new, the report, the CLI) get an
+:class:`AssetVersion` — the typed hand-over of one published version — from :func:`open_version`
+or :func:`list_versions`; the raw rows stay inside this package.
+
 Example:
-    >>> rows, version = read_registry("lakehouse")
-    >>> resolve(rows, "item_embeddings", "production")["version"]
+    >>> open_version("lakehouse", "item_embeddings", "production").version
     3
+    >>> rows, registry_version = read_registry("lakehouse")     # the raw rows, for writers
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Callable
+from dataclasses import dataclass, fields
 from datetime import datetime, timezone
+
+from pyspark.sql import functions as F
 
 import graphlake
 from graphlake.assets import schema as A
@@ -166,3 +174,96 @@ def resolve(rows: list[dict], asset: str, version) -> dict:
     if row["vacuumed"]:
         raise AssetNotFoundError(f"version: {asset} v{version} was retired and vacuumed; it is no longer readable")
     return row
+
+
+@dataclass(frozen=True)
+class AssetVersion:
+    """One version of an embedding asset, as the registry knows it: what ``publish`` leaves for the
+    SQL functions, embed-new, the report and any reader (the typed form of a registry row).
+
+    Attributes:
+        asset, version: e.g. ``item_embeddings``, 3.
+        node_type: the node type embedded (``item``).
+        graph_version, run_id, config_hash, code_version: where the vectors came from.
+        dim, row_count: vector width and rows (keys) in this version.
+        status: ``pending``, ``candidate``, ``production``, ``retired`` or ``failed``.
+        table_version: the Delta version of the asset table that holds this version's rows.
+        files: the folder of its files (vectors, keys, FAISS index, meta; :mod:`graphlake.assets.bundle`).
+        base_version: the version an embed-new version extends (``None`` for a trained one).
+        metrics, gate: the evaluation metrics and the last gate's outcome (parsed JSON; ``gate`` may be ``None``).
+        note: why it has its status; created_at, updated_at, promoted_at: UTC datetimes (or ``None``).
+        vacuumed: its rows and files were removed after retirement.
+        lake: the lake root (absolute).
+
+    Example:
+        >>> v = open_version("lakehouse", "item_embeddings")
+        >>> v.status, v.dim, os.path.basename(v.files)
+        ('production', 64, 'v3')
+    """
+
+    asset: str
+    version: int
+    node_type: str
+    graph_version: int
+    run_id: str
+    config_hash: str
+    code_version: str
+    metrics: dict
+    dim: int
+    row_count: int
+    status: str
+    table_version: int | None
+    files: str
+    base_version: int | None
+    gate: dict | None
+    note: str
+    created_at: datetime | None
+    updated_at: datetime | None
+    promoted_at: datetime | None
+    vacuumed: bool
+    lake: str
+
+    @classmethod
+    def from_row(cls, row: dict, lake_dir: str) -> AssetVersion:
+        """The record of registry row ``row`` (a dict of :data:`graphlake.assets.schema.REGISTRY_COLUMNS`)."""
+        missing = [c for c in A.REGISTRY_COLUMNS if c not in row]
+        if missing:
+            raise ValueError(f"row: expected a registry row, missing columns {missing}")
+        values = {c: row[c] for c in A.REGISTRY_COLUMNS}
+        values.update(metrics=json.loads(row["metrics"] or "{}"), gate=json.loads(row["gate"] or "null"),
+                      vacuumed=bool(row["vacuumed"]), lake=os.path.abspath(lake_dir))
+        return cls(**values)
+
+    @property
+    def table_path(self) -> str:
+        """The Delta table of the asset's rows (all versions; this one is ``asset_version = version``)."""
+        return asset_table(self.lake, self.asset)
+
+    @property
+    def readable(self) -> bool:
+        """Its rows and files can be read (candidate, production, or retired and not vacuumed)."""
+        return self.status not in (A.PENDING, A.FAILED) and not self.vacuumed
+
+    def read(self, spark):
+        """Its rows ``(key, node_id, embedding, origin, asset_version)``: the asset table at
+        :attr:`table_version`, filtered to this version."""
+        df = lake.read_table(spark, self.table_path, version=self.table_version)
+        return df.filter(F.col(A.ASSET_VERSION) == self.version)
+
+    def to_dict(self) -> dict:
+        """Every field in a dict (``graphlake assets show --json``; datetimes stay datetimes)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def open_version(lake_dir: str, asset: str, version="production") -> AssetVersion:
+    """The readable :class:`AssetVersion` of ``asset`` at ``version`` (an int, ``"production"`` or
+    ``"latest"``; see :func:`resolve` for the errors)."""
+    rows, _ = read_registry(lake_dir)
+    return AssetVersion.from_row(resolve(rows, asset, version), lake_dir)
+
+
+def list_versions(lake_dir: str, asset: str | None = None) -> list[AssetVersion]:
+    """Every registered version (of ``asset``, or of all assets), sorted by asset and version,
+    whatever its status."""
+    rows, _ = read_registry(lake_dir)
+    return [AssetVersion.from_row(r, lake_dir) for r in rows if asset is None or r["asset"] == asset]

@@ -33,6 +33,7 @@ from graphlake.core.quality import QualityError, run_suites
 from graphlake.etl import quality as Q
 from graphlake.etl import schema as S
 from graphlake.etl import transforms as X
+from graphlake.etl.run import EtlRun
 
 log = logging.getLogger(__name__)
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -198,7 +199,7 @@ def run_etl(spark, raw_dir: str, lake_dir: str, dates=None, rules: X.EtlRules | 
 
 def _gate(spark, lake_dir: str, report: dict, rules: X.EtlRules | None) -> dict:
     try:
-        return validate_run(spark, lake_dir, report, rules)
+        return validate_run(spark, lake_dir, EtlRun.from_report(report), rules)
     except QualityError as exc:
         restored = _restore(report["before"])
         raise EtlError(f"{exc}\nETL run {report['run_id']} rolled back: restored {restored}") from exc
@@ -219,13 +220,13 @@ def gate_run(spark, lake_dir: str, run_id: str, rules: X.EtlRules | None = None)
         EtlError: a suite failed (tables restored), or a later write touched the run's tables (not
             restored automatically: the message names the versions).
     """
-    report = get_run(spark, lake_dir, run_id)
-    events_path = tables.table_path(lake_dir, tables.CLEAN_EVENTS)
-    now = lake.table_version(events_path)
-    if now != report["events"]["table_version"]:
+    run = get_run(spark, lake_dir, run_id)
+    committed = run.table_versions[tables.CLEAN_EVENTS]
+    now = lake.table_version(tables.table_path(lake_dir, tables.CLEAN_EVENTS))
+    if now != committed:
         raise EtlError(f"run_id: {tables.CLEAN_EVENTS} is at version {now}, not the version "
-                       f"{report['events']['table_version']} ETL run {run_id} committed; validate the newer run")
-    return _gate(spark, lake_dir, report, rules)
+                       f"{committed} ETL run {run_id} committed; validate the newer run")
+    return _gate(spark, lake_dir, run.report, rules)
 
 
 def _run_catalog(spark, raw_dir, lake_dir, name, key, parser, clean_schema, clean_table, q_table, rules, started, run_id):
@@ -256,22 +257,26 @@ def _run_catalog(spark, raw_dir, lake_dir, name, key, parser, clean_schema, clea
     }
 
 
-def validate_run(spark, lake_dir: str, report: dict, rules: X.EtlRules | None = None, build_docs: bool = True) -> dict:
-    """Run the ETL suites on the table versions a run committed (see :func:`run_etl`)."""
+def validate_run(spark, lake_dir: str, run: EtlRun, rules: X.EtlRules | None = None, build_docs: bool = True) -> dict:
+    """Run the ETL suites on the table versions run ``run`` committed (see :func:`run_etl`)."""
+    if not isinstance(run, EtlRun):
+        raise TypeError(f"run: expected an EtlRun (get_run / last_run), got {type(run).__name__}")
     rules = rules or X.EtlRules()
+    report, versions = run.report, run.table_versions
     events = report["events"]
     batches = []
     if events.get("partitions_rewritten"):
-        clean = lake.read_table(spark, tables.table_path(lake_dir, tables.CLEAN_EVENTS), version=events["table_version"])
+        clean = lake.read_table(spark, tables.table_path(lake_dir, tables.CLEAN_EVENTS),
+                                version=versions[tables.CLEAN_EVENTS])
         batches.append((Q.clean_events_suite(events["partition_rows"], rules),
                         clean.filter(F.col(S.DT).isin(events["partitions_rewritten"]))))
-    quarantine = lake.read_table(spark, tables.table_path(lake_dir, tables.QUARANTINE_EVENTS), version=report["quarantine_version"])
+    quarantine = lake.read_table(spark, tables.table_path(lake_dir, tables.QUARANTINE_EVENTS),
+                                 version=versions[tables.QUARANTINE_EVENTS])
     batches.append((Q.quarantine_suite(events["quarantined"]), quarantine.filter(F.col(S.DT).isin(report["dates"]))))
     for name, key, table in (("items", S.ITEM_ID, tables.CLEAN_ITEMS), ("users", S.USER_ID, tables.CLEAN_USERS)):
-        part = report.get(name) or {}
-        if "table_version" in part:
-            df = lake.read_table(spark, tables.table_path(lake_dir, table), version=part["table_version"])
-            batches.append((Q.catalog_suite(name, key, part["clean"]), df))
+        if table in versions:
+            df = lake.read_table(spark, tables.table_path(lake_dir, table), version=versions[table])
+            batches.append((Q.catalog_suite(name, key, report[name]["clean"]), df))
     return run_suites(batches, lake=lake_dir, build_docs=build_docs)
 
 
@@ -304,18 +309,18 @@ def _runs(spark, lake_dir: str):
     return lake.read_table(spark, path)
 
 
-def get_run(spark, lake_dir: str, run_id: str) -> dict:
-    """The report of ETL run ``run_id`` (its newest row in ``meta/etl_runs``)."""
+def get_run(spark, lake_dir: str, run_id: str) -> EtlRun:
+    """ETL run ``run_id`` (its newest row in ``meta/etl_runs``)."""
     if not isinstance(run_id, str) or not run_id:
         raise UsageError(f"run_id: expected an ETL run id, got {run_id!r}")
     found = [json.loads(r["report"]) for r in _runs(spark, lake_dir).filter(F.col("run_id") == run_id)
              .orderBy(F.col("finished_at").desc()).limit(1).collect()]
     if not found:
         raise UsageError(f"run_id: no ETL run {run_id!r} in {tables.ETL_RUNS}")
-    return found[0]
+    return EtlRun.from_report(found[0])
 
 
-def last_run(spark, lake_dir: str) -> dict:
-    """The report of the latest ETL run recorded in ``meta/etl_runs``."""
+def last_run(spark, lake_dir: str) -> EtlRun:
+    """The latest ETL run recorded in ``meta/etl_runs``."""
     latest = _runs(spark, lake_dir).orderBy(F.col("finished_at").desc()).limit(1).collect()
-    return json.loads(latest[0]["report"])
+    return EtlRun.from_report(json.loads(latest[0]["report"]))

@@ -50,16 +50,16 @@ def export_graph(spark, lake_dir: str, version: int | None = None, out_dir: str 
     """
     started = time.time()
     graph = load_graph_version(spark, lake_dir, version)
-    gv = graph["graph_version"]
+    gv = graph.graph_version
     out_dir = os.path.abspath(out_dir or tables.snapshot_dir(lake_dir, gv))
     reused = os.path.exists(out_dir) and not overwrite
     if not reused:
-        edges = {name: read_graph_table(spark, graph, tables.edges(*parse_edge_type(name))) for name in graph["edge_counts"]}
-        features = {t: read_graph_table(spark, graph, tables.features(t)) for t in graph["node_types"]
-                    if tables.features(t) in graph["tables"]}
+        edges = {name: read_graph_table(spark, graph, tables.edges(*parse_edge_type(name))) for name in graph.edge_counts}
+        features = {t: read_graph_table(spark, graph, tables.features(t)) for t in graph.node_types
+                    if tables.features(t) in graph.tables}
         try:
-            manifest = export_snapshot(spark, edges, features, graph["node_counts"], out_dir, gv,
-                                       graph["feature_spec"], num_partitions=num_partitions, overwrite=overwrite)
+            manifest = export_snapshot(spark, edges, features, graph.node_counts, out_dir, gv,
+                                       graph.feature_spec, num_partitions=num_partitions, overwrite=overwrite)
         except FileExistsError:
             # another job (a second training run of the same graph version, say) published it first: its
             # snapshot is the same one (the export is deterministic), so this job reads it

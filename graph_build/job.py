@@ -36,6 +36,7 @@ from graphlake.graph_build.features import build_features, feature_spec
 from graphlake.graph_build.ids import new_ids_by_type
 from graphlake.graph_build.manifest import (
     GraphNotFoundError,
+    GraphVersion,
     load_graph_version,
     manifest_row,
     read_graph_table,
@@ -124,7 +125,7 @@ def read_inputs(spark, lake_dir: str) -> tuple[dict, dict]:
     return versions, frames
 
 
-def _previous(spark, lake_dir: str) -> dict | None:
+def _previous(spark, lake_dir: str) -> GraphVersion | None:
     try:
         return load_graph_version(spark, lake_dir)
     except GraphNotFoundError:
@@ -163,7 +164,7 @@ def build_graph(spark, lake_dir: str, config: GraphConfig | None = None, validat
     inputs, frames = read_inputs(spark, lake_dir)
     frames[tables.CLEAN_EVENTS] = events_until(frames[tables.CLEAN_EVENTS], until_date)
     previous = _previous(spark, lake_dir)
-    graph_version = 0 if previous is None else previous["graph_version"] + 1
+    graph_version = 0 if previous is None else previous.graph_version + 1
     writes = _Writes(lake_dir, run_id, graph_version)
     writes.snapshot(tables.GRAPH_MANIFEST)
     try:
@@ -185,7 +186,7 @@ def build_graph(spark, lake_dir: str, config: GraphConfig | None = None, validat
     return summary
 
 
-def _id_maps(spark, writes: _Writes, keys: dict, previous: dict | None, graph_version: int) -> tuple[dict, dict]:
+def _id_maps(spark, writes: _Writes, keys: dict, previous: GraphVersion | None, graph_version: int) -> tuple[dict, dict]:
     """Extend every ``graph/id_map_<type>``; returns ({type: committed full map}, {type: nodes}).
 
     A type with no key at all (e.g. no queries in the logs) is left out of the graph version.
@@ -194,7 +195,7 @@ def _id_maps(spark, writes: _Writes, keys: dict, previous: dict | None, graph_ve
     for node_type in keys:
         name = tables.id_map(node_type)
         latest[node_type] = writes.snapshot(name)
-        known[node_type] = previous["tables"].get(name, {}).get("version") if previous else None
+        known[node_type] = previous.table(name).version if previous is not None and previous.has(name) else None
         existing[node_type] = None
         n_old[node_type] = 0
         if known[node_type] is not None:
@@ -288,7 +289,7 @@ def validate_graph(spark, lake_dir: str, version: int | None = None, build_docs:
         graphlake.core.quality.QualityError: a check failed (``summary`` attached).
     """
     graph = load_graph_version(spark, lake_dir, version)
-    outputs = {name: t["version"] for name, t in graph["tables"].items()}
+    outputs = {name: t.version for name, t in graph.tables.items()}
     known = {f.name for f in dataclasses.fields(GraphConfig)}
-    config = GraphConfig(**{k: v for k, v in graph["config"].items() if k in known})
-    return _validate(spark, lake_dir, outputs, graph["node_counts"], graph["edge_counts"], config, build_docs)
+    config = GraphConfig(**{k: v for k, v in graph.config.items() if k in known})
+    return _validate(spark, lake_dir, outputs, graph.node_counts, graph.edge_counts, config, build_docs)

@@ -7,16 +7,17 @@ row leaves no graph version (the tables it touched are restored), so readers tha
 :func:`load_graph_version` never see a half-built graph.
 
 Example:
-    >>> g = load_graph_version(spark, "lakehouse")          # latest graph version
-    >>> g["graph_version"], g["node_counts"]["user"]
+    >>> g = load_graph_version(spark, "lakehouse")          # latest graph version: a GraphVersion
+    >>> g.graph_version, g.node_counts["user"]
     (3, 20000)
-    >>> clicks = read_graph_table(spark, g, "graph/edges_user__click__item")
+    >>> clicks = g.read(spark, "graph/edges_user__click__item")
 """
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import asdict, dataclass
 
 import pyarrow as pa
 from pyspark.sql import functions as F
@@ -60,31 +61,100 @@ def manifest_row(spark, graph_version: int, config_hash: str, config_json: str, 
     return spark.range(1).select(*[values[f.name].cast(f.dataType).alias(f.name) for f in G.MANIFEST_SCHEMA.fields])
 
 
-def _entry(row, lake_dir: str, manifest_version: int) -> dict:
+@dataclass(frozen=True)
+class GraphTable:
+    """One table of a graph version: its Delta folder (absolute) and the Delta version the graph uses."""
+
+    path: str
+    version: int
+
+
+@dataclass(frozen=True)
+class GraphVersion:
+    """A committed graph version: what ``graph build`` leaves for export, training, publishing,
+    embed-new and the report (one manifest row, resolved). Read it with :func:`load_graph_version`.
+
+    Attributes:
+        graph_version: the version number (0, 1, ...).
+        created_at, reference_ts: ISO-8601 UTC strings; ``reference_ts_us`` is the decay reference
+            in epoch microseconds, as the build used it.
+        config_hash, config: the build's :class:`~graphlake.graph_build.config.GraphConfig` (hash, dict).
+        inputs: ``{clean table: Delta version}`` the build read.
+        tables: ``{graph table name: GraphTable}``.
+        node_counts, edge_counts: ``{node type: nodes}``, ``{edge type name: edges}``.
+        feature_spec: see :func:`graphlake.graph_build.features.feature_spec`.
+        node_types, edge_types: sorted node types; ``[(src, rel, dst)]``.
+        manifest_version: the Delta version of ``graph/manifest`` it was read at.
+        lake: the lake root (absolute).
+
+    Example:
+        >>> g = load_graph_version(spark, "lakehouse", 0)
+        >>> g.has(tables.GRAPH_STATS), g.table("graph/nodes_user").version
+        (True, 0)
+    """
+
+    graph_version: int
+    created_at: str
+    reference_ts: str
+    reference_ts_us: int
+    config_hash: str
+    config: dict
+    inputs: dict
+    tables: dict
+    node_counts: dict
+    edge_counts: dict
+    feature_spec: dict
+    node_types: list
+    edge_types: list
+    manifest_version: int
+    lake: str
+
+    def has(self, name: str) -> bool:
+        """Whether table ``name`` (e.g. ``graph/stats``) is part of this graph version."""
+        return name in self.tables
+
+    def table(self, name: str) -> GraphTable:
+        """The :class:`GraphTable` of ``name``; ``KeyError`` naming the tables there are otherwise."""
+        if name not in self.tables:
+            raise KeyError(f"name: {name!r} is not part of graph version {self.graph_version} "
+                           f"(tables: {sorted(self.tables)})")
+        return self.tables[name]
+
+    def read(self, spark, name: str):
+        """Table ``name`` at the Delta version this graph version names (a DataFrame)."""
+        entry = self.table(name)
+        return lake.read_table(spark, entry.path, version=entry.version)
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict of every field (tables as ``{"path", "version"}``)."""
+        return asdict(self)
+
+
+def _entry(row, lake_dir: str, manifest_version: int) -> GraphVersion:
     outputs = json.loads(row[G.OUTPUT_VERSIONS])
     node_counts = json.loads(row[G.NODE_COUNTS])
     edge_counts = json.loads(row[G.EDGE_COUNTS])
-    return {
-        "graph_version": int(row[G.GRAPH_VERSION]),
-        "created_at": row["_created"],
-        "reference_ts": row["_ref"],
-        "reference_ts_us": row["_ref_us"],
-        "config_hash": row[G.CONFIG_HASH],
-        "config": json.loads(row[G.CONFIG_JSON]),
-        "inputs": json.loads(row[G.INPUT_VERSIONS]),
-        "tables": {name: {"path": os.path.abspath(tables.table_path(lake_dir, name)), "version": int(v)}
-                   for name, v in sorted(outputs.items())},
-        "node_counts": node_counts,
-        "edge_counts": edge_counts,
-        "feature_spec": json.loads(row[G.FEATURE_SPEC] or "{}"),
-        "node_types": sorted(node_counts),
-        "edge_types": [tuple(parse_edge_type(name)) for name in sorted(edge_counts)],
-        "manifest_version": manifest_version,
-        "lake": os.path.abspath(lake_dir),
-    }
+    return GraphVersion(
+        graph_version=int(row[G.GRAPH_VERSION]),
+        created_at=row["_created"],
+        reference_ts=row["_ref"],
+        reference_ts_us=row["_ref_us"],
+        config_hash=row[G.CONFIG_HASH],
+        config=json.loads(row[G.CONFIG_JSON]),
+        inputs=json.loads(row[G.INPUT_VERSIONS]),
+        tables={name: GraphTable(os.path.abspath(tables.table_path(lake_dir, name)), int(v))
+                for name, v in sorted(outputs.items())},
+        node_counts=node_counts,
+        edge_counts=edge_counts,
+        feature_spec=json.loads(row[G.FEATURE_SPEC] or "{}"),
+        node_types=sorted(node_counts),
+        edge_types=[tuple(parse_edge_type(name)) for name in sorted(edge_counts)],
+        manifest_version=manifest_version,
+        lake=os.path.abspath(lake_dir),
+    )
 
 
-def load_graph_version(spark, lake_dir: str, version: int | None = None) -> dict:
+def load_graph_version(spark, lake_dir: str, version: int | None = None) -> GraphVersion:
     """Resolve a committed graph version through the manifest.
 
     Args:
@@ -93,12 +163,7 @@ def load_graph_version(spark, lake_dir: str, version: int | None = None) -> dict
         version: graph version; ``None`` takes the latest.
 
     Returns:
-        ``{"graph_version", "created_at", "reference_ts" (ISO strings), "reference_ts_us" (the decay
-        reference in epoch micros, as the build used it), "config_hash", "config",
-        "inputs" {clean table: Delta version}, "tables" {graph table name: {"path", "version"}},
-        "node_counts", "edge_counts", "feature_spec" (see ``graphlake.graph_build.features.feature_spec``),
-        "node_types", "edge_types" [(src, rel, dst)],
-        "manifest_version", "lake"}``.
+        the :class:`GraphVersion`.
 
     Raises:
         GraphNotFoundError: no graph was built yet, or ``version`` does not exist.
@@ -121,15 +186,12 @@ def load_graph_version(spark, lake_dir: str, version: int | None = None) -> dict
     return _entry(rows[0], lake_dir, manifest_version)
 
 
-def read_graph_table(spark, graph: dict, name: str):
-    """Read table ``name`` (e.g. ``graph/nodes_user``) at the Delta version the graph version names."""
-    if not isinstance(graph, dict) or "tables" not in graph:
-        raise TypeError("graph: expected the dict load_graph_version returns")
-    if name not in graph["tables"]:
-        raise KeyError(f"name: {name!r} is not part of graph version {graph.get('graph_version')} "
-                       f"(tables: {sorted(graph['tables'])})")
-    entry = graph["tables"][name]
-    return lake.read_table(spark, entry["path"], version=entry["version"])
+def read_graph_table(spark, graph: GraphVersion, name: str):
+    """Read table ``name`` (e.g. ``graph/nodes_user``) at the Delta version the graph version names
+    (:meth:`GraphVersion.read`, for callers that hold the graph as an argument)."""
+    if not isinstance(graph, GraphVersion):
+        raise TypeError(f"graph: expected the GraphVersion load_graph_version returns, got {type(graph).__name__}")
+    return graph.read(spark, name)
 
 
 def _percentile(hist: list[tuple[int, int]], percent: int) -> int:
@@ -149,11 +211,11 @@ def graph_summary(spark, lake_dir: str, version: int | None = None) -> dict:
     percentiles per edge type and direction (p50, p90, p99, max over all nodes of the type, isolated
     nodes counted at degree 0)."""
     graph = load_graph_version(spark, lake_dir, version)
-    out = {k: graph[k] for k in ("graph_version", "created_at", "reference_ts", "config_hash", "node_counts",
-                                 "edge_counts", "inputs")}
-    out["nodes_total"] = sum(graph["node_counts"].values())
-    out["edges_total"] = sum(graph["edge_counts"].values())
-    if tables.GRAPH_STATS in graph["tables"]:
+    out = {k: getattr(graph, k) for k in ("graph_version", "created_at", "reference_ts", "config_hash",
+                                          "node_counts", "edge_counts", "inputs")}
+    out["nodes_total"] = sum(graph.node_counts.values())
+    out["edges_total"] = sum(graph.edge_counts.values())
+    if graph.has(tables.GRAPH_STATS):
         hist: dict[tuple[str, str], list] = {}
         for r in read_graph_table(spark, graph, tables.GRAPH_STATS).collect():  # one row per distinct degree
             hist.setdefault((r[A.EDGE_TYPE], r[A.DIRECTION]), []).append((int(r[A.DEGREE]), int(r[A.NUM_NODES])))
@@ -162,6 +224,6 @@ def graph_summary(spark, lake_dir: str, version: int | None = None) -> dict:
                                   "max": h[-1][0], "nodes": sum(n for _, n in h)}
             for (et, direction), h in sorted(hist.items()) for h in [sorted(h)]
         }
-        if A.GRAPH_COMPONENTS in graph["tables"]:
+        if graph.has(A.GRAPH_COMPONENTS):
             out["components"] = A.component_summary(read_graph_table(spark, graph, A.GRAPH_COMPONENTS))
     return out

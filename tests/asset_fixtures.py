@@ -49,14 +49,14 @@ def hand_run(spark, lake_dir: str, run_id: str, vectors: dict | None = None, eva
     from graphlake.graph_build.export import export_graph
     from graphlake.graph_build.manifest import load_graph_version, read_graph_table
     from graphlake.training.config import TrainConfig, config_hash, config_json
-    from graphlake.training.job import RUNS_SCHEMA, run_dir_of, write_embeddings
-    from graphlake.training.worker import DONE_FILE, RUN_FILE
+    from graphlake.training.job import RUNS_SCHEMA, write_embeddings
+    from graphlake.training.run import DONE_FILE, RUN_FILE, TrainRun
 
     vectors = vectors or {"user": USER_VECTORS, "item": ITEM_VECTORS}
     graph = load_graph_version(spark, lake_dir)
     snap = export_graph(spark, lake_dir)
     config = TrainConfig(targets=("user__click__item", "user__purchase__item"), model=model or {"decoder": "dot"})
-    run_dir = run_dir_of(lake_dir, run_id)
+    run_dir = TrainRun.of(lake_dir, run_id).dir
     os.makedirs(os.path.join(run_dir, "embeddings"))
     for node_type, by_key in vectors.items():
         ids = {r["key"]: r["node_id"] for r in read_graph_table(spark, graph, tables.id_map(node_type)).collect()}
@@ -66,7 +66,7 @@ def hand_run(spark, lake_dir: str, run_id: str, vectors: dict | None = None, eva
         for key, vec in by_key.items():
             mat[ids[key]] = vec
         np.save(os.path.join(run_dir, "embeddings", f"{node_type}.npy"), mat)
-    spec = {"run_id": run_id, "graph_version": graph["graph_version"], "snapshot": snap["path"],
+    spec = {"run_id": run_id, "graph_version": graph.graph_version, "snapshot": snap["path"],
             "config": json.loads(config_json(config)), "config_hash": config_hash(config), "lake": lake_dir}
     with open(os.path.join(run_dir, RUN_FILE), "w") as f:
         json.dump(spec, f)
@@ -76,7 +76,7 @@ def hand_run(spark, lake_dir: str, run_id: str, vectors: dict | None = None, eva
         with open(os.path.join(run_dir, "evaluation.json"), "w") as f:
             json.dump(evaluation, f)
     write_embeddings(spark, lake_dir, graph, run_id, run_dir, sorted(vectors))
-    row = (run_id, datetime.now(timezone.utc).replace(tzinfo=None), graph["graph_version"], spec["config_hash"],
+    row = (run_id, datetime.now(timezone.utc).replace(tzinfo=None), graph.graph_version, spec["config_hash"],
            config_json(config), "local", 1, json.dumps({"run_id": run_id}))
     lake.write_table(spark.createDataFrame([row], RUNS_SCHEMA), tables.table_path(lake_dir, tables.TRAIN_RUNS),
                      mode="append")

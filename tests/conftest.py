@@ -1,15 +1,37 @@
-"""One session-scoped Spark for the whole suite, plus small shared helpers."""
+"""One session-scoped Spark for the whole suite, plus small shared helpers.
+
+``make test`` runs two xdist workers; the costly read-only fixtures (``demo_run``, ``tiny_graph``)
+are built once per test session, not once per worker (:func:`shared_across_workers`).
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
 import pytest
+from filelock import FileLock
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported: see graphlake.app.cli.main
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+
+
+def shared_across_workers(tmp_path_factory, worker_id: str, name: str, build):
+    """``build(folder)`` once per test session: the first xdist worker that asks builds it under a
+    file lock and leaves its JSON-able result beside the workers' temp folders; the others wait
+    for the lock and read that result. Only for fixtures no test changes (tests copy them first).
+    A failed build leaves no result, so the next worker that asks builds again (and fails alike)."""
+    if worker_id == "master":  # not under xdist
+        return build(tmp_path_factory.mktemp(name))
+    result = tmp_path_factory.getbasetemp().parent / f"shared-{name}.json"
+    with FileLock(f"{result}.lock"):
+        if result.is_file():
+            return json.loads(result.read_text())
+        value = build(tmp_path_factory.mktemp(name))
+        result.write_text(json.dumps(value))
+        return value
 
 
 @pytest.fixture(scope="session")
@@ -55,32 +77,38 @@ def assert_same_rows(actual, expected):
 
 
 @pytest.fixture(scope="session")
-def tiny_graph(spark, tmp_path_factory):
-    """A lake with the tiny hand-checkable graph of tests/asset_fixtures.py built (graph v0).
-    Tests that change it take a copy: ``shutil.copytree(tiny_graph, their_dir)``."""
+def tiny_graph(spark, tmp_path_factory, worker_id):
+    """A lake with the tiny hand-checkable graph of tests/asset_fixtures.py built (graph v0), one
+    per test session. Tests that change it take a copy: ``shutil.copytree(tiny_graph, their_dir)``."""
     from tests.asset_fixtures import build_tiny_graph
 
-    lake_dir = str(tmp_path_factory.mktemp("tiny_graph") / "lake")
-    build_tiny_graph(spark, lake_dir)
-    return lake_dir
+    def build(root) -> str:
+        lake_dir = str(root / "lake")
+        build_tiny_graph(spark, lake_dir)
+        return lake_dir
+
+    return shared_across_workers(tmp_path_factory, worker_id, "tiny_graph", build)
 
 
 @pytest.fixture(scope="session")
-def demo_run(spark, tmp_path_factory):
+def demo_run(spark, tmp_path_factory, worker_id):
     """``(lake_dir, summary, stdout)`` of ``graphlake demo --json`` on ~4000 generated events: every
-    stage once, shared by tests/test_demo.py and tests/test_report.py (it is the slowest fixture)."""
+    stage once per test session, shared by tests/test_demo.py, test_report.py, test_cluster.py and
+    test_embed_new.py (it is the slowest fixture; none of them changes the lake)."""
     import contextlib
     import io
-    import json
 
     from graphlake.app import cli
 
-    root = tmp_path_factory.mktemp("demo")
-    lake_dir, out = str(root / "lake"), io.StringIO()
-    with contextlib.redirect_stdout(out):
-        assert cli.main(["demo", "--lake", lake_dir, "--raw", str(root / "raw"), "--events", "4000", "--json"]) == 0
-    text = out.getvalue()
-    return lake_dir, json.loads(text.strip().splitlines()[-1]), text
+    def build(root) -> list:
+        lake_dir, out = str(root / "lake"), io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert cli.main(["demo", "--lake", lake_dir, "--raw", str(root / "raw"), "--events", "4000",
+                             "--json"]) == 0
+        text = out.getvalue()
+        return [lake_dir, json.loads(text.strip().splitlines()[-1]), text]
+
+    return tuple(shared_across_workers(tmp_path_factory, worker_id, "demo", build))
 
 
 @pytest.fixture(scope="session")

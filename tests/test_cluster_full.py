@@ -22,7 +22,7 @@ from graphlake.assets.schema import FILES_DIR, INDEX_FILE, KEY, META_FILE, NODE_
 from graphlake.core import lake, tables
 from graphlake.training.config import TrainConfig, config_json
 from graphlake.training.distributed.launch import _descendants
-from graphlake.training.job import run_dir_of
+from graphlake.training.run import TrainRun
 from tests.conftest import assert_same_rows
 from tests.test_cluster import (
     GRAPH_CONFIG,
@@ -236,7 +236,7 @@ def test_killed_rank_on_cluster_fails_clearly_and_resume_completes(planted, loca
     yaml_path = _write_config(tmp_path / "t.yaml", config)
     cmd = _train_cmd(local_cluster, lake_dir, yaml_path, "horovod", "cluster-killed", "--timeout", "600")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    run_dir = run_dir_of(lake_dir, "cluster-killed")
+    run_dir = TrainRun.of(lake_dir, "cluster-killed").dir
     latest = os.path.join(run_dir, "checkpoints", "LATEST")
     deadline, victim = time.time() + 600, None
     while time.time() < deadline and proc.poll() is None:

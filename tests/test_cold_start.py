@@ -27,8 +27,9 @@ from graphlake.training.distributed import get_backend
 from graphlake.training.evaluate import cold_start_metrics, evaluate
 from graphlake.training.inductive import embed_new_nodes
 from graphlake.training.model import gather_features
+from graphlake.training.run import TrainRun
 from graphlake.training.trainer import Trainer
-from graphlake.training.worker import embeddings_path, run
+from graphlake.training.worker import run
 
 USERS, ITEMS, COMMUNITIES, PER_USER = 80, 64, 4, 8
 TARGET, BELONGS = "user__purchase__item", "item__belongs_to__category"
@@ -251,7 +252,7 @@ def _held_out_items_as_new(run_dir: str, snap_dir: str) -> tuple[np.ndarray, np.
     new = embed_new_nodes(run_dir, {"item": {"count": len(cold), "features": feats}}, edges)
     again = embed_new_nodes(run_dir, {"item": {"count": len(cold), "features": feats}}, edges)
     assert np.array_equal(again["item"], new["item"])
-    return new["item"], np.load(embeddings_path(run_dir, "item"))[cold]
+    return new["item"], np.load(TrainRun(run_dir).embeddings_path("item"))[cold]
 
 
 def test_a_held_out_item_embedded_as_new_equals_its_feature_only_embedding(lake, cold_run):
@@ -288,7 +289,7 @@ def test_a_present_user_embedded_as_new_equals_its_id_masked_embedding(lake, tmp
         new = embed_new_nodes(run_dir, {"user": {"count": 1}},
                               {TARGET: (np.full(len(items), USERS), items, weights[indptr[u]:indptr[u + 1]])})
         np.testing.assert_allclose(new["user"][0], ref, rtol=0, atol=1e-5)
-        assert not np.allclose(new["user"][0], np.load(embeddings_path(run_dir, "user"))[u], atol=1e-3)  # ID gone
+        assert not np.allclose(new["user"][0], np.load(TrainRun(run_dir).embeddings_path("user"))[u], atol=1e-3)  # ID gone
 
 
 def test_lightgcn_new_nodes_follow_the_propagation_rule(lake, tmp_path):
@@ -388,7 +389,7 @@ def test_a_type_outside_the_edge_types_is_neither_modelled_nor_embedded(lake, tm
     config = TrainConfig(epochs=1, batch_size=64, mode=mode, edge_types=(TARGET,), seed=1, model=model)
     run_dir = train_run(str(tmp_path / "lake"), f"only-{mode}", lake[1], config)
     assert sorted(os.listdir(os.path.join(run_dir, "embeddings"))) == ["item.npy", "user.npy"]
-    assert np.load(embeddings_path(run_dir, "user")).shape == (USERS, 8)
+    assert np.load(TrainRun(run_dir).embeddings_path("user")).shape == (USERS, 8)
     trainer = Trainer(open_snapshot(lake[1]), config, run_dir, get_backend("local"), progress=False)
     assert sorted(trainer.model.encoder.encoders) == ["item", "user"]
     with pytest.raises(ValueError, match=r"node_types: \['category'\] are in none of the run's edge types"):

@@ -393,10 +393,10 @@ def test_first_build_commits_a_graph_version(spark, tiny_lake):
         "category__child_of__category": 2, "user__follows__user": 1, "query__searched__item": 1,
         "item__co_view__item": 4, "item__co_purchase__item": 0}
     g = load_graph_version(spark, lake_dir)
-    assert g["graph_version"] == 0 and g["config_hash"] == config_hash(FAST)
-    assert g["inputs"] == {tables.CLEAN_EVENTS: 0, tables.CLEAN_ITEMS: 0, tables.CLEAN_USERS: 0}
-    assert g["reference_ts"] == "2024-01-02T12:00:00.000000Z"
-    assert set(g["tables"]) == set(summary["outputs"]) and tables.GRAPH_MANIFEST not in g["tables"]
+    assert g.graph_version == 0 and g.config_hash == config_hash(FAST)
+    assert g.inputs == {tables.CLEAN_EVENTS: 0, tables.CLEAN_ITEMS: 0, tables.CLEAN_USERS: 0}
+    assert g.reference_ts == "2024-01-02T12:00:00.000000Z"
+    assert set(g.tables) == set(summary["outputs"]) and tables.GRAPH_MANIFEST not in g.tables
     assert_same_rows(read_graph_table(spark, g, tables.id_map("user")),
                      df_of(spark, [("u1", 0, 0), ("u2", 1, 0), ("u3", 2, 0)], G.ID_MAP_SCHEMA))
     users = read_graph_table(spark, g, tables.nodes("user")).orderBy(G.NODE_ID).collect()
@@ -411,14 +411,14 @@ def test_the_build_writes_exactly_the_registry_edge_types(spark, tiny_lake):
     lake_dir, summary = tiny_lake
     g = load_graph_version(spark, lake_dir)
     _, clean = graph_job.read_inputs(spark, lake_dir)
-    maps = {t: read_graph_table(spark, g, tables.id_map(t)) for t in g["node_counts"]}
+    maps = {t: read_graph_table(spark, g, tables.id_map(t)) for t in g.node_counts}
     inputs = edge_builders.EdgeInputs(clean[tables.CLEAN_EVENTS], clean[tables.CLEAN_ITEMS],
-                                      clean[tables.CLEAN_USERS], maps, FAST, g["reference_ts_us"])
+                                      clean[tables.CLEAN_USERS], maps, FAST, g.reference_ts_us)
     yielded = []
     for family in edge_builders.edge_families():
         with edge_builders.open_family(family, inputs, only_present=True) as makers:
             yielded += [t.name for t in makers]
-    assert yielded == list(summary["edge_counts"]) and set(yielded) == set(g["edge_counts"])
+    assert yielded == list(summary["edge_counts"]) and set(yielded) == set(g.edge_counts)
     declared = {t.name for f in edge_builders.edge_families() for t in f.types(FAST)}
     assert declared - set(yielded) == {"user__fav__item"}  # declared, but no fav event in the data
     inductive = {t.name for f in edge_builders.edge_families(inductive=True) for t in f.types(FAST)}
@@ -434,7 +434,7 @@ def second_day(spark, tiny_lake, tmp_path_factory):
     lake_dir = str(tmp_path_factory.mktemp("graph2") / "lake")
     shutil.copytree(src, lake_dir)
     write_clean(spark, lake_dir, DAY2_EVENTS, DAY2_ITEMS, DAY2_USERS, mode="append")
-    names = [*load_graph_version(spark, lake_dir)["tables"], tables.GRAPH_MANIFEST]
+    names = [*load_graph_version(spark, lake_dir).tables, tables.GRAPH_MANIFEST]
     before = {name: lake.table_version(tables.table_path(lake_dir, name)) for name in names}
     real_follows = edge_builders.follows_edges
 
@@ -473,7 +473,7 @@ def test_rebuild_keeps_old_ids_and_appends_new_ones(spark, tiny_lake, second_day
     lake_dir, summary = second_day["lake"], second_day["summary"]
     assert summary["graph_version"] == 1  # the failed build left no version behind
     g0, g1 = load_graph_version(spark, lake_dir, 0), load_graph_version(spark, lake_dir)
-    assert g1["graph_version"] == 1 and g1["inputs"][tables.CLEAN_EVENTS] == 1
+    assert g1.graph_version == 1 and g1.inputs[tables.CLEAN_EVENTS] == 1
     expected_new = {"user": [("u0", 3), ("u4", 4)], "item": [("i0", 3), ("i4", 4)], "shop": [("s3", 2)],
                     "brand": [("ikea", 1)], "category": [("Home>Garden", 4)], "query": []}
     for t, new in expected_new.items():
@@ -481,8 +481,8 @@ def test_rebuild_keeps_old_ids_and_appends_new_ones(spark, tiny_lake, second_day
         new_map = read_graph_table(spark, g1, tables.id_map(t))
         assert_same_rows(new_map.filter(F.col(G.ADDED_IN) == 0), old_map)  # every old key keeps its id
         assert sorted((r[G.KEY], r[G.NODE_ID]) for r in new_map.filter(F.col(G.ADDED_IN) == 1).collect()) == new
-        assert g1["node_counts"][t] == g0["node_counts"][t] + len(new)
-    assert g1["edge_counts"]["user__follows__user"] == 2  # u4 -> u1 joins u1 -> u2
+        assert g1.node_counts[t] == g0.node_counts[t] + len(new)
+    assert g1.edge_counts["user__follows__user"] == 2  # u4 -> u1 joins u1 -> u2
     # version 0 is still readable through the manifest (time travel of every table)
     assert read_graph_table(spark, g0, tables.nodes("user")).count() == 3
 

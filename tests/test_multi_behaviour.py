@@ -153,12 +153,11 @@ def test_train_without_a_config_uses_the_recipe(spark, mule_lake, capsys):
     import json
 
     from graphlake.app import cli
-    from graphlake.training.job import run_dir_of
-    from graphlake.training.worker import read_run
+    from graphlake.training.run import TrainRun
 
     assert cli.main(["train", "--lake", mule_lake, "--epochs", "2", "--seed", "5", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
-    config = read_run(run_dir_of(mule_lake, summary["run_id"]))["config"]
+    config = TrainRun.of(mule_lake, summary["run_id"]).spec()["config"]
     assert config["targets"] == [BUY, FAV] and "target_weights" not in config  # equal weights: the default
     assert (config["mode"], config["epochs"], config["seed"], config["edge_types"]) == ("full", 2, 5, [FAV, BUY])
     # 80 buys + 480 collects: at least 16 steps an epoch; no more negatives than the 48 items

@@ -5,12 +5,26 @@ from __future__ import annotations
 
 import pytest
 
+from graphlake.core.edge_types import parse_edge_type
 from graphlake.core.errors import UsageError
+from graphlake.graph_build.manifest import GraphVersion
 from graphlake.training.recipe import AUXILIARY_WEIGHT, FULL_GRAPH_MAX_EDGES, recommended_config
 
 BUY, CART, FAV, CLICK = "user__purchase__item", "user__cart__item", "user__fav__item", "user__click__item"
-TMALL = {"edge_counts": {BUY: 255_586, CART: 1_996, FAV: 221_514, "item__co_purchase__item": 239_000},
-         "node_counts": {"user": 41_484, "item": 23_719}}
+
+
+def graph(edge_counts: dict, node_counts: dict | None = None) -> GraphVersion:
+    """A graph version with these counts (the recipe reads nothing else)."""
+    node_counts = node_counts or {}
+    return GraphVersion(graph_version=0, created_at="", reference_ts="", reference_ts_us=0, config_hash="",
+                        config={}, inputs={}, tables={}, node_counts=node_counts, edge_counts=edge_counts,
+                        feature_spec={}, node_types=sorted(node_counts),
+                        edge_types=[tuple(parse_edge_type(e)) for e in sorted(edge_counts)], manifest_version=0,
+                        lake="/lake")
+
+
+TMALL = graph({BUY: 255_586, CART: 1_996, FAV: 221_514, "item__co_purchase__item": 239_000},
+              {"user": 41_484, "item": 23_719})
 
 
 def test_multi_behaviour_graph_trains_purchase_with_weighted_auxiliaries():
@@ -28,12 +42,12 @@ def test_multi_behaviour_graph_trains_purchase_with_weighted_auxiliaries():
 
 
 def test_single_behaviour_and_attribute_graphs():
-    beauty = {"edge_counts": {BUY: 178_000, "item__belongs_to__brand": 7_492, "item__belongs_to__category": 30_000},
-              "node_counts": {"item": 12_101}}
+    beauty = graph({BUY: 178_000, "item__belongs_to__brand": 7_492, "item__belongs_to__category": 30_000},
+                   {"item": 12_101})
     c = recommended_config(beauty)
     assert c.targets == (BUY,) and c.target_weights == {}
     assert c.edge_types == ("item__belongs_to__brand", "item__belongs_to__category", BUY)
-    clicks = recommended_config({"edge_counts": {CLICK: 5_000, CART: 100}, "node_counts": {"item": 50}})
+    clicks = recommended_config(graph({CLICK: 5_000, CART: 100}, {"item": 50}))
     # no purchase: every behaviour a target of weight 1; a small graph gets smaller batches and
     # no more negatives than items
     assert clicks.targets == (CART, CLICK) and clicks.target_weights == {}
@@ -41,17 +55,17 @@ def test_single_behaviour_and_attribute_graphs():
 
 
 def test_a_graph_too_big_for_full_propagation_is_sampled():
-    big = {"edge_counts": {BUY: FULL_GRAPH_MAX_EDGES + 1}, "node_counts": {"item": 10**6}}
+    big = graph({BUY: FULL_GRAPH_MAX_EDGES + 1}, {"item": 10**6})
     c = recommended_config(big)
     assert c.mode == "sampled" and c.fanouts == (10, 5) and c.model_config().num_layers == 2
 
 
 def test_bad_graphs_and_arguments_are_named():
     with pytest.raises(UsageError, match=r"graph: no user -> item behaviour edges .* edge types: \['item__co_view__item'\]"):
-        recommended_config({"edge_counts": {"item__co_view__item": 3}})
+        recommended_config(graph({"item__co_view__item": 3}))
     with pytest.raises(UsageError, match=r"target: 'user__view__item' is not an edge type of the graph"):
         recommended_config(TMALL, target="view")
     with pytest.raises(TypeError, match=r"overrides: unknown TrainConfig fields \['epoch'\]"):
         recommended_config(TMALL, epoch=3)
-    with pytest.raises(TypeError, match="graph: expected load_graph_version's dict"):
-        recommended_config([BUY])
+    with pytest.raises(TypeError, match="graph: expected the GraphVersion load_graph_version returns, got dict"):
+        recommended_config({"edge_counts": {BUY: 3}})

@@ -21,15 +21,15 @@ from graphlake.training.distributed import get_backend
 from graphlake.training.evaluate import evaluate
 from graphlake.training.job import embeddings_table, train
 from graphlake.training.model import NodeEncoder
+from graphlake.training.run import TrainRun
 from graphlake.training.trainer import Trainer
-from graphlake.training.worker import embeddings_path
 
 TARGET = "user__purchase__item"
 BASE = dict(epochs=12, batch_size=64, fanouts=(5, 5), edge_types=(TARGET,), lr=0.02, model={"hidden_dim": 16})
 
 
 def _embeddings(run_dir: str) -> dict:
-    return {t: np.load(embeddings_path(run_dir, t)) for t in ("user", "item")}
+    return {t: np.load(TrainRun(run_dir).embeddings_path(t)) for t in ("user", "item")}
 
 
 class _Killed(Exception):

@@ -22,9 +22,10 @@ from graphlake.training.config import TrainConfig, config_json
 from graphlake.training.distributed import get_backend
 from graphlake.training.distributed.launch import _descendants
 from graphlake.training.evaluate import evaluate
-from graphlake.training.job import run_dir_of, train
+from graphlake.training.job import train
+from graphlake.training.run import TrainRun
 from graphlake.training.trainer import Trainer
-from graphlake.training.worker import embeddings_path, rank_file
+from graphlake.training.worker import rank_file
 from tests.test_distributed import require_horovod
 from tests.test_training import BASE
 
@@ -88,7 +89,7 @@ def test_two_horovod_ranks_with_sparse_id_tables_learn_like_one_process(spark, p
     assert result["recall@10"] >= 0.55 and abs(result["recall@10"] - local_eval["recall@10"]) <= 0.15, \
         (result, local_eval)
     assert _last_epoch_loss(summary) < 0.3, _last_epoch_loss(summary)
-    items = np.load(embeddings_path(summary["run_dir"], "item"))
+    items = np.load(TrainRun(summary["run_dir"]).embeddings_path("item"))
     assert items.shape[1] == BASE["model"]["hidden_dim"] + 1 and np.abs(items[:, -1]).sum() > 0
 
 
@@ -108,7 +109,7 @@ def test_two_ddp_ranks_train_a_destination_bias_with_hard_negatives_and_layerwis
     summary = train(spark, lake_dir, config, backend="ddp", workers=2, launcher="process", progress=False,
                     timeout_s=240)
     assert summary["workers"] == 2
-    items = np.load(embeddings_path(summary["run_dir"], "item"))
+    items = np.load(TrainRun(summary["run_dir"]).embeddings_path("item"))
     assert items.shape[1] == BASE["model"]["hidden_dim"] + 1 and np.abs(items[:, -1]).sum() > 0
     # the ranks' layer slices, assembled by allreduce_sum: what one process computes from the final model
     one = Trainer(open_snapshot(snapshot), config, os.path.join(summary["run_dir"], "check"), get_backend("local"),
@@ -141,7 +142,7 @@ def test_killed_rank_fails_clearly_and_resume_matches_an_undisturbed_run(spark, 
     cmd = [sys.executable, "-m", "graphlake.app.cli", "train", "--lake", lake_dir, "--config", str(yaml_path),
            "--backend", "ddp", "--workers", "2", "--run-id", "killed", "--timeout", "300"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    run_dir = run_dir_of(lake_dir, "killed")
+    run_dir = TrainRun.of(lake_dir, "killed").dir
     latest = os.path.join(run_dir, "checkpoints", "LATEST")
     deadline, victim = time.time() + 240, None
     while time.time() < deadline and proc.poll() is None:
@@ -161,8 +162,8 @@ def test_killed_rank_fails_clearly_and_resume_matches_an_undisturbed_run(spark, 
                     timeout_s=300)
     assert resumed["steps"] == reference["steps"]
     for t in ("user", "item"):
-        a = np.load(embeddings_path(reference["run_dir"], t))
-        b = np.load(embeddings_path(resumed["run_dir"], t))
+        a = np.load(TrainRun(reference["run_dir"]).embeddings_path(t))
+        b = np.load(TrainRun(resumed["run_dir"]).embeddings_path(t))
         assert np.array_equal(a, b), f"{t}: resumed embeddings differ from the undisturbed run"
 
 

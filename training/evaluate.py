@@ -39,7 +39,7 @@ from graphlake.core.edge_types import parse_edge_type
 from graphlake.core.errors import InputNotFoundError, UsageError
 from graphlake.etl import schema as S
 from graphlake.graph_build import schema as G
-from graphlake.graph_build.manifest import load_graph_version, read_graph_table
+from graphlake.graph_build.manifest import GraphVersion, load_graph_version, read_graph_table
 from graphlake.graph_build.snapshot import open_snapshot
 from graphlake.training.cold_start import (
     COLD_START_FILE,
@@ -52,7 +52,7 @@ from graphlake.training.cold_start import (
 from graphlake.training.config import TrainConfig
 from graphlake.training.job import latest_run
 from graphlake.training.metrics import degree_buckets, group_by_user, ranking_metrics
-from graphlake.training.run import EVALUATION_FILE, TrainRun, embeddings_path, read_run  # noqa: F401 (EVALUATION_FILE: callers)
+from graphlake.training.run import TrainRun
 from graphlake.training.run_data import TARGET_BEHAVIOUR, behaviour_edge, resolve_targets
 from graphlake.training.sampling import csr_rows
 from graphlake.training.scoring import ranking_score
@@ -78,7 +78,7 @@ def _pairs_frame(spark, test_table: str | None, test_file: str | None, lake_dir:
     return df.select(S.USER_ID, S.ITEM_ID)
 
 
-def _test_pairs(spark, pairs, graph: dict, user_type: str, item_type: str, max_users: int | None, seed: int):
+def _test_pairs(spark, pairs, graph: GraphVersion, user_type: str, item_type: str, max_users: int | None, seed: int):
     users = read_graph_table(spark, graph, tables.id_map(user_type)).select(
         F.col(G.KEY).alias(S.USER_ID), F.col(G.NODE_ID).alias("_u"))
     items = read_graph_table(spark, graph, tables.id_map(item_type)).select(
@@ -162,8 +162,8 @@ def evaluate(spark, lake_dir: str, run_id: str | None = None, test_table: str = 
     if mask not in MASKS:
         raise UsageError(f"mask: expected one of {list(MASKS)}, got {mask!r}")
     run_id = run_id or latest_run(spark, lake_dir)["run_id"]
-    run_dir = TrainRun.of(lake_dir, run_id).dir
-    spec = read_run(run_dir)
+    run = TrainRun.of(lake_dir, run_id)
+    run_dir, spec = run.dir, run.spec()
     if cold_start:
         result = {"run_id": run_id, "graph_version": spec["graph_version"], "cold_start": cold_start_metrics(run_dir, k),
                   "k": k, "seconds": round(time.time() - started, 1)}
@@ -176,7 +176,7 @@ def evaluate(spark, lake_dir: str, run_id: str | None = None, test_table: str = 
     masked = [evaluated] if mask == "target" else \
         [t for t in run_targets if parse_edge_type(t).src == user_type and parse_edge_type(t).dst == item_type]
     for name in (user_type, item_type):
-        if not os.path.isfile(embeddings_path(run_dir, name)):
+        if not os.path.isfile(run.embeddings_path(name)):
             raise InputNotFoundError(f"run_id: run {run_id} has no {name} embeddings (did it finish?)")
     graph = load_graph_version(spark, lake_dir, spec["graph_version"])
     pairs = _pairs_frame(spark, test_table, test_file, lake_dir, split)
@@ -188,7 +188,7 @@ def evaluate(spark, lake_dir: str, run_id: str | None = None, test_table: str = 
         dst.append(torch.from_numpy(np.asarray(indices).astype(np.int64)))
     train_ptr, train_items = group_by_user(torch.cat(src), torch.cat(dst), snap.num_nodes(user_type))
     groups, names = degree_buckets(train_ptr[1:] - train_ptr[:-1])  # users by their training degree (masked edges)
-    metrics = ranking_metrics(np.load(embeddings_path(run_dir, user_type)), np.load(embeddings_path(run_dir, item_type)),
+    metrics = ranking_metrics(np.load(run.embeddings_path(user_type)), np.load(run.embeddings_path(item_type)),
                               users, items, train_ptr, train_items, k=k, score=ranking_score(config.model_config()),
                               user_groups=groups, group_names=names)
     by_degree = metrics.pop("by_group")
@@ -230,20 +230,21 @@ def cold_start_metrics(run_dir: str, k: int = 20) -> dict:
     if held is None:
         raise FileNotFoundError(f"run_dir: run {os.path.basename(os.path.normpath(run_dir))} held no items out "
                                 f"(no {COLD_START_FILE}; train with cold_start_fraction > 0)")
-    spec = read_run(run_dir)
+    train_run = TrainRun(run_dir)
+    spec = train_run.spec()
     config = load_config(TrainConfig, spec["config"])
     snap = open_snapshot(spec["snapshot"])
     targets = resolve_targets(snap, config)
     user_type, item_type = item_type_of(targets)
     targets = [t for t in targets if parse_edge_type(t).src == user_type]
     for t in (user_type, item_type):
-        if not os.path.isfile(embeddings_path(run_dir, t)):
+        if not os.path.isfile(train_run.embeddings_path(t)):
             raise FileNotFoundError(f"run_dir: {run_dir} has no {t} embeddings (did the run finish?)")
     items = torch.tensor(held["node_ids"], dtype=torch.int64)
     users, pair_items = held_out_pairs(snap, targets, items)
     local = torch.searchsorted(items, pair_items)
-    item_emb = np.asarray(np.load(embeddings_path(run_dir, item_type), mmap_mode="r")[items.numpy()])
-    user_emb = np.load(embeddings_path(run_dir, user_type), mmap_mode="r")
+    item_emb = np.asarray(np.load(train_run.embeddings_path(item_type), mmap_mode="r")[items.numpy()])
+    user_emb = np.load(train_run.embeddings_path(user_type), mmap_mode="r")
     kk = min(k, len(items))
     m = ranking_metrics(user_emb, item_emb, users, local, k=kk, score=ranking_score(config.model_config()))
     per_user = torch.bincount(users, minlength=user_emb.shape[0])

@@ -51,7 +51,7 @@ from graphlake.training import checkpoint as ckpt
 from graphlake.training.config import TrainConfig
 from graphlake.training.layerwise import layerwise_embeddings
 from graphlake.training.model import HeteroGraphSAGE, gather_features
-from graphlake.training.run import read_run
+from graphlake.training.run import TrainRun
 from graphlake.training.run_data import (
     FEATURE_NAMES,
     feature_specs,
@@ -100,7 +100,7 @@ def embed_new_nodes(run_dir: str, new_nodes: Mapping[str, Mapping], new_edges: M
     """
     if not isinstance(run_dir, (str, bytes)) and not hasattr(run_dir, "__fspath__"):
         raise TypeError(f"run_dir: expected a folder path, got {type(run_dir).__name__}")
-    spec = read_run(run_dir)
+    spec = TrainRun(run_dir).spec()
     config = load_config(TrainConfig, spec["config"])
     snapshot = open_snapshot(spec["snapshot"])
     model_config = config.model_config()

@@ -35,7 +35,7 @@ from graphlake.core import lake, tables
 from graphlake.core.errors import InputNotFoundError, UsageError
 from graphlake.graph_build import schema as G
 from graphlake.graph_build.export import export_graph
-from graphlake.graph_build.manifest import load_graph_version, read_graph_table
+from graphlake.graph_build.manifest import GraphVersion, load_graph_version, read_graph_table
 from graphlake.training import checkpoint as ckpt
 from graphlake.training.config import TrainConfig, config_hash, config_json
 from graphlake.training.distributed import get_backend
@@ -43,7 +43,7 @@ from graphlake.training.distributed.base import resolve_device
 from graphlake.training.distributed.launch import LaunchError, launch
 from graphlake.training.recipe import recommended_config
 from graphlake.training.report import write_training_report
-from graphlake.training.run import DONE_FILE, TrainRun, embeddings_path, read_run
+from graphlake.training.run import DONE_FILE, TrainRun
 from graphlake.training.worker import run
 
 log = logging.getLogger(__name__)
@@ -66,11 +66,6 @@ class TrainError(RuntimeError):
     """A training run failed (a rank died, a launcher error); the run folder keeps its checkpoints."""
 
 
-def run_dir_of(lake_dir: str, run_id: str) -> str:
-    """The folder of run ``run_id`` (:meth:`graphlake.training.run.TrainRun.of`)."""
-    return TrainRun.of(lake_dir, run_id).dir
-
-
 def embeddings_table(node_type: str) -> str:
     return f"train/embeddings_{node_type}"
 
@@ -86,14 +81,14 @@ def _warm_start(spark, lake_dir: str, warm_start: str) -> dict:
         raise TypeError(f"warm_start: expected a run id or 'latest', got {warm_start!r}")
     if warm_start == "latest":
         warm_start = latest_run(spark, lake_dir)["run_id"]
-    run_dir = run_dir_of(lake_dir, warm_start)
+    run_dir = TrainRun.of(lake_dir, warm_start).dir
     if not TrainRun(run_dir).is_done():
         raise UsageError(f"warm_start: run {warm_start!r} has not finished under {lake_dir!r} (no {DONE_FILE} in "
                          f"{run_dir})")
     path = ckpt.latest_path(run_dir)
     if path is None:
         raise UsageError(f"warm_start: run {warm_start!r} has no checkpoint")
-    return {"run_id": warm_start, "checkpoint": path, "graph_version": read_run(run_dir)["graph_version"]}
+    return {"run_id": warm_start, "checkpoint": path, "graph_version": TrainRun(run_dir).spec()["graph_version"]}
 
 
 def _prepare(spark, lake_dir, config, graph_version, run_id, resume, warm_start=None,
@@ -101,8 +96,8 @@ def _prepare(spark, lake_dir, config, graph_version, run_id, resume, warm_start=
     if resume:
         if not run_id:
             raise UsageError("run_id: --resume needs the id of the run to continue")
-        run_dir = run_dir_of(lake_dir, run_id)
-        spec = read_run(run_dir)
+        run_dir = TrainRun.of(lake_dir, run_id).dir
+        spec = TrainRun(run_dir).spec()
         if config is not None and config_hash(config) != spec["config_hash"]:
             raise UsageError(f"config: differs from the one run {run_id} started with (hash {spec['config_hash']}); "
                              "resume with the same config, or start a new run")
@@ -115,7 +110,7 @@ def _prepare(spark, lake_dir, config, graph_version, run_id, resume, warm_start=
         raise UsageError(f"warm_start: run {start_from['run_id']} trained on graph version "
                          f"{start_from['graph_version']}, newer than the {exported['graph_version']} trained now")
     run_id = run_id or _new_run_id(exported["graph_version"], config)
-    run_dir = run_dir_of(lake_dir, run_id)
+    run_dir = TrainRun.of(lake_dir, run_id).dir
     if TrainRun(run_dir).exists():
         raise UsageError(f"run_id: run {run_id} exists already (pass resume=True to continue it)")
     os.makedirs(run_dir, exist_ok=True)
@@ -172,11 +167,11 @@ def _embedding_rows(path: str, dim: int):
     return run
 
 
-def write_embeddings(spark, lake_dir: str, graph: dict, run_id: str, run_dir: str, node_types) -> dict:
+def write_embeddings(spark, lake_dir: str, graph: GraphVersion, run_id: str, run_dir: str, node_types) -> dict:
     """``train/embeddings_<type>`` partition ``run_id=<run_id>`` of every type; {type: Delta version}."""
     written = {}
     for t in node_types:
-        path = embeddings_path(run_dir, t)
+        path = TrainRun(run_dir).embeddings_path(t)
         n, dim = np.load(path, mmap_mode="r").shape
         parts = max(1, min(n // 100_000 + 1, 4 * spark.sparkContext.defaultParallelism))
         rows = spark.range(0, n, numPartitions=parts).withColumnRenamed("id", G.NODE_ID).mapInArrow(

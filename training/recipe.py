@@ -1,7 +1,7 @@
 """The training recipe ``graphlake train`` uses when it is given no config: the configuration the
 public-data experiments validated (docs/quality.md), adapted to the graph it trains on.
 
-What the graph decides (``graph``: :func:`graphlake.graph_build.manifest.load_graph_version`'s dict):
+What the graph decides (``graph``: the :class:`~graphlake.graph_build.manifest.GraphVersion` trained on):
 
 * **targets**: the target behaviour ``purchase`` first, every other ``user -> item`` behaviour as
   an auxiliary target of the same loss weight (:data:`AUXILIARY_WEIGHT`; on Tmall's validation
@@ -36,6 +36,7 @@ import dataclasses
 
 from graphlake.core.edge_types import parse_edge_type
 from graphlake.core.errors import UsageError
+from graphlake.graph_build.manifest import GraphVersion
 from graphlake.training.config import TrainConfig
 from graphlake.training.run_data import BEHAVIOURS, TARGET_BEHAVIOUR, behaviour_edge, default_targets
 
@@ -50,12 +51,12 @@ SAMPLED_FANOUTS = (10, 5)
 SAMPLED_MODEL = {"hidden_dim": 64, "decoder": "cosine", "temperature": 0.1, "destination_bias": True}
 
 
-def recommended_config(graph: dict, target: str | None = None, **overrides) -> TrainConfig:
+def recommended_config(graph: GraphVersion, target: str | None = None, **overrides) -> TrainConfig:
     """The recipe for ``graph`` (module docstring), with ``overrides`` (TrainConfig fields) on top.
 
     Args:
-        graph: ``{"edge_counts": {edge type: edges}, "node_counts": {node type: nodes}, ...}``
-            (:func:`graphlake.graph_build.manifest.load_graph_version`).
+        graph: the graph version (:func:`graphlake.graph_build.manifest.load_graph_version`); the
+            recipe reads its ``edge_counts`` and ``node_counts``.
         target: the target behaviour (``purchase``) or edge type; default purchase when the graph
             has purchases. The other behaviours become auxiliary targets.
         overrides: TrainConfig fields that replace the recipe's (``seed=3``, ``epochs=2``).
@@ -67,9 +68,9 @@ def recommended_config(graph: dict, target: str | None = None, **overrides) -> T
         UsageError: the graph has no ``user -> item`` behaviour to train on, or ``target`` is not
             one of its edge types.
     """
-    counts = graph.get("edge_counts") if isinstance(graph, dict) else None
-    if not isinstance(counts, dict):
-        raise TypeError(f"graph: expected load_graph_version's dict with 'edge_counts', got {type(graph).__name__}")
+    if not isinstance(graph, GraphVersion):
+        raise TypeError(f"graph: expected the GraphVersion load_graph_version returns, got {type(graph).__name__}")
+    counts = graph.edge_counts
     present = sorted(e for e, n in counts.items() if n > 0)
     behaviours = default_targets(present)
     if not behaviours:
@@ -86,7 +87,7 @@ def recommended_config(graph: dict, target: str | None = None, **overrides) -> T
     relations = sorted(set(behaviours) | {e for e in present if parse_edge_type(e).relation in ATTRIBUTE_RELATIONS})
     relation_edges = sum(counts[e] for e in relations)
     target_edges = sum(counts[e] for e in targets)
-    items = int((graph.get("node_counts") or {}).get(parse_edge_type(main).dst, 0)) or 4096
+    items = int(graph.node_counts.get(parse_edge_type(main).dst, 0)) or 4096
     batch = max(64, min(8192, target_edges // MIN_STEPS_PER_EPOCH))
     full = relation_edges <= FULL_GRAPH_MAX_EDGES
     recipe = {"targets": tuple(targets), "target_weights": weights, "edge_types": tuple(relations),

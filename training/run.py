@@ -141,12 +141,3 @@ class TrainRun:
         with open(self.metrics_path) as f:
             return [json.loads(line) for line in f if line.strip()]
 
-
-def read_run(run_dir: str) -> dict:
-    """``run.json`` of the run folder ``run_dir`` (:meth:`TrainRun.spec`)."""
-    return TrainRun(run_dir).spec()
-
-
-def embeddings_path(run_dir: str, node_type: str) -> str:
-    """``<run_dir>/embeddings/<node_type>.npy`` (:meth:`TrainRun.embeddings_path`)."""
-    return TrainRun(run_dir).embeddings_path(node_type)

@@ -23,7 +23,7 @@ from graphlake.core.config import load_config
 from graphlake.graph_build.snapshot import open_snapshot
 from graphlake.training.config import TrainConfig
 from graphlake.training.distributed import get_backend
-from graphlake.training.run import DONE_FILE, RUN_FILE, TrainRun, embeddings_path, read_run  # noqa: F401 (used by callers)
+from graphlake.training.run import TrainRun
 from graphlake.training.scoring import exported_dim
 from graphlake.training.trainer import Trainer, write_metrics
 
@@ -53,16 +53,17 @@ def write_rank_file(run_dir: str, rank: int, world_size: int) -> str:
 
 def run(run_dir: str, backend, resume: bool = False, progress: bool = True) -> dict:
     """Train, then write this rank's slice of every node type's embeddings. Returns a summary."""
-    spec = read_run(run_dir)
+    train_run = TrainRun(run_dir)
+    spec = train_run.spec()
     config = load_config(TrainConfig, spec["config"])
     trainer = Trainer(open_snapshot(spec["snapshot"]), config, run_dir, backend, progress=progress)
     history = trainer.fit(resume=resume, warm_start=(spec.get("warm_start") or {}).get("checkpoint"))
     parts = trainer.embed_all(rank_slice=True)
     dim = exported_dim(trainer.model_config)
     if backend.is_root:
-        os.makedirs(TrainRun(run_dir).embeddings_dir, exist_ok=True)
+        os.makedirs(train_run.embeddings_dir, exist_ok=True)
         for t in parts:
-            np.lib.format.open_memmap(embeddings_path(run_dir, t), mode="w+", dtype=np.float32,
+            np.lib.format.open_memmap(train_run.embeddings_path(t), mode="w+", dtype=np.float32,
                                       shape=(trainer.snapshot.num_nodes(t), dim)).flush()
     backend.barrier()
     for t, part in parts.items():
@@ -72,7 +73,7 @@ def run(run_dir: str, backend, resume: bool = False, progress: bool = True) -> d
             lo, hi, rows = 0, len(part), part
             if not backend.is_root:
                 continue
-        out = np.load(embeddings_path(run_dir, t), mmap_mode="r+")
+        out = np.load(train_run.embeddings_path(t), mmap_mode="r+")
         out[lo:hi] = rows
         out.flush()
         del out
@@ -81,10 +82,10 @@ def run(run_dir: str, backend, resume: bool = False, progress: bool = True) -> d
                "device": str(backend.device)}
     if backend.is_root:
         if trainer.validation:
-            summary["validation"] = trainer.validate({t: np.load(embeddings_path(run_dir, t), mmap_mode="r")
+            summary["validation"] = trainer.validate({t: np.load(train_run.embeddings_path(t), mmap_mode="r")
                                                       for t in parts})
         write_metrics(run_dir, history + ([{"final": True, **summary["validation"]}] if "validation" in summary else []))
-        with open(TrainRun(run_dir).done_path, "w") as f:
+        with open(train_run.done_path, "w") as f:
             json.dump(summary, f)
     backend.barrier()
     return summary

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from graphlake.assets import schema as A
 from graphlake.assets.bundle import open_bundle
 from graphlake.assets.lifecycle import read_asset
-from graphlake.assets.registry import AssetError, AssetNotFoundError, read_registry, resolve
+from graphlake.assets.registry import AssetError, AssetNotFoundError, AssetVersion, read_registry, resolve
 from graphlake.core import lake as lake_layer
 from graphlake.core import tables
 from graphlake.udfs.functions import make_functions
@@ -44,7 +44,7 @@ def resolve_spec(lake_dir: str, version="production", user_type: str = "user", i
     for asset in sorted({r["asset"] for r in rows}):
         required = asset in (A.asset_name(user_type), A.asset_name(item_type))
         try:
-            chosen[asset] = resolve(rows, asset, _version_for(version, asset))
+            chosen[asset] = AssetVersion.from_row(resolve(rows, asset, _version_for(version, asset)), lake_dir)
         except AssetNotFoundError:
             if required:
                 raise
@@ -52,19 +52,18 @@ def resolve_spec(lake_dir: str, version="production", user_type: str = "user", i
         if A.asset_name(t) not in chosen:
             raise AssetNotFoundError(f"lake: no {A.asset_name(t)} asset is published under {lake_dir!r}")
     user, item = chosen[A.asset_name(user_type)], chosen[A.asset_name(item_type)]
-    if user["graph_version"] != item["graph_version"] or user["run_id"] != item["run_id"]:
-        raise AssetError(f"version: {user['asset']} v{user['version']} (run {user['run_id']}) and {item['asset']} "
-                         f"v{item['version']} (run {item['run_id']}) come from different training runs; their "
+    if user.graph_version != item.graph_version or user.run_id != item.run_id:
+        raise AssetError(f"version: {user.asset} v{user.version} (run {user.run_id}) and {item.asset} "
+                         f"v{item.version} (run {item.run_id}) come from different training runs; their "
                          "scores are not comparable — choose versions of the same run")
-    dims = {a: int(r["dim"]) for a, r in chosen.items()}
-    types = {A.node_type_of(a): r["files"] for a, r in chosen.items() if dims[a] == dims[item["asset"]]}
-    meta = open_bundle(item["files"]).meta
+    types = {v.node_type: v.files for v in chosen.values() if v.dim == item.dim}
+    meta = open_bundle(item.files).meta
     if not os.path.isdir(meta["snapshot"]):
         raise AssetError(f"snapshot: the users' histories come from {meta['snapshot']}, which is missing "
                          f"(re-export it: graphlake graph export --version {meta['graph_version']})")
-    return {"user": user["files"], "item": item["files"], "types": types, "snapshot": meta["snapshot"],
+    return {"user": user.files, "item": item.files, "types": types, "snapshot": meta["snapshot"],
             "history": list(meta["history_edge_types"]),
-            "versions": {a: r["version"] for a, r in chosen.items()}}
+            "versions": {a: v.version for a, v in chosen.items()}}
 
 
 def register(spark, lake: str, version="production", user_type: str = "user", item_type: str = "item") -> dict:

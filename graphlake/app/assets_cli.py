@@ -84,11 +84,9 @@ def cmd_assets(args, spark, emit) -> dict:
         emit({"assets": rows}, "\n".join(_asset_line(r) for r in rows) or "nothing published yet")
         return {"assets": rows}
     if action == "show":
-        from graphlake.assets.registry import read_registry, resolve
+        from graphlake.assets.registry import open_version
 
-        regs, _ = read_registry(args.lake)
-        row = resolve(regs, args.asset, _version_arg(args.version))
-        row = {**row, "metrics": json.loads(row["metrics"] or "{}"), "gate": json.loads(row["gate"] or "null")}
+        row = open_version(args.lake, args.asset, _version_arg(args.version)).to_dict()
         emit(row, json.dumps(row, default=str, indent=1, sort_keys=True))
         return row
     if action == "history":

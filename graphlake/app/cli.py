@@ -261,11 +261,10 @@ def cmd_train(args) -> dict:
 
 def cmd_evaluate(args) -> dict:
     from graphlake.training.evaluate import evaluate
-    from graphlake.training.job import run_dir_of
-    from graphlake.training.worker import read_run
+    from graphlake.training.run import TrainRun
 
     if args.run_id:  # an unknown run fails before a Spark session starts
-        read_run(run_dir_of(args.lake, args.run_id))
+        TrainRun.of(args.lake, args.run_id).spec()
 
     result = evaluate(_spark(args), args.lake, run_id=args.run_id, test_table=args.test_table,
                       test_file=args.test_file, split=args.split or None, k=args.k, max_users=args.max_users,

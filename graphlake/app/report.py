@@ -22,14 +22,15 @@ import re
 import numpy as np
 from pyspark.sql import functions as F
 
-from graphlake.assets.lifecycle import list_assets, read_asset
+from graphlake.assets.lifecycle import list_assets
 from graphlake.assets.publish import run_metrics
-from graphlake.assets.registry import AssetError, AssetNotFoundError, read_registry, resolve
+from graphlake.assets.registry import AssetError, AssetNotFoundError, open_version
 from graphlake.core import lake, tables
 from graphlake.core.errors import InputNotFoundError, UsageError
 from graphlake.graph_build import analytics as A
 from graphlake.graph_build.manifest import (
     GraphNotFoundError,
+    GraphVersion,
     graph_summary,
     load_graph_version,
     read_graph_table,
@@ -179,18 +180,18 @@ def _input_section(spark, lake_dir: str, etl_dates, figs: _Figures) -> str:
 # ------------------------------------------------------------------------------ 2. graph statistics
 
 
-def _graph_section(spark, lake_dir: str, graph: dict | None, figs: _Figures) -> str:
+def _graph_section(spark, lake_dir: str, graph: GraphVersion | None, figs: _Figures) -> str:
     if graph is None:
         return _note(f"No graph version in {tables.GRAPH_MANIFEST}.")
-    summary = graph_summary(spark, lake_dir, graph["graph_version"])
-    out = [f"<p>Graph version {graph['graph_version']}, created {_esc(graph['created_at'])}, config "
-           f"<code>{_esc(graph['config_hash'])}</code>: {summary['nodes_total']:,} nodes, "
+    summary = graph_summary(spark, lake_dir, graph.graph_version)
+    out = [f"<p>Graph version {graph.graph_version}, created {_esc(graph.created_at)}, config "
+           f"<code>{_esc(graph.config_hash)}</code>: {summary['nodes_total']:,} nodes, "
            f"{summary['edges_total']:,} edges.</p>"]
-    nodes = sorted(graph["node_counts"].items())
+    nodes = sorted(graph.node_counts.items())
     out.append(_table(["node type", "nodes"], nodes, [f"nodes:{t}" for t, _ in nodes]))
     degrees = summary.get("degrees") or {}
     rows = []
-    for name, n in sorted(graph["edge_counts"].items()):
+    for name, n in sorted(graph.edge_counts.items()):
         d_out, d_in = degrees.get(f"{name}:{A.OUT}", {}), degrees.get(f"{name}:{A.IN}", {})
         rows.append([name, *(d.get(p, "") for d in (d_out, d_in) for p in ("p50", "p90", "max")), n])
     out.append(_table(["edge type", "out p50", "out p90", "out max", "in p50", "in p90", "in max", "edges"], rows,
@@ -199,11 +200,11 @@ def _graph_section(spark, lake_dir: str, graph: dict | None, figs: _Figures) -> 
     if comps:
         out.append(f"<p>Connected components: {comps['components']:,} (largest {comps['largest_component']:,} "
                    f"nodes, {comps['singleton_components']:,} isolated nodes).</p>")
-    if tables.GRAPH_STATS not in graph["tables"]:
+    if tables.GRAPH_STATS not in graph.tables:
         return "".join(out) + _note(f"No {tables.GRAPH_STATS} table in this graph version: no degree plots.")
-    entry = graph["tables"][tables.GRAPH_STATS]
+    entry = graph.table(tables.GRAPH_STATS)
     hist: dict[str, dict[str, list]] = {}
-    for r in sorted(lake.read_arrow(entry["path"], entry["version"]).to_pylist(),
+    for r in sorted(lake.read_arrow(entry.path, entry.version).to_pylist(),
                     key=lambda r: (r[A.EDGE_TYPE], r[A.DIRECTION], r[A.DEGREE])):
         hist.setdefault(r[A.EDGE_TYPE], {}).setdefault(r[A.DIRECTION], []).append((r[A.DEGREE], r[A.NUM_NODES]))
     plt, plots, empty = _pyplot(), [], []
@@ -226,9 +227,9 @@ def _graph_section(spark, lake_dir: str, graph: dict | None, figs: _Figures) -> 
     if empty:
         out.append(_note(f"No edges (every degree 0), so no degree plot: {', '.join(empty)}."))
     ranked = []
-    for t in graph["node_types"]:
+    for t in graph.node_types:
         name = A.node_stats_table(t)
-        if name in graph["tables"]:
+        if name in graph.tables:
             top = read_graph_table(spark, graph, name).orderBy(F.col(A.PAGERANK).desc(), "node_id").limit(10)
             keys = read_graph_table(spark, graph, tables.id_map(t)).select("node_id", "key")
             ranked += [(float(r[A.PAGERANK]), t, r["key"], int(r[A.DEGREE_IN]), int(r[A.DEGREE_OUT]))
@@ -311,11 +312,11 @@ def _by_degree_section(run_dir: str, figs: _Figures) -> str:
 # ------------------------------------------------------------------------------ 5. item embeddings
 
 
-def _item_categories(spark, lake_dir: str, graph: dict | None):
+def _item_categories(spark, lake_dir: str, graph: GraphVersion | None):
     """``(join column, DataFrame (join column, category))``: each item's deepest belongs_to category,
     else clean/items' category by key; ``(None, None)`` when neither exists."""
     edge = tables.edges("item", "belongs_to", "category")
-    if graph is not None and edge in graph["tables"] and tables.nodes("category") in graph["tables"]:
+    if graph is not None and edge in graph.tables and tables.nodes("category") in graph.tables:
         cats = read_graph_table(spark, graph, tables.nodes("category")).select(
             F.col("node_id").alias("dst_id"), F.col("key").alias("category"))
         best = F.max(F.struct(F.length("category"), "category"))["category"]
@@ -332,11 +333,10 @@ def _embedding_sample(spark, lake_dir: str, run: dict | None, asset_version, sam
     (a Spark sample, ordered by node id, then a limit), or ``(why not, None, 0)``."""
     from graphlake.training.job import RUN_ID, embeddings_table
 
-    rows, _ = read_registry(lake_dir)
     try:
-        row = resolve(rows, "item_embeddings", asset_version)
-        df, n = read_asset(spark, lake_dir, "item_embeddings", row["version"]), int(row["row_count"])
-        caption = f"item_embeddings v{row['version']} ({row['status']}, run {row['run_id']})"
+        v = open_version(lake_dir, "item_embeddings", asset_version)
+        df, n = v.read(spark), v.row_count
+        caption = f"item_embeddings v{v.version} ({v.status}, run {v.run_id})"
     except AssetNotFoundError as exc:
         path = tables.table_path(lake_dir, embeddings_table("item"))
         if run is None or not lake.table_exists(path):
@@ -389,14 +389,14 @@ def _embedding_section(spark, lake_dir: str, graph, run, asset_version, sample: 
 def _recommendation_section(spark, lake_dir: str, graph, asset_version) -> str:
     from graphlake import udfs
 
-    if graph is None or tables.id_map("user") not in graph["tables"]:
+    if graph is None or tables.id_map("user") not in graph.tables:
         return _note("Skipped: no graph version with users.")
     try:
         versions = udfs.register(spark, lake=lake_dir, version=asset_version)
     except AssetError as exc:
         return _note(f"Skipped: no asset is published at version {asset_version!r} ({exc}).")
     ids = read_graph_table(spark, graph, tables.id_map("user")).select("node_id", "key").orderBy("node_id")
-    if A.node_stats_table("user") in graph["tables"]:  # the most active users (out-degree, all edge types)
+    if A.node_stats_table("user") in graph.tables:  # the most active users (out-degree, all edge types)
         stats = read_graph_table(spark, graph, A.node_stats_table("user")).select("node_id", A.DEGREE_OUT)
         ids = ids.join(stats, "node_id").orderBy(F.col(A.DEGREE_OUT).desc(), "node_id")
     users = [r["key"] for r in ids.limit(_EXAMPLE_USERS).collect()]
@@ -407,7 +407,7 @@ def _recommendation_section(spark, lake_dir: str, graph, asset_version) -> str:
     rows = sorted(recs.collect(), key=lambda r: (users.index(r["user"]), r["rank"]))
     wanted = sorted({r["item"] for r in rows} | {w["item_key"] for r in rows for w in (r["why"] or [])})
     titles = {}
-    if wanted and tables.nodes("item") in graph["tables"]:
+    if wanted and tables.nodes("item") in graph.tables:
         titles = {r["key"]: f"{r['key']} ({r['category']})" for r in read_graph_table(spark, graph, tables.nodes("item"))
                   .filter(F.col("key").isin(wanted)).select("key", "category").collect()}
     body = [[r["user"], r["rank"], titles.get(r["item"], r["item"]), float(r["score"]),
@@ -432,7 +432,7 @@ def _links_section(lake_dir: str, report_dir: str) -> str:
 # ------------------------------------------------------------------------------ entry point
 
 
-def _resolve(spark, lake_dir: str, graph_version, train_run_id) -> tuple[dict | None, dict | None]:
+def _resolve(spark, lake_dir: str, graph_version, train_run_id) -> tuple[GraphVersion | None, dict | None]:
     path = tables.table_path(lake_dir, tables.TRAIN_RUNS)
     runs = lake.read_arrow(path).to_pylist() if lake.table_exists(path) else []
     run = None
@@ -452,7 +452,7 @@ def _resolve(spark, lake_dir: str, graph_version, train_run_id) -> tuple[dict | 
             raise UsageError(f"graph_version: {exc}") from exc
         graph = None
     if run is None and graph is not None:
-        mine = [r for r in runs if r["graph_version"] == graph["graph_version"]]
+        mine = [r for r in runs if r["graph_version"] == graph.graph_version]
         run = max(mine, key=lambda r: (r["finished_at"], r["run_id"])) if mine else None
     if run is not None:
         # the run folder is where this lake keeps it (a summary's absolute path is stale once the lake moves)
@@ -516,7 +516,7 @@ def write_pipeline_report(spark, lake_dir: str, *, name: str | None = None, etl_
     _check_args(lake_dir, name, etl_dates, graph_version, train_run_id, asset_version, sample, seed)
     etl_dates = sorted(set(etl_dates)) if etl_dates is not None else None
     graph, run = _resolve(spark, lake_dir, graph_version, train_run_id)
-    gv = graph["graph_version"] if graph is not None else "none"
+    gv = graph.graph_version if graph is not None else "none"
     name = name or f"g{gv}-{run['run_id'] if run else 'none'}"
     report_dir = os.path.join(lake_dir, tables.REPORTS_DIR, REPORT_DIR, name)
     os.makedirs(report_dir, exist_ok=True)

@@ -101,9 +101,9 @@ def validate_etl(p: ValidateEtlParams) -> dict:
     spark, run_id = _spark(), p.etl_run_id
     if run_id is None:
         newest = last_run(spark, p.lake)
-        if p.ds is not None and p.ds not in newest["dates"]:
-            raise UsageError(f"etl_run_id: the newest ETL run {newest['run_id']} covers {newest['dates']}, not {p.ds}")
-        run_id = newest["run_id"]
+        if p.ds is not None and not newest.covers(p.ds):
+            raise UsageError(f"etl_run_id: the newest ETL run {newest.run_id} covers {list(newest.dates)}, not {p.ds}")
+        run_id = newest.run_id
     summary = gate_run(spark, p.lake, run_id, rules=_config(EtlRules, p.config, "etl"))
     return {"run_id": run_id, "success": summary["success"], "suites": list(summary["suites"]),
             "data_docs": summary.get("data_docs")}
@@ -150,7 +150,7 @@ def validate_graph(p: ValidateGraphParams) -> dict:
 
     spark, version = _spark(), p.graph_version
     if version is None:
-        version = load_graph_version(spark, p.lake)["graph_version"]
+        version = load_graph_version(spark, p.lake).graph_version
     summary = validate(spark, p.lake, version=int(version))
     return {"graph_version": int(version), "success": summary["success"], "suites": list(summary["suites"]),
             "data_docs": summary.get("data_docs"), "ds": p.ds}
@@ -292,10 +292,9 @@ class GateParams(StepParams):
 
 def _run_versions(lake: str, run_id: str) -> dict:
     from graphlake.assets import schema as A
-    from graphlake.assets.registry import read_registry
+    from graphlake.assets.registry import list_versions
 
-    rows, _ = read_registry(lake)
-    found = {r["asset"]: int(r["version"]) for r in rows if r["run_id"] == run_id and r["status"] == A.CANDIDATE}
+    found = {v.asset: v.version for v in list_versions(lake) if v.run_id == run_id and v.status == A.CANDIDATE}
     if not found:
         raise UsageError(f"run_id: no candidate asset version of run {run_id!r} in the registry (publish it first)")
     return found
