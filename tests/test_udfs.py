@@ -64,9 +64,55 @@ def test_recommend_excludes_the_history_unless_asked(spark, sql_lake):
         ("u1", [("i3", 0.8)]), ("ghost", None), ("u2", [("i6", 0.8)])]
 
 
+def test_point_lookups_without_spark_answer_like_the_sql_functions(spark, sql_lake):
+    """graphlake.assets.open: the same vectors, neighbours, recommendations and scores as the SQL
+    functions above (checked by hand there), read in this process from the published files."""
+    import graphlake.assets
+
+    items = graphlake.assets.open(sql_lake, "item_embeddings")
+    assert (items.version.version, items.version.status, items.dim, len(items)) == (1, "production", 2, 6)
+    assert "i2" in items and "nope" not in items and sorted(items.keys) == sorted(ITEM_VECTORS)
+    assert np.allclose(items.vectors(["i2", "i1"]), [ITEM_VECTORS["i2"], ITEM_VECTORS["i1"]])
+    assert [(key, round(s, 5)) for key, s in items.similar("i4", k=3)] == [("i5", 0.9), ("i6", 0.8), ("i3", 0.2)]
+    assert len(items.similar("i1", k=1000)) == 5  # every other item, never i1 itself
+    assert [(key, round(s, 5)) for key, s in items.recommend("u1", k=2)] == [("i3", 0.8), ("i6", 0.2)]
+    assert [(key, round(s, 5)) for key, s in items.recommend("u1", 2, exclude_seen=False)] == [("i1", 1.0), ("i2", 0.9)]
+    users = graphlake.assets.open(sql_lake, "user_embeddings", version=1)
+    assert users.recommend("u2", 10) == items.recommend("u2", 10)  # either side of the run finds the other
+    assert np.allclose(users.vectors(["u3"]), [[0.6, 0.4]])
+    for sql, answer in (("SELECT gl_recommend('u3', 2)", items.recommend("u3", 2)),
+                        ("SELECT gl_similar_items('i1', 2)", items.similar("i1", 2))):
+        assert pairs(one(spark, sql)) == [(key, round(s, 5)) for key, s in answer]
+
+
+def test_point_lookups_name_what_was_wrong(sql_lake, tmp_path):
+    import graphlake.assets
+    from graphlake.assets.registry import AssetNotFoundError
+
+    items = graphlake.assets.open(sql_lake)
+    with pytest.raises(KeyError, match=r"keys: 2 key\(s\) not in item_embeddings v1: \['nope', 'u1'\]"):
+        items.vectors(["i1", "nope", "u1"])
+    with pytest.raises(TypeError, match="keys: expected a list of keys"):
+        items.vectors("i1")
+    with pytest.raises(KeyError, match=r"key: 1 key\(s\) not in item_embeddings v1: \['ghost'\]"):
+        items.similar("ghost")
+    with pytest.raises(KeyError, match=r"user_key: 1 key\(s\) not in user_embeddings v1"):
+        items.recommend("ghost")
+    with pytest.raises(ValueError, match=r"k: expected an int in 1\.\.1000, got 0"):
+        items.similar("i1", k=0)
+    with pytest.raises(ValueError, match="has no ANN index"):
+        graphlake.assets.open(sql_lake, "user_embeddings").similar("u1")
+    with pytest.raises(AssetNotFoundError, match="version: item_embeddings has no version 9"):
+        graphlake.assets.open(sql_lake, "item_embeddings", version=9)
+    with pytest.raises(AssetNotFoundError, match="asset: no asset named 'shop_embeddings'"):
+        graphlake.assets.open(sql_lake, "shop_embeddings")
+    with pytest.raises(AssetNotFoundError, match=r"asset: no asset named 'item_embeddings' is published \(known: \[\]\)"):
+        graphlake.assets.open(str(tmp_path / "empty"))
+
+
 def test_interests_split_a_mixed_history_into_its_categories(spark, sql_lake):
+    from graphlake.assets.search import open_history
     from graphlake.udfs.register import resolve_spec
-    from graphlake.udfs.runtime import open_history
 
     spec = resolve_spec(sql_lake)
     from graphlake.assets.bundle import open_bundle
@@ -86,8 +132,8 @@ def test_interests_split_a_mixed_history_into_its_categories(spark, sql_lake):
 
 def test_explain_weights_history_items_by_similarity(spark, sql_lake):
     from graphlake.assets.bundle import open_bundle
+    from graphlake.assets.search import open_history
     from graphlake.udfs.register import resolve_spec
-    from graphlake.udfs.runtime import open_history
 
     spec = resolve_spec(sql_lake)
     users, items = open_bundle(spec["user"]), open_bundle(spec["item"])
@@ -179,7 +225,7 @@ def _brute(items, q, k, excluded):
 def test_top_k_batches_exclusions_exactly_with_a_flat_index():
     import faiss
 
-    from graphlake.udfs import runtime as R
+    from graphlake.assets import search as R
 
     rng = np.random.default_rng(3)
     items = rng.standard_normal((400, 8)).astype(np.float32)
@@ -208,7 +254,7 @@ def test_top_k_batches_exclusions_exactly_with_a_flat_index():
 def test_top_k_fills_rows_an_approximate_index_left_short():
     import faiss
 
-    from graphlake.udfs import runtime as R
+    from graphlake.assets import search as R
 
     rng = np.random.default_rng(4)
     items = rng.standard_normal((300, 8)).astype(np.float32)
@@ -223,7 +269,7 @@ def test_top_k_fills_rows_an_approximate_index_left_short():
 
 
 def test_history_items_of_matches_the_per_user_history():
-    from graphlake.udfs.runtime import History
+    from graphlake.assets.search import History
 
     h = History.__new__(History)
     indptr = np.array([0, 2, 2, 5])

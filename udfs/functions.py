@@ -34,8 +34,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql.functions import arrow_udf
 
+from graphlake.assets import search as R
 from graphlake.assets.bundle import open_bundle
-from graphlake.udfs import runtime as R
 
 SCORED = pa.struct([("item_key", pa.string()), ("score", pa.float32())])
 INTEREST = pa.struct([("interest", pa.int32()), ("weight", pa.float32()), ("items", pa.list_(pa.string()))])

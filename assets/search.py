@@ -1,8 +1,9 @@
-"""Executor-side computations of the SQL functions: histories, top-k, interests, explanations.
+"""Searching embeddings: histories, top-k, interests, explanations.
 
-Pure numpy / FAISS on one batch of rows; no Spark here (the Arrow UDF wrappers are in
-:mod:`graphlake.udfs.functions`). Everything a function needs is loaded once per Python worker process
-and cached (:func:`graphlake.assets.bundle.open_bundle`, :func:`open_history`).
+Pure numpy / FAISS on one batch of rows; no Spark here. The SQL functions run it on the executors
+(the Arrow UDF wrappers are in :mod:`graphlake.udfs.functions`) and the point-lookup API in the
+caller's process (:mod:`graphlake.assets.reader`). Everything is loaded once per process and
+cached (:func:`graphlake.assets.bundle.open_bundle`, :func:`open_history`).
 
 Scores are those of the trained decoder: the dot product of the asset's scoring vectors (for a
 cosine decoder the vectors are L2-normalised first), so ``gl_score(u, i)`` is the value by which
