@@ -38,6 +38,9 @@ class AssetConfig:
             item vectors, half means of two random item vectors: multi-interest user-like queries).
         ivf_train_max: k-means training vectors (a seeded sample; bounded, whatever the rows).
         hnsw_m / hnsw_ef_search: HNSW graph degree and search breadth.
+        output_k: answers per user and per item written to ``assets/recommendations`` and
+            ``assets/similar_items`` with each published version (for readers without Spark;
+            :mod:`graphlake.assets.outputs`); 0 writes none.
         seed: seed of the gate's sample and of the IVF training / calibration samples.
     """
 
@@ -58,6 +61,7 @@ class AssetConfig:
     ivf_train_max: int = 100_000
     hnsw_m: int = 32
     hnsw_ef_search: int = 128
+    output_k: int = 20
     seed: int = 0
 
     def __post_init__(self):
@@ -78,6 +82,9 @@ class AssetConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ValueError(f"{name}: expected an int >= 0 (0 = automatic), got {v!r}")
+        k = self.output_k
+        if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= 1000:
+            raise ValueError(f"output_k: expected an int in 0..1000 (0 = no outputs), got {k!r}")
         t = self.ivf_target_recall
         if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t <= 1:
             raise ValueError(f"ivf_target_recall: expected a number in (0, 1], got {t!r}")

@@ -64,6 +64,7 @@ from pyspark.sql import types as T
 from graphlake.assets import schema as A
 from graphlake.assets.bundle import bundle_dir, write_bundle
 from graphlake.assets.config import AssetConfig
+from graphlake.assets.outputs import write_outputs
 from graphlake.assets.publish import (
     claim_versions,
     finished_run,
@@ -156,7 +157,8 @@ def embed_new(spark, lake_dir: str, version="production", node_types=None, confi
                "source_versions": {a: v.version for a, v in sorted(sources.items())},
                "new_nodes": {t: int(n) for t, n in sorted(counts.items()) if n},
                "new_edges": {e: int(len(v[0])) for e, v in sorted(new_edges.items())}}
-    summary["assets"] = _publish(spark, lake_dir, run_id, run_dir, spec, sources, fresh, ctx["bases"], emb, config)
+    summary["assets"], summary["outputs"] = _publish(spark, lake_dir, run_id, run_dir, spec, sources, fresh,
+                                                     ctx["bases"], emb, config)
     if promote:
         promote_results(spark, lake_dir, summary["assets"], config, build_docs)
     summary["seconds"] = round(time.time() - started, 1)
@@ -374,8 +376,9 @@ def _publish(spark, lake_dir, run_id, run_dir, spec, sources, fresh, bases, emb,
             results[asset] = {"version": version, "rows": meta["rows"], "new_rows": int(len(vectors)),
                               "base_version": src.version, "dim": meta["dim"], "table_version": res.version,
                               "files": out, "index": meta["index"], "status": A.CANDIDATE}
+        outputs = write_outputs(spark, lake_dir, results, config.output_k, run_id) if config.output_k else {}
     except BaseException as exc:
         mark_failed(spark, lake_dir, claimed, f"embed-new failed: {type(exc).__name__}: {exc}")
         raise
     register_versions(spark, lake_dir, results, notes)
-    return results
+    return results, outputs

@@ -22,6 +22,7 @@ import shutil
 from graphlake.assets import schema as A
 from graphlake.assets.config import AssetConfig
 from graphlake.assets.gate import run_gate
+from graphlake.assets.outputs import drop_outputs
 from graphlake.assets.registry import (
     AssetError,
     asset_table,
@@ -215,7 +216,8 @@ def retire(spark, lake_dir: str, asset: str, version: int) -> None:
 def vacuum(spark, lake_dir: str, asset: str, retention_hours: int = 0) -> list[int]:
     """Delete the rows and files of ``asset``'s retired and failed versions; returns those versions.
 
-    Their partitions are removed from ``emb/<asset>`` in one commit, then Delta files no table
+    Their partitions are removed from ``emb/<asset>`` in one commit (for ``item_embeddings`` also
+    from ``assets/recommendations`` and ``assets/similar_items``), then Delta files no table
     version within ``retention_hours`` references are deleted (the other versions' rows are in
     the latest table version and stay).
     """
@@ -232,6 +234,8 @@ def vacuum(spark, lake_dir: str, asset: str, retention_hours: int = 0) -> list[i
         lake.write_table(empty, path, mode="overwrite", replace_partitions={A.ASSET_VERSION: gone},
                          metadata={"graphlake.job": "assets-vacuum", "graphlake.asset_versions": str(gone)})
         lake.vacuum(path, retention_hours=retention_hours, dry_run=False)
+    if asset == A.asset_name("item"):  # the top-K tables are keyed by the item version
+        drop_outputs(spark, lake_dir, gone, retention_hours)
 
     def change(current):
         for r in current:

@@ -8,6 +8,8 @@ Steps (a thin job over the lake, the registry and the bundle writer):
 2. **data**: per asset, a Spark job copies the run's ``train/embeddings_<type>`` partition into
    ``emb/<asset>`` partition ``asset_version=<N>`` (one Delta commit; earlier versions untouched).
 3. **files**: vectors, keys and (item-like assets) the FAISS index (:mod:`graphlake.assets.bundle`).
+   Then, unless ``output_k`` is 0, the top-K tables for readers without Spark
+   (``assets/recommendations``, ``assets/similar_items``: :mod:`graphlake.assets.outputs`).
 4. **register**: one registry commit turns the rows into ``candidate`` with the Delta table
    version, row count, dimension, metrics (``evaluation.json`` of the run) and file folder.
    Any failure in 2–4 marks the rows ``failed`` with the reason; readers never see a pending or
@@ -37,6 +39,7 @@ from graphlake.assets.bundle import bundle_dir, write_bundle
 from graphlake.assets.config import AssetConfig
 from graphlake.assets.lifecycle import GateFailedError
 from graphlake.assets.lifecycle import promote as promote_version
+from graphlake.assets.outputs import write_outputs
 from graphlake.assets.registry import (
     AssetError,
     RegistryConflictError,
@@ -123,7 +126,8 @@ def publish(spark, lake_dir: str, run_id: str | None = None, node_types=None, co
 
     Returns:
         ``{"run_id", "graph_version", "assets": {asset: {"version", "rows", "dim", "table_version",
-        "files", "index", "status"[, "gate"]}}, "seconds"}``.
+        "files", "index", "status"[, "gate"]}}, "outputs": {table: {"asset_version", "rows",
+        "table_version"}}, "seconds"}``.
 
     Raises:
         PublishConflictError: another publish changed the registry first; nothing was written.
@@ -155,11 +159,12 @@ def publish(spark, lake_dir: str, run_id: str | None = None, node_types=None, co
             results[asset] = _publish_one(spark, lake_dir, run_id, node_type, asset, version,
                                           TrainRun(run_dir).embeddings_path(node_type), node_type in item_like_types(spec),
                                           meta_common, config)
+        outputs = write_outputs(spark, lake_dir, results, config.output_k, run_id) if config.output_k else {}
     except BaseException as exc:
         mark_failed(spark, lake_dir, claimed, f"publish failed: {type(exc).__name__}: {exc}")
         raise
     register_versions(spark, lake_dir, results)
-    summary = {"run_id": run_id, "graph_version": spec["graph_version"], "assets": results}
+    summary = {"run_id": run_id, "graph_version": spec["graph_version"], "assets": results, "outputs": outputs}
     if promote:
         promote_results(spark, lake_dir, results, config, build_docs)
     summary["seconds"] = round(time.time() - started, 1)

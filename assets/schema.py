@@ -36,6 +36,25 @@ REGISTRY_FIELDS = (
 REGISTRY_COLUMNS = tuple(name for name, _ in REGISTRY_FIELDS)
 REGISTRY_SCHEMA = T.StructType([T.StructField(n, t, True) for n, t in REGISTRY_FIELDS])
 
+# outputs for readers without Spark (graphlake.assets.outputs): long form, one row per answer
+USER_KEY, ITEM_KEY, SIMILAR_KEY, RANK, SCORE = "user_key", "item_key", "similar_key", "rank", "score"
+USER_ASSET_VERSION = "user_asset_version"
+RECOMMENDATIONS_SCHEMA = T.StructType([
+    T.StructField(USER_KEY, T.StringType(), False),
+    T.StructField(RANK, T.IntegerType(), False),
+    T.StructField(ITEM_KEY, T.StringType(), False),
+    T.StructField(SCORE, T.FloatType(), False),
+    T.StructField(USER_ASSET_VERSION, T.LongType(), False),
+    T.StructField(ASSET_VERSION, T.LongType(), False),  # the item_embeddings version
+])
+SIMILAR_ITEMS_SCHEMA = T.StructType([
+    T.StructField(ITEM_KEY, T.StringType(), False),
+    T.StructField(RANK, T.IntegerType(), False),
+    T.StructField(SIMILAR_KEY, T.StringType(), False),
+    T.StructField(SCORE, T.FloatType(), False),
+    T.StructField(ASSET_VERSION, T.LongType(), False),
+])
+
 # files of one asset version
 VECTORS_FILE, KEYS_FILE, INDEX_FILE, META_FILE = "vectors.npy", "keys.parquet", "index.faiss", "meta.json"
 FILES_DIR = "assets/files"

@@ -15,6 +15,7 @@ from graphlake.assets.config import AssetConfig
 from graphlake.assets.lifecycle import GateFailedError, promote, read_asset, rollback
 from graphlake.assets.publish import PublishConflictError, publish
 from graphlake.assets.registry import AssetError, AssetNotFoundError, read_registry
+from graphlake.core import lake, tables
 from tests import delta_rs
 from tests.asset_fixtures import ITEM_VECTORS, USER_VECTORS, hand_run
 from tests.conftest import assert_same_rows
@@ -148,7 +149,11 @@ def test_rollback_retire_and_vacuum(spark, lake_dir):
         lifecycle.retire(spark, lake_dir, "item_embeddings", 1)
     assert main(["assets", "retire", "--lake", lake_dir, "--asset", "item_embeddings", "--version", "2"]) == 0
     assert read_asset(spark, lake_dir, "item_embeddings", version=2).count() == 6  # retired: still readable
+    similar = tables.table_path(lake_dir, tables.ASSETS_SIMILAR_ITEMS)  # 5 neighbours of each of 6 items
+    assert {r[0]: r[1] for r in lake.read_table(spark, similar).groupBy("asset_version").count().collect()} == {
+        1: 30, 2: 30}
     assert lifecycle.vacuum(spark, lake_dir, "item_embeddings") == [2]
+    assert {r[0]: r[1] for r in lake.read_table(spark, similar).groupBy("asset_version").count().collect()} == {1: 30}
     with pytest.raises(AssetNotFoundError, match="v2 was retired and vacuumed"):
         read_asset(spark, lake_dir, "item_embeddings", version=2)
     assert not os.path.exists(lifecycle.list_assets(lake_dir, "item_embeddings")[1]["files"])

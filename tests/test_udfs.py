@@ -110,6 +110,57 @@ def test_point_lookups_name_what_was_wrong(sql_lake, tmp_path):
         graphlake.assets.open(str(tmp_path / "empty"))
 
 
+READ_WITHOUT_SPARK = """
+import json, sys
+import duckdb, duckdb_ext, polars as pl
+from deltalake import DeltaTable
+
+lake = sys.argv[1]
+con = duckdb.connect(config={"extension_directory": f"{duckdb_ext.__path__[0]}/extensions",
+                             "autoinstall_known_extensions": False})
+con.execute("LOAD delta")
+production = f\"\"\"JOIN delta_scan('{lake}/assets/registry') p ON p.asset = 'item_embeddings'
+    AND p.status = 'production' AND r.asset_version = p.version\"\"\"
+recs = con.sql(f"SELECT r.user_key, r.rank, r.item_key, r.score FROM delta_scan('{lake}/assets/recommendations') r "
+               f"{production} ORDER BY r.user_key, r.rank").fetchall()
+similar = (pl.read_delta(f"{lake}/assets/similar_items").filter(pl.col("asset_version") == 1)
+           .sort("item_key", "rank").select("item_key", "rank", "similar_key", "score").rows())
+versions = DeltaTable(f"{lake}/assets/recommendations").to_pyarrow_table(columns=["asset_version"])
+print(json.dumps({"recs": recs, "similar": similar, "versions": sorted(set(versions.column(0).to_pylist())),
+                  "spark_loaded": "pyspark" in sys.modules}))
+"""
+
+
+def test_published_top_k_tables_read_without_spark(sql_lake):
+    """publish wrote assets/recommendations and assets/similar_items (output_k 20, more than the
+    tiny catalogue): DuckDB (the delta extension from PyPI), polars and delta-rs read them in a
+    process with no Spark, the production version resolved through the registry, and the rows are
+    the SQL functions' answers (the reader's, which the test above ties to them)."""
+    import json
+    import subprocess
+    import sys
+
+    import graphlake.assets
+
+    proc = subprocess.run([sys.executable, "-c", READ_WITHOUT_SPARK, sql_lake], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert not got["spark_loaded"] and got["versions"] == [1]
+    items = graphlake.assets.open(sql_lake)
+    users = sorted({u for u, *_ in got["recs"]})
+    assert users == ["u1", "u2", "u3"]
+    for user in users:
+        rows = [(item, round(score, 5)) for u, _, item, score in got["recs"] if u == user]
+        assert rows == [(item, round(score, 5)) for item, score in items.recommend(user, 20)], user
+        assert [rank for u, rank, *_ in got["recs"] if u == user] == list(range(1, len(rows) + 1))
+    assert [(k, round(sc, 5)) for u, _, k, sc in got["recs"] if u == "u1"] == [
+        ("i3", 0.8), ("i6", 0.2), ("i5", 0.1), ("i4", 0.0)]  # u1's history {i1, i2} left out
+    for item in sorted(ITEM_VECTORS):
+        rows = [(k, round(sc, 5)) for i, _, k, sc in got["similar"] if i == item]
+        assert rows == [(k, round(sc, 5)) for k, sc in items.similar(item, 20)] and len(rows) == 5, item
+
+
 def test_interests_split_a_mixed_history_into_its_categories(spark, sql_lake):
     from graphlake.assets.search import open_history
     from graphlake.udfs.register import resolve_spec

@@ -22,6 +22,8 @@ IMPORT_TEST = "import/test_interactions"  # held-out interactions of an imported
 GRAPH_MANIFEST = "graph/manifest"
 GRAPH_STATS = "graph/stats"
 ASSETS_REGISTRY = "assets/registry"
+ASSETS_RECOMMENDATIONS = "assets/recommendations"  # top-K per user and item_embeddings version
+ASSETS_SIMILAR_ITEMS = "assets/similar_items"  # top-K per item and item_embeddings version
 
 DATA_DOCS_DIR = "_reports/data_docs"
 REPORTS_DIR = "_reports"
