@@ -24,3 +24,7 @@ def test_demo_runs_every_stage(demo_run):
     assert all(len(r["similar"]) == 3 and r["item_id"] not in [s["item_key"] for s in r["similar"]]
                for r in summary["queries"]["similar items"])
     assert all(r["interests"] for r in summary["queries"]["interests and why"])
+    # the top-20 tables for readers without Spark: 20 answers per item, at most 20 per user
+    items, users = summary["graph"]["node_counts"]["item"], summary["graph"]["node_counts"]["user"]
+    assert summary["tables"][tables.ASSETS_SIMILAR_ITEMS]["rows"] == items * min(20, items - 1)
+    assert 0 < summary["tables"][tables.ASSETS_RECOMMENDATIONS]["rows"] <= users * 20

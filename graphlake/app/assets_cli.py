@@ -46,6 +46,8 @@ def _emit_versions(emit, summary: dict, head: str, line) -> dict:
         lines.append(line(asset, r))
         if r.get("gate"):
             lines.append("    " + r["gate"].replace("\n", "\n    "))
+    for name, o in (summary.get("outputs") or {}).items():  # the top-K tables for readers without Spark
+        lines.append(f"  {name:<27} asset_version={o['asset_version']}: {o['rows']:,} rows")
     emit(summary, "\n".join(lines))
     return summary
 

@@ -86,7 +86,8 @@ def run_demo(spark, lake_dir: str, raw_dir: str | None = None, events: int = 300
     print("\n==> tables", flush=True)
     produced = {}
     embedding_tables = [embeddings_table(t) for t in trained["tables"]]
-    for name in [*_SHOWN_TABLES, *graph["outputs"], tables.GRAPH_MANIFEST, *embedding_tables, tables.TRAIN_RUNS]:
+    for name in [*_SHOWN_TABLES, *graph["outputs"], tables.GRAPH_MANIFEST, *embedding_tables, tables.TRAIN_RUNS,
+                 tables.ASSETS_RECOMMENDATIONS, tables.ASSETS_SIMILAR_ITEMS]:
         path = tables.table_path(lake_dir, name)
         if lake.table_exists(path):
             produced[name] = {"version": lake.table_version(path), "rows": table_rows(path)}
@@ -124,6 +125,8 @@ def _publish_and_query(spark, lake_dir: str, run_id: str) -> dict:
         print(f"    {asset:<16} v{r['version']}: {r['rows']:,} rows x {r['dim']}, status {r['status']}", flush=True)
         if r.get("gate"):
             print("      " + r["gate"].replace("\n", "\n      "))
+    for name, o in pub["outputs"].items():  # top-K tables for readers without Spark (DuckDB, polars, delta-rs)
+        print(f"    {name:<24} {o['rows']:,} rows (asset_version {o['asset_version']})", flush=True)
     print(f"    ({time.time() - t:.1f} s)")
     version = "production" if all(r["status"] == "production" for r in pub["assets"].values()) else "latest"
     versions = udfs.register(spark, lake=lake_dir, version=version)
