@@ -21,6 +21,16 @@ Settings (DAG params, generated from the steps' parameters, overridable per run 
 publish) run through ``SparkSubmitOperator`` on that cluster (``$GRAPHLAKE_SPARK_PACKAGES``: e.g.
 the Delta and GraphFrames packages) with the same parameters, and the steps after them find what
 they wrote in the lake; otherwise every step runs in the task's process with a local Spark session.
+
+Outputs are Airflow Assets (:data:`OUTLETS`), so a downstream DAG can be scheduled on them — e.g.
+on a new production embedding: ``schedule=[Asset(name="graphlake.emb.item_embeddings",
+uri="file://<lake>/emb/item_embeddings")]``. ``etl`` updates ``graphlake.clean.events``,
+``build_graph`` ``graphlake.graph.manifest``, ``promote`` the production ``item_embeddings`` /
+``user_embeddings`` and the top-K tables ``graphlake.assets.recommendations`` /
+``graphlake.assets.similar_items``; a promotion the gate refuses fails the task, so it emits no
+event. The URIs name ``$GRAPHLAKE_LAKE`` (assets are declared when the DAG is parsed); each event's
+``extra`` carries the run's own ``lake``, ``ds`` and, from ``promote``, the versions now in
+production.
 """
 
 from __future__ import annotations
@@ -28,10 +38,11 @@ from __future__ import annotations
 import os
 from datetime import datetime, timedelta
 
-from airflow.sdk import DAG, Param, task
+from airflow.sdk import DAG, Asset, Param, task
 
 from graphlake.app.stepkit import dag_application_args, dag_kwargs, dag_params
 from graphlake.app.steps import STEPS  # declarations only: no Spark, torch or job code at parse time
+from graphlake.core import tables
 
 LAKE = os.environ.get("GRAPHLAKE_LAKE", "./lakehouse")
 RAW = os.environ.get("GRAPHLAKE_RAW", "./raw")
@@ -48,17 +59,41 @@ TRAIN_TIMEOUT = timedelta(hours=int(os.environ.get("GRAPHLAKE_TRAIN_TIMEOUT_HOUR
 TIMEOUTS = {"train": TRAIN_TIMEOUT}  # the others: DEFAULT_ARGS'
 # the DAG's defaults where they differ from the steps' (a scheduled run trains with two Horovod ranks)
 PARAM_DEFAULTS = {"lake": LAKE, "raw": RAW, "backend": "horovod", "workers": 2}
+# step -> the lake tables it changes, declared as Airflow Assets (the outlets of its task)
+OUTLETS = {
+    "etl": (tables.CLEAN_EVENTS,),
+    "build_graph": (tables.GRAPH_MANIFEST,),
+    "promote": (tables.embeddings("item_embeddings"), tables.embeddings("user_embeddings"),
+                tables.ASSETS_RECOMMENDATIONS, tables.ASSETS_SIMILAR_ITEMS),
+}
+
+
+def lake_asset(name: str) -> Asset:
+    """The Airflow Asset of lake table ``name`` (e.g. ``emb/item_embeddings``) under ``$GRAPHLAKE_LAKE``."""
+    return Asset(name=f"graphlake.{name.replace('/', '.')}", uri=f"file://{os.path.abspath(LAKE)}/{name}",
+                 group="graphlake")
+
+
+def _outlets(step) -> list[Asset]:
+    return [lake_asset(name) for name in OUTLETS.get(step.name, ())]
 
 
 def _local(step):
     """The step as a task in the worker's process: ``run_step`` with every parameter."""
     timeout = TIMEOUTS.get(step.name, DEFAULT_ARGS["execution_timeout"])
 
-    @task(task_id=step.name, execution_timeout=timeout, doc=step.help)
-    def run(params=None, ds=None, ti=None) -> dict:
+    outlets = _outlets(step)
+
+    @task(task_id=step.name, execution_timeout=timeout, doc=step.help, outlets=outlets)
+    def run(params=None, ds=None, ti=None, outlet_events=None) -> dict:
         from graphlake.app.pipeline import run_step  # imported when the task runs, not when the DAG is parsed
 
-        return run_step(step.name, **dag_kwargs(step, params, ds, ti.xcom_pull, timeout.total_seconds()))
+        kwargs = dag_kwargs(step, params, ds, ti.xcom_pull, timeout.total_seconds())
+        result = run_step(step.name, **kwargs)
+        for asset in outlets:  # what a downstream DAG scheduled on the asset reads from the event
+            outlet_events[asset].extra = {"lake": os.path.abspath(kwargs["lake"]), "ds": ds,
+                                          **({"production": result["production"]} if "production" in result else {})}
+        return result
 
     return run()
 
@@ -72,7 +107,7 @@ def _spark_submit(step):
     return SparkSubmitOperator(task_id=step.name, conn_id=SPARK_CONN_ID, doc=step.help,
                                application=find_spec("graphlake.app.pipeline").origin,
                                application_args=[step.name, *dag_application_args(step)],
-                               name=f"graphlake-{step.name}-{{{{ ds }}}}",
+                               name=f"graphlake-{step.name}-{{{{ ds }}}}", outlets=_outlets(step),
                                packages=os.environ.get("GRAPHLAKE_SPARK_PACKAGES") or None)
 
 

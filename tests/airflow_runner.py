@@ -2,7 +2,8 @@
 
 Used by tests/test_airflow.py in a subprocess (Airflow reads ``AIRFLOW_HOME`` and its config at
 import, so the test's own process must not import it first). Prints one JSON line per DAG run:
-``{"ds", "state", "tasks": {task_id: state}, "seconds": {task_id: duration}}``.
+``{"ds", "state", "tasks": {task_id: state}, "seconds": {task_id: duration}, "asset_events":
+[{"task", "name", "uri", "extra"}]}`` (the Airflow Asset events the run's tasks emitted).
 
     python -m tests.airflow_runner --home H --lake L --raw R --conf '{"backend": "ddp"}' 2024-01-01 2024-01-02
 """
@@ -66,8 +67,19 @@ def main(argv=None) -> int:
         tis = run.get_task_instances()
         tasks = {ti.task_id: str(ti.state) for ti in tis}
         seconds = {ti.task_id: round(ti.duration, 1) for ti in tis if ti.duration is not None}
-        print(json.dumps({"ds": ds, "state": str(run.state), "tasks": tasks, "seconds": seconds}), flush=True)
+        print(json.dumps({"ds": ds, "state": str(run.state), "tasks": tasks, "seconds": seconds,
+                          "asset_events": asset_events(run.run_id)}), flush=True)
     return 0
+
+
+def asset_events(run_id: str) -> list[dict]:
+    """The Asset events DAG run ``run_id`` emitted, in task order."""
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        events = session.query(AssetEvent).filter(AssetEvent.source_run_id == run_id).order_by(AssetEvent.id).all()
+        return [{"task": e.source_task_id, "name": e.name, "uri": e.uri, "extra": e.extra} for e in events]
 
 
 HEAVY_MODULES = ("pyspark", "torch", "deltalake", "great_expectations", "graphlake.app.pipeline", "graphlake.etl", "graphlake.training")

@@ -191,6 +191,16 @@ def test_dag_run_of_the_first_date(daily):
     run = daily.next_run()
     assert run["ds"] == "2024-01-01"
     assert run["state"] == "success" and run["tasks"] == {t: "success" for t in CHAIN}, run
+    # the outputs as Airflow Assets: a downstream DAG can be scheduled on a new production embedding
+    assert [(e["task"], e["name"]) for e in run["asset_events"]] == [
+        ("etl", "graphlake.clean.events"), ("build_graph", "graphlake.graph.manifest"),
+        ("promote", "graphlake.emb.item_embeddings"), ("promote", "graphlake.emb.user_embeddings"),
+        ("promote", "graphlake.assets.recommendations"), ("promote", "graphlake.assets.similar_items")], run
+    for e in run["asset_events"]:
+        assert e["uri"].startswith("file://") and e["extra"]["lake"] == os.path.abspath(daily.lake_dir), e
+        assert e["extra"]["ds"] == "2024-01-01" and e["extra"].get("production", {"item_embeddings": 1,
+                                                                                "user_embeddings": 1}) == {
+            "item_embeddings": 1, "user_embeddings": 1}, e
     daily.passed.add("test_dag_run_of_the_first_date")
 
 
@@ -203,6 +213,8 @@ def test_dag_run_of_the_second_date_trains_warm_and_promotes(spark, daily):
     run = daily.next_run()
     assert [r["ds"] for r in daily.runs] == ["2024-01-01", "2024-01-02"]
     assert run["state"] == "success" and run["tasks"] == {t: "success" for t in CHAIN}, run
+    promoted = [e["extra"]["production"] for e in run["asset_events"] if e["task"] == "promote"]
+    assert promoted == [{"item_embeddings": 2, "user_embeddings": 2}] * 4, run["asset_events"]
     assert daily.wait_exit() == 0, f"runner failed ({daily.proc.returncode}):\n{daily._output()}"
     lake_dir = daily.lake_dir
 

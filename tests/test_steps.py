@@ -127,6 +127,11 @@ def test_the_dag_runs_one_task_per_step_in_order(dags):
         for name, task in dag["tasks"].items():
             spark = mode == "spark" and STEPS[name].spark
             assert task["operator"] == ("SparkSubmitOperator" if spark else "_PythonDecoratedOperator"), (mode, name)
+        # the outputs a downstream DAG can be scheduled on, whichever operator runs the step
+        assert {name: task["outlets"] for name, task in dag["tasks"].items() if task["outlets"]} == {
+            "etl": ["graphlake.clean.events"], "build_graph": ["graphlake.graph.manifest"],
+            "promote": ["graphlake.emb.item_embeddings", "graphlake.emb.user_embeddings",
+                        "graphlake.assets.recommendations", "graphlake.assets.similar_items"]}, mode
 
 
 def test_the_dag_params_are_generated_from_the_steps(dags):
@@ -201,8 +206,10 @@ class _FakeTI:
 
 def _inspect(dag, run_conf: dict, spark_tasks: set) -> dict:
     """Each task's operator, and the kwargs its function passes to run_step or its rendered argv."""
+    import collections
     import copy
     import inspect
+    import types
 
     import graphlake.app.pipeline as pipeline_module
 
@@ -213,14 +220,15 @@ def _inspect(dag, run_conf: dict, spark_tasks: set) -> dict:
     pipeline_module.run_step = lambda step, **kwargs: calls.append(kwargs) or {}
     tasks = {}
     for t in dag.tasks:
-        out = tasks[t.task_id] = {"operator": type(t).__name__}
+        out = tasks[t.task_id] = {"operator": type(t).__name__, "outlets": [a.name for a in t.outlets]}
         ti = _FakeTI(spark_tasks)
         if hasattr(t, "application_args"):
             t.render_template_fields({"params": resolved, "ds": DS, "ti": ti, "task": t})  # as before execute()
             out["argv"] = [str(a) for a in t.application_args]
         else:  # the context keys the task's function asks for
             wanted = inspect.signature(t.python_callable).parameters
-            context = {"params": resolved, "ds": DS, "ti": ti, "task": t}
+            context = {"params": resolved, "ds": DS, "ti": ti, "task": t,
+                       "outlet_events": collections.defaultdict(types.SimpleNamespace)}
             t.python_callable(**{k: v for k, v in context.items() if k in wanted})
             out["kwargs"] = calls.pop()
     return {"params": dict(resolved), "tasks": tasks}
