@@ -17,6 +17,7 @@ Examples:
     graphlake embed-new --lake lakehouse [--version production] [--promote]   (cold start, no retraining)
     graphlake assets list|show|promote|rollback|retire|vacuum|history --lake lakehouse ...
     graphlake sql --lake lakehouse "SELECT gl_recommend('u1', 10)"
+    graphlake sql-server --lake lakehouse [--host 127.0.0.1] [--port 10000] [--version production]
     graphlake lake history clean/events --lake lakehouse
     graphlake lake cleanup --lake lakehouse --older-than-minutes 60
     graphlake demo --lake lakehouse
@@ -44,13 +45,18 @@ VALIDATE_STAGES = ("etl", "graph")
 def _spark(args):
     from graphlake.core.spark import get_spark
 
+    return get_spark(master=args.master, app_name=f"graphlake-{args.command}", conf=_conf(args))
+
+
+def _conf(args) -> dict:
+    """``--conf key=value`` (repeatable) as a dict of Spark settings."""
     conf = {}
     for item in args.conf or []:
         if "=" not in item:
             raise UsageError(f"--conf: expected key=value, got {item!r}")
         key, value = item.split("=", 1)
         conf[key] = value
-    return get_spark(master=args.master, app_name=f"graphlake-{args.command}", conf=conf)
+    return conf
 
 
 def _emit(args, summary: dict, human: str) -> None:
@@ -342,6 +348,14 @@ def cmd_report(args) -> str:
     return path
 
 
+def cmd_sql_server(args) -> dict:
+    from graphlake.app.sql_server import serve
+
+    version = int(args.version) if args.version.isdigit() else args.version
+    return serve(args.lake, host=args.host, port=args.port, version=version, refresh_seconds=args.refresh_seconds,
+                 master=args.master, conf=_conf(args), json_line=args.json)
+
+
 def _asset_command(fn):
     """Adapt an asset-layer command ``fn(args, spark, emit)`` (see :mod:`graphlake.app.assets_cli`): ``spark()``
     starts the session on first use, so registry reads start no JVM."""
@@ -439,6 +453,15 @@ def build_parser() -> argparse.ArgumentParser:
     from graphlake.app.assets_cli import add_commands
 
     verbs.update(add_commands(sub, common, _asset_command))
+
+    p = add("sql-server", cmd_sql_server, "Spark's Thrift JDBC/ODBC server over the lake: the gl_* functions and the "
+            "views for beeline, BI tools, dbt; read-only; follows promotions")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=10000, help="JDBC/ODBC (Thrift binary) port (default 10000)")
+    p.add_argument("--version", default="production", help="asset versions served: production (default; follows "
+                   "promotions and rollbacks), latest or N")
+    p.add_argument("--refresh-seconds", dest="refresh_seconds", type=float, default=10.0,
+                   help="how often the registry is checked for a new production version (default 10)")
 
     p = add("demo", cmd_demo, "run every stage on synthetic logs and print what it produced")
     p.add_argument("--raw", default=None, help="raw folder (default <lake>/../raw-demo)")
