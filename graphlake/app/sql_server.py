@@ -125,6 +125,8 @@ class SqlServer:
 
     def __init__(self, lake: str, host: str = "127.0.0.1", port: int = 10000, version="production",
                  master: str | None = None, conf: dict | None = None):
+        if not (version in ("production", "latest") or (isinstance(version, int) and not isinstance(version, bool))):
+            raise UsageError(f"--version: expected production, latest or a version number, got {version!r}")
         if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
             raise UsageError(f"--port: expected a TCP port 1..65535, got {port!r}")
         self.lake, self.host, self.port, self.version = lake, host, port, version
@@ -142,6 +144,7 @@ class SqlServer:
     def start(self) -> dict:
         """Start Spark and the Thrift server; returns ``{"url", "host", "port", "versions"}`` once it accepts connections."""
         _check_port_free(self.host, self.port)
+        resolve_spec(self.lake, self.version)  # an unknown version or an empty lake fails here, before Spark starts
         from pyspark.java_gateway import ensure_callback_server_started  # lazy: pyspark's gateway, after get_spark
 
         self.spark = get_spark(master=self.master, app_name="graphlake-sql-server",
