@@ -133,6 +133,8 @@ def test_every_function_and_view_over_pyhive(server):
     assert [r[0] for r in rows] == ["A", "B"]
     assert np.allclose(json.loads(rows[0][1]), [0.9, 0.1]) and np.allclose(json.loads(rows[1][1]), [0.1, 0.9])
     assert one(cur, "SELECT gl_recommend('nobody', 2)") is None
+    cur.execute("SELECT inline(gl_recommend('u1', 2))")  # rows and columns instead of JSON text
+    assert [(k, round(v, 5)) for k, v in cur.fetchall()] == [("i3", 0.8), ("i6", 0.2)]
     cur.execute("SELECT count(*), max(asset_version) FROM item_embeddings")
     assert cur.fetchall() == [(6, 1)]
     cur.execute("SHOW TABLES")
