@@ -81,8 +81,8 @@ def test_every_section_and_the_numbers_of_the_lake(spark, demo):
     assert by_reason == summary["etl"]["events"]["reasons"]
     # graph: node / edge counts of the manifest
     graph = summary["graph"]
-    assert {k[6:]: int(v) for k, v in page.values.items() if k.startswith("nodes:")} == graph.node_counts
-    assert {k[6:]: int(v) for k, v in page.values.items() if k.startswith("edges:")} == graph.edge_counts
+    assert {k[6:]: int(v) for k, v in page.values.items() if k.startswith("nodes:")} == graph["node_counts"]
+    assert {k[6:]: int(v) for k, v in page.values.items() if k.startswith("edges:")} == graph["edge_counts"]
     # evaluation: the run's validation metrics
     for name, value in summary["train"]["validation"].items():
         if "@" in name:
@@ -91,7 +91,7 @@ def test_every_section_and_the_numbers_of_the_lake(spark, demo):
     from graphlake.training.report import plots, read_history
 
     curves = len(plots(read_history(summary["train"]["run_dir"]), encode=lambda fig: None))
-    expected = 1 + len(graph.edge_counts) + curves + 1 + 1
+    expected = 1 + len(graph["edge_counts"]) + curves + 1 + 1
     assert len(page.srcs) == expected == len([n for n in os.listdir(os.path.dirname(summary["report"]))
                                               if n.endswith(".png")])
     # recommendations: 3 users x 5 items, each with its explanation
