@@ -20,7 +20,8 @@ from tests import delta_rs
 from tests.asset_fixtures import ITEM_VECTORS, USER_VECTORS, hand_run
 from tests.conftest import assert_same_rows
 
-GATE = AssetConfig(nn_k=2)
+GATE = AssetConfig(nn_k=2, output_k=0)  # the top-K output tables: tests/test_udfs.py, and the vacuum test here
+WITH_OUTPUTS = AssetConfig(nn_k=2)
 GOOD = {"recall@20": 0.20, "ndcg@20": 0.10}
 
 
@@ -134,11 +135,11 @@ def test_rollback_retire_and_vacuum(spark, lake_dir):
     from graphlake.app.cli import main
 
     hand_run(spark, lake_dir, "r1", evaluation=GOOD)
-    publish(spark, lake_dir, node_types=["item"], config=GATE, promote=True, build_docs=False)
+    publish(spark, lake_dir, node_types=["item"], config=WITH_OUTPUTS, promote=True, build_docs=False)
     hand_run(spark, lake_dir, "r2", vectors={"user": USER_VECTORS, "item": {k: [2 * x for x in v]
                                                                         for k, v in ITEM_VECTORS.items()}},
              evaluation={"recall@20": 0.25, "ndcg@20": 0.12})
-    publish(spark, lake_dir, node_types=["item"], config=GATE, promote=True, build_docs=False)
+    publish(spark, lake_dir, node_types=["item"], config=WITH_OUTPUTS, promote=True, build_docs=False)
     assert statuses(lake_dir) == {("item_embeddings", 1): "candidate", ("item_embeddings", 2): "production"}
     assert rollback(spark, lake_dir, "item_embeddings") == {"asset": "item_embeddings", "from": 2, "to": 1}
     assert statuses(lake_dir) == {("item_embeddings", 1): "production", ("item_embeddings", 2): "candidate"}
