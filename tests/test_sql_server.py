@@ -19,13 +19,14 @@ from pathlib import Path
 
 import numpy as np
 import psutil
+import pyspark
 import pytest
 from pyhive import hive
 
 from tests.asset_fixtures import ITEM_VECTORS, USER_VECTORS, hand_run
 
 ROOT = Path(__file__).resolve().parents[1]
-BEELINE = Path(sys.executable).parent.parent / "lib" / "python3.11" / "site-packages" / "pyspark" / "bin" / "beeline"
+BEELINE = Path(pyspark.__file__).parent / "bin" / "beeline"  # Hive's beeline ships in pyspark
 READY_S = 240  # a cold start on a busy 2-core machine: Spark, the Thrift server, the views
 REFRESH_S = 1
 

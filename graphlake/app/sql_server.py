@@ -7,8 +7,8 @@ How it works (everything ships in pyspark's jars: spark-hive-thriftserver, hive-
   ``HiveThriftServer2.startWithSparkSession`` in single-session mode: every connection uses the
   *serving session*, which holds the views and functions of ``graphlake sql``
   (:func:`graphlake.udfs.register` and :func:`graphlake.udfs.register_views`).
-- **read-only**: a check rule (``SparkSessionExtensions.injectCheckRule``, a Python object behind
-  py4j) sees the analysed plan of every statement before it runs and refuses every command except
+- **read-only** (:mod:`graphlake.app.sql_readonly`): a check rule (``SparkSessionExtensions.injectCheckRule``,
+  a Python object behind py4j) sees the analysed plan of every statement before it runs and refuses every command except
   ``SHOW ...``, ``DESCRIBE ...``, ``EXPLAIN ...``, ``USE`` and reading a setting (``SET`` / ``SET key``):
   no ``INSERT``, ``CREATE``, ``DROP``, ``DELETE``, ``MERGE``, ``ADD JAR``, ``CACHE``, ``SET key=value``.
   ``reflect`` / ``java_method`` / ``try_reflect`` (static Java calls) are removed from the session.
@@ -27,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import signal
@@ -34,7 +35,11 @@ import socket
 import threading
 import time
 
+from pyspark.java_gateway import ensure_callback_server_started
+from pyspark.sql import SparkSession
+
 from graphlake import udfs
+from graphlake.app.sql_readonly import REMOVED_FUNCTIONS, CheckBuilder
 from graphlake.assets.registry import read_registry
 from graphlake.core.errors import UsageError
 from graphlake.core.spark import get_spark
@@ -42,13 +47,11 @@ from graphlake.udfs.register import resolve_spec
 
 log = logging.getLogger(__name__)
 
-# commands a client may run: they read the catalog or a setting and write nothing
-READ_ONLY_COMMAND = re.compile(r"^(Show|Describe|Explain)\w*$|^SetCatalogAndNamespace$|^SetNamespaceCommand$")
-REMOVED_FUNCTIONS = ("reflect", "java_method", "try_reflect")  # static Java calls (System.exit, FileUtil.chmod...)
 _THRIFT = "org.apache.spark.sql.hive.thriftserver"
 # a client's bad statement made each of these print a page of stack trace (the query log has one line)
-QUIET_LOGGERS = {f"{_THRIFT}.SparkExecuteStatementOperation": "OFF", "org.apache.hive.service.cli.thrift.ThriftCLIService": "ERROR",
-                 "org.apache.spark.scheduler.DAGScheduler": "ERROR",  # "Failed to cancel job group" of a closed statement
+QUIET_LOGGERS = {f"{_THRIFT}.SparkExecuteStatementOperation": "OFF",
+                 "org.apache.hive.service.cli.thrift.ThriftCLIService": "ERROR",
+                 "org.apache.spark.scheduler.DAGScheduler": "ERROR",  # "Failed to cancel job group" of a closed one
                  "org.apache.hadoop.hive.metastore.ObjectStore": "ERROR"}  # the Thrift server's scratch metastore
 
 
@@ -60,52 +63,6 @@ def server_conf(host: str, port: int) -> dict:
             "spark.hadoop.hive.server2.transport.mode": "binary",
             "spark.sql.thriftServer.ui.retainedStatements": "2000",
             "spark.ui.enabled": "false"}
-
-
-class ReadOnlyCheck:
-    """A Spark check rule (``LogicalPlan => Unit``, through py4j) of one session: once the session is
-    sealed (:meth:`SqlServer.seal`), a command that is not read-only raises before it runs."""
-
-    def __init__(self, server: SqlServer, key: int):
-        self.server, self.key = server, key
-
-    def apply(self, plan):
-        if self.key not in self.server.sealed:
-            return None  # the server building the session (its views)
-        name = plan.getClass().getSimpleName()
-        if not self.server.command_class.isInstance(plan) or READ_ONLY_COMMAND.match(name):
-            return None
-        if name == "SetCommand" and not _sets_a_value(plan):
-            return None
-        raise UsageError(f"graphlake sql-server is read-only: {name} refused (allowed: SELECT / WITH queries, SHOW, "
-                         "DESCRIBE, EXPLAIN, USE, SET to read a setting)")
-
-    def toString(self):  # noqa: N802 (a Java method name)
-        return f"graphlake read-only check {self.key}"
-
-    class Java:
-        implements = ["scala.Function1"]
-
-
-def _sets_a_value(plan) -> bool:
-    kv = plan.kv()  # SET -> None; SET key -> Some((key, None)); SET key=value -> Some((key, Some(value)))
-    return bool(kv.isDefined() and kv.get()._2().isDefined())
-
-
-class CheckBuilder:
-    """``SparkSession => check rule`` (through py4j): Spark calls it when it builds a session's state."""
-
-    def __init__(self, server: SqlServer):
-        self.server = server
-
-    def apply(self, session):
-        return ReadOnlyCheck(self.server, self.server.identity(session))
-
-    def toString(self):  # noqa: N802 (a Java method name)
-        return "graphlake read-only check builder"
-
-    class Java:
-        implements = ["scala.Function1"]
 
 
 class SqlServer:
@@ -131,7 +88,8 @@ class SqlServer:
             raise UsageError(f"--port: expected a TCP port 1..65535, got {port!r}")
         self.lake, self.host, self.port, self.version = lake, host, port, version
         self.master, self.conf = master, dict(conf or {})
-        self.sealed: set[int] = set()
+        self.building: set[int] = set()  # identities of the sessions being built: the only writable ones
+        self.spark = self._jvm = None
         self.versions: dict = {}
         self.registry_version = None
         self._sessions: list = []  # serving sessions, newest last (the previous one may still run statements)
@@ -145,25 +103,22 @@ class SqlServer:
         """Start Spark and the Thrift server; returns ``{"url", "host", "port", "versions"}`` once it accepts connections."""
         _check_port_free(self.host, self.port)
         resolve_spec(self.lake, self.version)  # an unknown version or an empty lake fails here, before Spark starts
-        from pyspark.java_gateway import ensure_callback_server_started  # lazy: pyspark's gateway, after get_spark
-
         self.spark = get_spark(master=self.master, app_name="graphlake-sql-server",
                                conf={**self.conf, **server_conf(self.host, self.port)})
         jvm = self.spark.sparkContext._jvm
         self._jvm = jvm
         ensure_callback_server_started(self.spark.sparkContext._gateway)
         self.command_class = jvm.java.lang.Class.forName("org.apache.spark.sql.catalyst.plans.logical.Command")
+        log4j = jvm.org.apache.logging.log4j
         for logger, level in QUIET_LOGGERS.items():  # a client's failed statement: one line in the query log
-            jvm.org.apache.logging.log4j.core.config.Configurator.setLevel(logger, getattr(jvm.org.apache.logging.log4j.Level, level))
-        self._builder = CheckBuilder(self)
+            log4j.core.config.Configurator.setLevel(logger, getattr(log4j.Level, level))
+        self._builder = CheckBuilder(self.building, self.command_class, self.identity)
         self.spark._jsparkSession.extensions().injectCheckRule(self._builder)
         self.registry_version = read_registry(self.lake)[1]
         session = self._serving_session()
         self._server = jvm.org.apache.spark.sql.hive.thriftserver.HiveThriftServer2.startWithSparkSession(
             session._jsparkSession, False)
         _wait_listening(self.host, self.port, timeout_s=60)
-        self._status = jvm.org.apache.spark.sql.hive.thriftserver.ui.HiveThriftServer2AppStatusStore(
-            self.spark.sparkContext._jsc.sc().statusStore().store())
         return {"url": f"jdbc:hive2://{self.host}:{self.port}/", "host": self.host, "port": self.port,
                 "versions": dict(self.versions)}
 
@@ -173,7 +128,7 @@ class SqlServer:
             self.log_queries()
             self._server.stop()
             self._server = None
-        if getattr(self, "spark", None) is not None:
+        if self.spark is not None:
             self.spark.stop()
             self.spark = None
 
@@ -184,15 +139,18 @@ class SqlServer:
 
     def _serving_session(self):
         """A new session with the views and functions of one resolved version set, sealed read-only."""
-        from pyspark.sql import SparkSession  # lazy: pyspark's session class, after get_spark
-
-        session = SparkSession(self.spark.sparkContext, jsparkSession=self.spark._jsparkSession.newSession())
-        versions = udfs.register(session, lake=self.lake, version=self.version)
-        udfs.register_views(session, self.lake, versions)
-        registry = session._jsparkSession.sessionState().functionRegistry()
-        for name in REMOVED_FUNCTIONS:
-            registry.dropFunction(self._jvm.org.apache.spark.sql.catalyst.FunctionIdentifier.apply(name))
-        self.sealed.add(self.identity(session._jsparkSession))
+        jsession = self.spark._jsparkSession.newSession()
+        key = self.identity(jsession)
+        self.building.add(key)
+        try:
+            session = SparkSession(self.spark.sparkContext, jsparkSession=jsession)
+            versions = udfs.register(session, lake=self.lake, version=self.version)
+            udfs.register_views(session, self.lake, versions)
+            registry = jsession.sessionState().functionRegistry()
+            for name in REMOVED_FUNCTIONS:
+                registry.dropFunction(self._jvm.org.apache.spark.sql.catalyst.FunctionIdentifier.apply(name))
+        finally:
+            self.building.discard(key)
         self.versions = versions
         self._sessions = [*self._sessions[-1:], session]
         return session
@@ -202,6 +160,7 @@ class SqlServer:
         rollback committed to the registry); returns True when it swapped."""
         registry_version = read_registry(self.lake)[1]
         if registry_version == self.registry_version:
+            self._swap(self._sessions[-1]._jsparkSession, only_strays=True)
             return False
         if resolve_spec(self.lake, self.version)["versions"] == self.versions:  # e.g. a new candidate, not promoted
             self.registry_version = registry_version
@@ -213,18 +172,23 @@ class SqlServer:
         log.warning("sql-server: now serving %s (was %s)", _versions_text(self.versions), _versions_text(before))
         return True
 
-    def _swap(self, jsession) -> None:
+    def _swap(self, jsession, only_strays: bool = False) -> None:
         """Make ``jsession`` the session of new connections and of every open one: the session manager's
-        session (a private field: set by reflection) and the operation manager's session per connection."""
+        session (a private field of Spark 4.1's ``SparkSQLSessionManager``: set by reflection) and the
+        operation manager's session per connection. ``only_strays``: just move the connections still on
+        another session (one opened while the last swap ran; checked at every refresh)."""
         services = self._server.getServices().toArray()
         cli = next(s for s in services if s.getClass().getName().endswith("SparkSQLCLIService"))
         manager = cli.getSessionManager()
-        field = manager.getClass().getDeclaredField("sparkSession")
-        field.setAccessible(True)
-        field.set(manager, jsession)
-        contexts = manager.getOperationManager().sessionToContexts()
+        if not only_strays:
+            field = manager.getClass().getDeclaredField("sparkSession")
+            field.setAccessible(True)
+            field.set(manager, jsession)
+        contexts, key = manager.getOperationManager().sessionToContexts(), self.identity(jsession)
         for handle in contexts.keySet().toArray():
-            contexts.replace(handle, jsession)
+            current = contexts.get(handle)
+            if current is not None and (not only_strays or self.identity(current) != key):
+                contexts.replace(handle, jsession)
 
     # -------------------------------------------------------------- query log
 
@@ -270,6 +234,15 @@ def _error_line(detail) -> str:
     return _one_line(found[-1] if found else text.splitlines()[0] if text else "")
 
 
+def _keep_serving(server: SqlServer, what: str, step) -> None:
+    """Run ``step``; a failure (a registry being written, a vanished snapshot) is logged, the server goes on."""
+    try:
+        step()
+    except Exception as exc:
+        log.warning("sql-server: %s failed, still serving %s: %s", what, _versions_text(server.versions),
+                    _one_line(exc)[:500])
+
+
 def _one_line(text) -> str:
     return " ".join(str(text or "").split())
 
@@ -307,12 +280,16 @@ def serve(lake: str, host: str = "127.0.0.1", port: int = 10000, version="produc
     Prints one line when it accepts connections (the JDBC URL and the versions served); logs one line
     per statement on stderr; checks the registry every ``refresh_seconds`` (see :meth:`SqlServer.refresh`).
 
+    Args:
+        lake, host, port, version, master, conf: see :class:`SqlServer`.
+        refresh_seconds: seconds between two reads of the registry (> 0).
+        json_line: print the ready line as JSON (``url``, ``host``, ``port``, ``versions``, ``version``,
+            ``refresh_seconds``).
+
     Example:
         >>> serve("lakehouse", port=10000, refresh_seconds=10)
         graphlake sql-server: serving jdbc:hive2://127.0.0.1:10000/ ...
     """
-    import json  # lazy: only for the --json ready line
-
     if not isinstance(refresh_seconds, (int, float)) or isinstance(refresh_seconds, bool) or refresh_seconds <= 0:
         raise UsageError(f"--refresh-seconds: expected a number of seconds > 0, got {refresh_seconds!r}")
     stop = threading.Event()
@@ -328,14 +305,10 @@ def serve(lake: str, host: str = "127.0.0.1", port: int = 10000, version="produc
               f"checked every {refresh_seconds:g} s); stop with Ctrl-C or SIGTERM", flush=True)
         next_refresh = time.monotonic() + refresh_seconds
         while not stop.wait(1.0):
-            server.log_queries()
+            _keep_serving(server, "the query log", server.log_queries)
             if time.monotonic() >= next_refresh:
                 next_refresh = time.monotonic() + refresh_seconds
-                try:
-                    server.refresh()
-                except Exception as exc:  # a registry being written, a vanished snapshot: keep serving, say so
-                    log.warning("sql-server: refresh failed, still serving %s: %s", _versions_text(server.versions),
-                                _one_line(exc)[:500])
+                _keep_serving(server, "refresh", server.refresh)
         log.warning("sql-server: stopping")
         return {"url": ready["url"], "versions": server.versions}
     finally:
