@@ -29,6 +29,7 @@ import logging
 import numpy as np
 import pyarrow as pa
 from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import to_arrow_schema
 
 from graphlake.assets import schema as A
 from graphlake.assets import search as R
@@ -39,10 +40,9 @@ from graphlake.core import lake, tables
 log = logging.getLogger(__name__)
 
 RECOMMENDATIONS, SIMILAR_ITEMS = tables.ASSETS_RECOMMENDATIONS, tables.ASSETS_SIMILAR_ITEMS
-_ARROW_RECOMMENDATIONS = pa.schema([(A.USER_KEY, pa.string()), (A.RANK, pa.int32()), (A.ITEM_KEY, pa.string()),
-                                    (A.SCORE, pa.float32())])
-_ARROW_SIMILAR = pa.schema([(A.ITEM_KEY, pa.string()), (A.RANK, pa.int32()), (A.SIMILAR_KEY, pa.string()),
-                            (A.SCORE, pa.float32())])
+# what a task yields: the tables' columns before the version columns added by the driver
+_TASK_RECOMMENDATIONS, _TASK_SIMILAR = A.RECOMMENDATIONS_SCHEMA[:4], A.SIMILAR_ITEMS_SCHEMA[:4]
+_ARROW_RECOMMENDATIONS, _ARROW_SIMILAR = to_arrow_schema(_TASK_RECOMMENDATIONS), to_arrow_schema(_TASK_SIMILAR)
 _USER, _ITEM = A.asset_name("user"), A.asset_name("item")
 
 
@@ -61,11 +61,10 @@ def _recommend_task(user_dir: str, item_dir: str, k: int):
     def run(batches):
         R.set_threads()
         users, items = open_bundle(user_dir), open_bundle(item_dir)
-        history = R.open_history(items.meta["snapshot"], tuple(items.meta["history_edge_types"]))
+        history = R.history_of(items)
         for batch in batches:
             rows = batch.column(A.NODE_ID).to_numpy().astype(np.int64)
-            top, scores = R.top_k(items.index(), items.scoring_vectors(), users.scoring_vectors()[rows],
-                                  np.full(len(rows), k, np.int64), history.items_of(rows))
+            top, scores = R.recommend_rows(users, items, rows, np.full(len(rows), k, np.int64), history)
             yield _long_batch(_ARROW_RECOMMENDATIONS, batch.column(A.KEY).to_pylist(), top, scores, items.keys)
     return run
 
@@ -76,9 +75,7 @@ def _similar_task(item_dir: str, k: int):
         items = open_bundle(item_dir)
         for batch in batches:
             rows = batch.column(A.NODE_ID).to_numpy().astype(np.int64)
-            vecs = items.scoring_vectors()
-            exclude = (np.arange(len(rows) + 1, dtype=np.int64), rows)  # never the item itself
-            top, scores = R.top_k(items.index(), vecs, vecs[rows], np.full(len(rows), k, np.int64), exclude)
+            top, scores = R.similar_rows(items, rows, np.full(len(rows), k, np.int64))
             yield _long_batch(_ARROW_SIMILAR, batch.column(A.KEY).to_pylist(), top, scores, items.keys)
     return run
 
@@ -119,13 +116,13 @@ def write_outputs(spark, lake_dir: str, results: dict, k: int, run_id: str) -> d
         return {}
     out, version = {}, int(item["version"])
     items = _version_rows(spark, lake_dir, _ITEM, item)
-    similar = items.mapInArrow(_similar_task(item["files"], k), A.SIMILAR_ITEMS_SCHEMA[:4]) \
+    similar = items.mapInArrow(_similar_task(item["files"], k), _TASK_SIMILAR) \
         .withColumn(A.ASSET_VERSION, F.lit(version).cast("long"))
     out[SIMILAR_ITEMS] = _write(similar, lake_dir, SIMILAR_ITEMS, version, run_id)
     user = results.get(_USER)
     if user is not None:
         users = _version_rows(spark, lake_dir, _USER, user)
-        recs = users.mapInArrow(_recommend_task(user["files"], item["files"], k), A.RECOMMENDATIONS_SCHEMA[:4]) \
+        recs = users.mapInArrow(_recommend_task(user["files"], item["files"], k), _TASK_RECOMMENDATIONS) \
             .withColumn(A.USER_ASSET_VERSION, F.lit(int(user["version"])).cast("long")) \
             .withColumn(A.ASSET_VERSION, F.lit(version).cast("long"))
         out[RECOMMENDATIONS] = _write(recs, lake_dir, RECOMMENDATIONS, version, run_id)

@@ -137,9 +137,7 @@ class EmbeddingReader:
         if not isinstance(key, str):
             raise TypeError(f"key: expected a string key, got {key!r}")
         kk = _k(k)
-        row = self._rows([key], "key")
-        vecs = self._bundle.scoring_vectors()
-        top, scores = R.top_k(self._bundle.index(), vecs, vecs[row], np.array([kk]), [row])
+        top, scores = R.similar_rows(self._bundle, self._rows([key], "key"), np.array([kk]))
         return self._scored(self._bundle, top[0], scores[0])
 
     def recommend(self, user_key: str, k: int = 10, exclude_seen: bool = True) -> list[tuple[str, float]]:
@@ -161,12 +159,8 @@ class EmbeddingReader:
         users, items = self._pair()
         urow = users._rows([user_key], "user_key")
         ib = items._bundle
-        exclude = None
-        if exclude_seen:
-            meta = ib.meta
-            exclude = R.open_history(meta["snapshot"], tuple(meta["history_edge_types"])).items_of(urow)
-        top, scores = R.top_k(ib.index(), ib.scoring_vectors(), users._bundle.scoring_vectors()[urow],
-                              np.array([kk]), exclude)
+        top, scores = R.recommend_rows(users._bundle, ib, urow, np.array([kk]),
+                                       R.history_of(ib) if exclude_seen else None)
         return self._scored(ib, top[0], scores[0])
 
     def _pair(self) -> tuple[EmbeddingReader, EmbeddingReader]:

@@ -193,6 +193,33 @@ def top_k(index, items: np.ndarray, queries: np.ndarray, k: np.ndarray, exclude=
     return out_rows, out_scores
 
 
+def history_of(items) -> History:
+    """The histories an item asset version leaves out of recommendations: its ``meta.json``'s
+    training snapshot and history edge types (``items``: a :class:`graphlake.assets.bundle.Bundle`)."""
+    return open_history(items.meta["snapshot"], tuple(items.meta["history_edge_types"]))
+
+
+def similar_rows(items, rows: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`top_k` of item rows ``rows`` of bundle ``items`` among its items, never the item itself
+    (``gl_similar_items``)."""
+    rows = np.asarray(rows, np.int64)
+    vecs = items.scoring_vectors()
+    exclude = (np.arange(len(rows) + 1, dtype=np.int64), rows)
+    return top_k(items.index(), vecs, vecs[rows], k, exclude)
+
+
+def recommend_rows(users, items, user_rows: np.ndarray, k: np.ndarray, history: History | None = None,
+                   exclude_seen: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`top_k` items of bundle ``items`` for user rows ``user_rows`` of bundle ``users``
+    (``gl_recommend``), leaving out each user's items in ``history`` (``None``: nothing left out;
+    ``exclude_seen``: a bool per row, where False keeps that user's history in)."""
+    user_rows = np.asarray(user_rows, np.int64)
+    exclude = None
+    if history is not None:
+        exclude = history.items_of(user_rows if exclude_seen is None else np.where(exclude_seen, user_rows, -1))
+    return top_k(items.index(), items.scoring_vectors(), users.scoring_vectors()[user_rows], k, exclude)
+
+
 def interests(vectors: np.ndarray, weights: np.ndarray, n: int, iterations: int = 25,
               seed: int = 0) -> list[tuple[float, np.ndarray]]:
     """PinnerSage-style interests: weighted spherical k-means of a user's history items.

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import pyarrow as pa
 from pyspark.sql import functions as F
@@ -124,10 +124,6 @@ class GraphVersion:
         """Table ``name`` at the Delta version this graph version names (a DataFrame)."""
         entry = self.table(name)
         return lake.read_table(spark, entry.path, version=entry.version)
-
-    def to_dict(self) -> dict:
-        """A JSON-ready dict of every field (tables as ``{"path", "version"}``)."""
-        return asdict(self)
 
 
 def _entry(row, lake_dir: str, manifest_version: int) -> GraphVersion:

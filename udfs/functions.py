@@ -180,10 +180,7 @@ def make_functions(spec: dict) -> dict:
         ib = items()
         rows = ib.rows_of(keys_of(item_key, "gl_similar_items", "item_key"))
         ok = rows >= 0
-        vecs = ib.scoring_vectors()
-        known = rows[ok]
-        exclude = (np.arange(len(known) + 1, dtype=np.int64), known)  # never the item itself
-        top, scores = R.top_k(ib.index(), vecs, vecs[known], kk[ok], exclude)
+        top, scores = R.similar_rows(ib, rows[ok], kk[ok])
         return scored_lists(*_spread(top, scores, ok, kk), ok, arrow_keys(ib))
 
     @arrow_udf(SCORED_DDL)
@@ -193,9 +190,7 @@ def make_functions(spec: dict) -> dict:
         ub, urows = users_rows(user_key, "gl_recommend")
         ib = items()
         ok = urows >= 0
-        known = urows[ok]
-        exclude = history().items_of(np.where(skip[ok], known, -1))
-        top, scores = R.top_k(ib.index(), ib.scoring_vectors(), ub.scoring_vectors()[known], kk[ok], exclude)
+        top, scores = R.recommend_rows(ub, ib, urows[ok], kk[ok], history(), skip[ok])
         return scored_lists(*_spread(top, scores, ok, kk), ok, arrow_keys(ib))
 
     @arrow_udf(INTEREST_DDL)
