@@ -36,7 +36,6 @@ import duckdb
 import duckdb_ext
 import polars as pl
 import pyarrow as pa
-from deltalake import DeltaTable
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -63,10 +62,9 @@ def main(argv=None) -> int:
     version = int(args.version) if args.version.isdigit() else args.version
     items = open_version(lake, "item_embeddings", version)
     recs_path = tables.table_path(lake, tables.ASSETS_RECOMMENDATIONS)
-    keys = (DeltaTable(recs_path).to_pyarrow_table(columns=["user_key"], filters=[("asset_version", "=", items.version)])
-            .column("user_key").unique().to_pylist())
-    users = sorted(keys)[: args.users]
-    k = int(pl.read_delta(recs_path).filter(pl.col("asset_version") == items.version)["rank"].max())
+    this_version = pl.read_delta(recs_path).filter(pl.col("asset_version") == items.version)
+    users = sorted(this_version["user_key"].unique().to_list())[: args.users]
+    k = int(this_version["rank"].max())
     wanted = pa.table({"user_key": users})
 
     t = time.perf_counter()

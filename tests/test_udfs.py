@@ -113,7 +113,7 @@ def test_point_lookups_name_what_was_wrong(sql_lake, tmp_path):
 READ_WITHOUT_SPARK = """
 import json, sys
 import duckdb, duckdb_ext, polars as pl
-from deltalake import DeltaTable
+from deltalake import DeltaTable, QueryBuilder
 
 lake = sys.argv[1]
 con = duckdb.connect(config={"extension_directory": f"{duckdb_ext.__path__[0]}/extensions",
@@ -125,8 +125,9 @@ recs = con.sql(f"SELECT r.user_key, r.rank, r.item_key, r.score FROM delta_scan(
                f"{production} ORDER BY r.user_key, r.rank").fetchall()
 similar = (pl.read_delta(f"{lake}/assets/similar_items").filter(pl.col("asset_version") == 1)
            .sort("item_key", "rank").select("item_key", "rank", "similar_key", "score").rows())
-versions = DeltaTable(f"{lake}/assets/recommendations").to_pyarrow_table(columns=["asset_version"])
-print(json.dumps({"recs": recs, "similar": similar, "versions": sorted(set(versions.column(0).to_pylist())),
+versions = (QueryBuilder().register("recs", DeltaTable(f"{lake}/assets/recommendations"))
+            .execute("SELECT DISTINCT asset_version FROM recs ORDER BY asset_version").read_all())
+print(json.dumps({"recs": recs, "similar": similar, "versions": [v.as_py() for v in versions.column(0)],
                   "spark_loaded": "pyspark" in sys.modules}))
 """
 
