@@ -36,6 +36,7 @@ from functools import partial
 
 import numpy as np
 
+from graphlake.core.spark import check_session
 from graphlake.etl import schema as S
 from graphlake.etl.generator_catalog import (
     DAY_MS,
@@ -424,10 +425,7 @@ def generate(spark, out_dir: str, config: GeneratorConfig) -> dict:
         >>> s["paths"]["events"]
         '/tmp/raw/events'
     """
-    from pyspark.sql import SparkSession
-
-    if not isinstance(spark, SparkSession):
-        raise TypeError(f"spark: expected a SparkSession, got {type(spark).__name__}")
+    check_session(spark)
     if not isinstance(out_dir, (str, os.PathLike)) or not os.fspath(out_dir):
         raise TypeError(f"out_dir: expected a non-empty path, got {out_dir!r}")
     if not isinstance(config, GeneratorConfig):

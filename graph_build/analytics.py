@@ -51,6 +51,7 @@ from pyspark.sql import types as T
 
 from graphlake.core import tables
 from graphlake.core.edge_types import parse_edge_type
+from graphlake.core.spark import check_session, is_connect
 from graphlake.graph_build import schema as G
 
 log = logging.getLogger(__name__)
@@ -156,8 +157,9 @@ def _spark_of(edges: Mapping[str, DataFrame]) -> SparkSession:
 
 
 def _materialize(df: DataFrame) -> DataFrame:
-    """Compute ``df`` now and cut its lineage (reliable checkpoint when a directory is set)."""
-    if df.sparkSession.sparkContext.getCheckpointDir():
+    """Compute ``df`` now and cut its lineage (reliable checkpoint when a directory is set; on
+    Spark Connect the server's own setting decides, and a local checkpoint is taken)."""
+    if not is_connect(df.sparkSession) and df.sparkSession.sparkContext.getCheckpointDir():
         return df.checkpoint(eager=True)
     return df.localCheckpoint(eager=True)
 
@@ -190,8 +192,9 @@ def _with_type(df: DataFrame, node_counts) -> DataFrame:
 
 # ---------------------------------------------------------------- engine choice
 def graphframes_available(spark: SparkSession) -> bool:
-    """True when ``graphframes`` imports and ``org.graphframes.GraphFrame`` loads in the JVM."""
-    if importlib.util.find_spec("graphframes") is None:
+    """True when ``graphframes`` imports and ``org.graphframes.GraphFrame`` loads in the JVM
+    (never on Spark Connect: its GraphFrames needs a server plugin, which this does not look for)."""
+    if importlib.util.find_spec("graphframes") is None or is_connect(spark):
         return False
     jvm = spark.sparkContext._jvm
     try:  # Spark's loader sees spark.jars.packages; Py4JJavaError when the class is absent
@@ -472,8 +475,7 @@ def graph_stats(spark, node_counts: dict[str, int], edges: dict[str, DataFrame],
         (NODE_STATS_SCHEMA; degrees over all edge types, as stored, i.e. directed) for each type.
         Per-node values are computed once and materialised; :func:`summary` sums them up.
     """
-    if not isinstance(spark, SparkSession):
-        raise TypeError(f"spark: expected a SparkSession, got {type(spark).__name__}")
+    check_session(spark)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed: expected an int, got {type(seed).__name__}")
     _check_inputs(node_counts, edges)

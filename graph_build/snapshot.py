@@ -56,10 +56,11 @@ from datetime import datetime, timezone
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
 from graphlake.core.edge_types import parse_edge_type
+from graphlake.core.spark import check_session, default_parallelism
 from graphlake.graph_build import schema as G
 
 log = logging.getLogger(__name__)
@@ -313,8 +314,7 @@ def _export_features(df, node_type, num_nodes, root, chunk_dir, partitions, chec
 
 
 def _check_args(spark, edges, features, node_counts, out_dir, graph_version, feature_spec, partitions):
-    if not isinstance(spark, SparkSession):
-        raise TypeError(f"spark: expected a SparkSession, got {type(spark).__name__}")
+    check_session(spark)
     if not isinstance(node_counts, Mapping) or not all(
             isinstance(t, str) and t and isinstance(n, int) and not isinstance(n, bool) and n >= 0
             for t, n in node_counts.items()):
@@ -376,7 +376,7 @@ def export_snapshot(spark, edges: Mapping, features: Mapping, node_counts: Mappi
     out_dir = os.path.abspath(os.fspath(out_dir))
     if os.path.exists(out_dir) and not overwrite:
         raise FileExistsError(f"out_dir: {out_dir} exists (pass overwrite=True to replace it)")
-    partitions = num_partitions or max(1, spark.sparkContext.defaultParallelism)
+    partitions = num_partitions or default_parallelism(spark)
     tmp = f"{out_dir}.tmp-{uuid.uuid4().hex}"
     chunk_dir = os.path.join(tmp, "_chunks")
     os.makedirs(chunk_dir)

@@ -131,6 +131,16 @@ def test_overwrite_given_partitions_only(spark, tmp_path, base):
     assert_same_rows(lake.read_table(spark, path), expected)
 
 
+def test_replace_where_sql_of_the_native_path_selects_exactly_the_partitions(spark):
+    """delta-spark's ``replaceWhere`` text (built without the JVM, so it works on Spark Connect):
+    quotes and backslashes in values and backticks in names stay literal."""
+    values = ["2024-01-01", "it's", "a\\b", "x` OR 1=1"]
+    sql = lake._replace_where({"d`t": values, "k": ["1"]})
+    df = spark.createDataFrame([(v, k) for v in [*values, "2024-01-02", "its"] for k in ("1", "2")], "`d``t` string, k string")
+    got = sorted(r[0] for r in df.where(sql).collect())
+    assert got == sorted(values)
+
+
 def test_replace_partitions_rejects_rows_outside(spark, tmp_path, base):
     path = str(tmp_path / "t")
     lake.write_table(base, path, mode="overwrite", partition_by=["dt"])

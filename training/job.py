@@ -33,6 +33,7 @@ from pyspark.sql import types as T
 
 from graphlake.core import lake, tables
 from graphlake.core.errors import InputNotFoundError, UsageError
+from graphlake.core.spark import default_parallelism
 from graphlake.graph_build import schema as G
 from graphlake.graph_build.export import export_graph
 from graphlake.graph_build.manifest import GraphVersion, load_graph_version, read_graph_table
@@ -173,7 +174,7 @@ def write_embeddings(spark, lake_dir: str, graph: GraphVersion, run_id: str, run
     for t in node_types:
         path = TrainRun(run_dir).embeddings_path(t)
         n, dim = np.load(path, mmap_mode="r").shape
-        parts = max(1, min(n // 100_000 + 1, 4 * spark.sparkContext.defaultParallelism))
+        parts = max(1, min(n // 100_000 + 1, 4 * default_parallelism(spark)))
         rows = spark.range(0, n, numPartitions=parts).withColumnRenamed("id", G.NODE_ID).mapInArrow(
             _embedding_rows(path, dim), f"{G.NODE_ID} long, {EMBEDDING} array<float>")
         keys = read_graph_table(spark, graph, tables.id_map(t)).select(G.KEY, G.NODE_ID)

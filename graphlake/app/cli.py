@@ -45,7 +45,11 @@ VALIDATE_STAGES = ("etl", "graph")
 def _spark(args):
     from graphlake.core.spark import get_spark
 
-    return get_spark(master=args.master, app_name=f"graphlake-{args.command}", conf=_conf(args))
+    try:
+        return get_spark(master=args.master, app_name=f"graphlake-{args.command}", conf=_conf(args),
+                         remote=args.remote)
+    except ValueError as exc:  # --master with --remote, a bad URL, a static --conf on Connect
+        raise UsageError(str(exc)) from exc
 
 
 def _conf(args) -> dict:
@@ -352,6 +356,10 @@ def cmd_sql_server(args) -> dict:
     from graphlake.app.sql_server import serve
 
     version = int(args.version) if args.version.isdigit() else args.version
+    if args.remote or os.environ.get("GRAPHLAKE_SPARK_REMOTE"):
+        raise UsageError("sql-server: Spark's Thrift server runs inside its own Spark driver and cannot "
+                         "use a Spark Connect session (--remote / $GRAPHLAKE_SPARK_REMOTE); Spark Connect "
+                         "clients call the gl_* functions after `graphlake.udfs.register(spark, lake=...)`")
     return serve(args.lake, host=args.host, port=args.port, version=version, refresh_seconds=args.refresh_seconds,
                  master=args.master, conf=_conf(args), json_line=args.json)
 
@@ -375,6 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--lake", default=DEFAULT_LAKE, help=f"lake root (default {DEFAULT_LAKE})")
     common.add_argument("--json", action="store_true", help="print a JSON summary")
     common.add_argument("--master", default=None, help="Spark master URL (default local[*] or $GRAPHLAKE_SPARK_MASTER)")
+    common.add_argument("--remote", default=None, help="Spark Connect server URL sc://host:port (default "
+                        "$GRAPHLAKE_SPARK_REMOTE); exclusive with --master")
     common.add_argument("--conf", action="append", help="extra Spark setting key=value (repeatable)")
     common.add_argument("--seed", type=int, default=None, help="random seed")
 

@@ -242,12 +242,12 @@ class LocalCluster:
 
     def process_group_pids(self) -> list[int]:
         """Live PIDs of every daemon's process group (JVMs, executors, Python workers)."""
-        return _group_members(*(p.pid for p in self._procs.values()))
+        return group_members(*(p.pid for p in self._procs.values()))
 
     def worker_of_executor(self, executor_id: str) -> int | None:
         """Index of the worker whose process group runs executor ``executor_id`` (None: none)."""
         for i, name in enumerate(n for n in self._procs if n.startswith("worker-")):
-            for pid in _group_members(self._procs[name].pid):
+            for pid in group_members(self._procs[name].pid):
                 try:
                     argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
                 except OSError:
@@ -302,7 +302,7 @@ def running_tasks(ui_url: str) -> dict:
             "busy_executors": [e["id"] for e in executors if e["id"] != "driver" and e.get("activeTasks", 0) > 0]}
 
 
-def _group_members(*pgids: int) -> list[int]:
+def group_members(*pgids: int) -> list[int]:
     """Live (non-zombie) PIDs whose process group is one of ``pgids`` (Linux /proc)."""
     groups, found = set(pgids), []
     for stat in Path("/proc").glob("[0-9]*/stat"):

@@ -376,14 +376,7 @@ def _write_native(df, path, mode, partition_by, replace_partitions, overwrite_sc
     if partition_by:
         writer = writer.partitionBy(*partition_by)
     if replace_partitions:
-        from pyspark.sql import functions as F
-
-        cond = None
-        for col, vals in replace_partitions.items():
-            c = F.col(col).isin([str(v) for v in vals])
-            cond = c if cond is None else cond & c
-        # replaceWhere takes a SQL string; build it from a Column's repr-free SQL via expr of literals
-        writer = writer.option("replaceWhere", _column_sql(cond))
+        writer = writer.option("replaceWhere", _replace_where(replace_partitions))
     if overwrite_schema:
         writer = writer.option("overwriteSchema", "true")
     writer.save(path)
@@ -394,9 +387,14 @@ def _write_native(df, path, mode, partition_by, replace_partitions, overwrite_sc
                        files_added=int(metrics.get("numFiles", 0)), rows_added=int(metrics.get("numOutputRows", 0)))
 
 
-def _column_sql(col) -> str:
-    # A Column built only from F.col(...).isin(literals) renders as valid Spark SQL.
-    return str(col._jc.expr().sql())
+def _replace_where(replace_partitions: Mapping[str, Sequence[str]]) -> str:
+    """``replaceWhere`` SQL: ```col` IN ('a', 'b') AND ...``, identifiers and literals quoted
+    (built as text, not through the JVM, so it also works on a Spark Connect session)."""
+    def literal(v) -> str:
+        return "'" + str(v).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+    return " AND ".join(f"`{str(col).replace('`', '``')}` IN ({', '.join(literal(v) for v in vals)})"
+                        for col, vals in replace_partitions.items())
 
 
 def check_schema(path: str, incoming, table=None) -> None:

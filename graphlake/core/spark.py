@@ -3,10 +3,17 @@
 Every job gets its session from :func:`get_spark`, so the settings the lake layer relies on
 (UTC session time zone, Parquet timestamps as INT64 micros, Arrow for pandas UDFs) are set once.
 
+A Spark Connect server works too (``remote="sc://host:15002"``, ``graphlake --remote`` or
+``$GRAPHLAKE_SPARK_REMOTE``): graphlake's code then never touches ``sparkContext`` or the JVM
+(:func:`is_connect` picks the Connect-safe path where a classic session would use them). The
+server must see the lake's folders at the same paths (a shared file system or object store, as
+for a cluster's executors) and import graphlake in its Python workers.
+
 Example:
     >>> from graphlake.core.spark import get_spark
     >>> spark = get_spark(app_name="etl")            # local[*] embedded default
     >>> spark = get_spark(master="spark://host:7077")  # a standalone cluster
+    >>> spark = get_spark(remote="sc://127.0.0.1:15002")  # a Spark Connect server
 """
 
 from __future__ import annotations
@@ -49,6 +56,7 @@ def get_spark(
     app_name: str = "graphlake",
     conf: Mapping[str, str] | None = None,
     log_level: str = "WARN",
+    remote: str | None = None,
 ):
     """Return the active SparkSession, or build one.
 
@@ -57,15 +65,31 @@ def get_spark(
             ``$GRAPHLAKE_SPARK_MASTER`` or ``local[*]``. Ignored when a session is already active.
         app_name: application name shown in the Spark UI.
         conf: extra Spark settings (strings), applied on top of graphlake's defaults.
-        log_level: log level of the SparkContext.
+        log_level: log level of the SparkContext (a classic session only).
+        remote: Spark Connect URL (``sc://host:port``); ``None`` uses ``$GRAPHLAKE_SPARK_REMOTE``
+            when set. Exclusive with ``master``. On Connect, the settings graphlake relies on
+            (UTC, INT64 timestamps, ...) and ``conf`` are set on the new session, the server's
+            own settings stay otherwise; a ``conf`` key the server fixes at its start (a static
+            setting such as ``spark.driver.memory``) raises ``ValueError`` naming it.
 
     Returns:
-        pyspark.sql.SparkSession
+        pyspark.sql.SparkSession (a Spark Connect one with ``remote``)
+
+    Raises:
+        ValueError: ``remote`` not an ``sc://`` URL, given with ``master``, or a static ``conf`` key on Connect.
     """
     from pyspark.sql import SparkSession
 
     if conf is not None and not isinstance(conf, Mapping):
         raise TypeError(f"conf: expected a mapping of Spark settings, got {type(conf).__name__}")
+    remote = remote or os.environ.get("GRAPHLAKE_SPARK_REMOTE") or None
+    if remote is not None:
+        if not isinstance(remote, str) or not remote.startswith("sc://"):
+            raise ValueError(f"remote: expected a Spark Connect URL like 'sc://host:15002', got {remote!r}")
+        if master:
+            raise ValueError(f"master: a Spark master ({master!r}) and a Spark Connect server ({remote!r}) "
+                             "exclude each other; the server has its own master")
+        return _connect(remote, app_name, conf)
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
@@ -80,9 +104,55 @@ def get_spark(
     for key, value in settings.items():
         builder = builder.config(key, str(value))
     spark = builder.getOrCreate()
+    if is_connect(spark):  # $SPARK_REMOTE turned the builder into a Connect client
+        return spark
     spark.sparkContext.setLogLevel(log_level)
     _quiet_listener_bus(spark)
     return spark
+
+
+def _connect(remote: str, app_name: str, conf: Mapping[str, str] | None):
+    """A Spark Connect session with the settings graphlake's code relies on (``_REQUIRED_CONF``) and
+    the caller's; graphlake's defaults for sessions it launches itself (partitions, memory) are not
+    applied: the server's operators chose its settings."""
+    from pyspark.sql import SparkSession
+
+    spark = SparkSession.builder.remote(remote).appName(app_name).getOrCreate()
+    for key, value in dict(conf or {}).items():
+        if not spark.conf.isModifiable(key):
+            raise ValueError(f"conf: {key!r} is fixed when the Spark Connect server starts; set it on "
+                             f"the server ({remote}), not per session")
+        spark.conf.set(key, str(value))
+    for key, value in _REQUIRED_CONF.items():  # after the caller's: these may not be undone
+        spark.conf.set(key, str(value))
+    return spark
+
+
+def is_connect(spark) -> bool:
+    """True for a Spark Connect session (no ``sparkContext``, no JVM in this process)."""
+    return type(spark).__module__.startswith("pyspark.sql.connect")
+
+
+def check_session(spark, arg: str = "spark") -> None:
+    """``TypeError`` naming ``arg`` unless ``spark`` is a SparkSession, classic or Spark Connect
+    (a Connect session is not a subclass of the classic one)."""
+    from pyspark.sql import SparkSession
+
+    if isinstance(spark, SparkSession):
+        return
+    if is_connect(spark) and type(spark).__name__ == "SparkSession":
+        return
+    raise TypeError(f"{arg}: expected a SparkSession, got {type(spark).__name__}")
+
+
+def default_parallelism(spark) -> int:
+    """The session's default parallelism: ``sparkContext.defaultParallelism`` on a classic session;
+    on Spark Connect ``spark.default.parallelism`` when the server sets it, else the shuffle
+    partitions (Connect gives no view of the cluster's cores)."""
+    if not is_connect(spark):
+        return int(spark.sparkContext.defaultParallelism)
+    value = spark.conf.get("spark.default.parallelism", None) or spark.conf.get("spark.sql.shuffle.partitions")
+    return max(1, int(value))
 
 
 def _quiet_listener_bus(spark) -> None:
@@ -103,8 +173,24 @@ def has_native_delta(spark) -> bool:
     extensions = spark.conf.get("spark.sql.extensions", "") or ""
     if "io.delta.sql.DeltaSparkSessionExtension" not in extensions:
         return False
+    if is_connect(spark):  # no JVM here: ask the server whether it knows the delta source
+        return _connect_has_delta(spark)
     try:
         spark.sparkContext._jvm.java.lang.Class.forName("io.delta.tables.DeltaTable")
     except Exception:  # the JVM raises Py4JJavaError when the class is absent
         return False
     return True
+
+
+_CONNECT_DELTA: dict[str, bool] = {}  # Connect session id -> has the delta source (asked once)
+
+
+def _connect_has_delta(spark) -> bool:
+    session_id = spark.session_id
+    if session_id not in _CONNECT_DELTA:
+        try:
+            spark.read.format("delta").load("/graphlake-probe-of-the-delta-source").schema
+            _CONNECT_DELTA[session_id] = True
+        except Exception as exc:  # AnalysisException: no such path (delta present) or no such source
+            _CONNECT_DELTA[session_id] = "DATA_SOURCE_NOT_FOUND" not in str(exc)
+    return _CONNECT_DELTA[session_id]

@@ -41,6 +41,8 @@ import threading
 import time
 from pathlib import Path
 
+from graphlake.core.spark import is_connect
+
 BACKEND_ENV = "GRAPHLAKE_BACKEND"  # == base.BACKEND_ENV; kept here so the launcher does not import torch
 LAUNCH_BACKENDS = ("horovod", "ddp", "local")
 MODES = ("process", "spark")
@@ -131,8 +133,12 @@ def _check_args(backend, workers, entry, args, mode, spark, timeout_s, launcher_
     if mode == "spark":
         if backend == "local":
             raise ValueError("mode: 'spark' needs backend 'horovod' or 'ddp', got backend 'local'")
-        if spark is None or not hasattr(spark, "sparkContext"):
+        if spark is None or not hasattr(spark, "udf"):
             raise TypeError(f"spark: expected a SparkSession for mode='spark', got {type(spark).__name__}")
+        if is_connect(spark):
+            raise ValueError("mode: 'spark' runs the ranks as a barrier job of this process's SparkContext, "
+                             "which a Spark Connect session does not have; use mode 'process' (or a classic "
+                             "session: --master instead of --remote)")
     if timeout_s is not None and (isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float))
                                   or timeout_s <= 0):
         raise ValueError(f"timeout_s: expected a number > 0 or None, got {timeout_s!r}")
