@@ -1,7 +1,8 @@
 """Exit codes a scheduler can trust: every read-only command exits 0, run after run, in a fresh
 process (the delta-rs abort at interpreter exit made some exit 134 after doing their work); every
 documented bad input exits 2 with one line on stderr that names what was wrong and the log file
-that holds the trace; an internal error exits 3, never 2.
+that holds the trace; an internal error exits 3, never 2. (The other SQL mistakes' one-line
+messages are checked in-process in tests/test_udfs.py: each fresh process here costs a JVM start.)
 
 One tiny published lake (tests/asset_fixtures.py) serves every command."""
 
@@ -61,7 +62,6 @@ def test_registry_read_exits_0_thirty_times(cli_lake):
     (("assets", "history", "--json"), 1),
     (("lake", "history", "assets/registry", "--json"), 1),
     (("graph", "stats", "--json"), 1),
-    (("validate", "--stage", "graph", "--json"), 1),
     (("sql", "SELECT gl_similar_items('i1', 2) AS s", "--json"), 1),
     (("report", "--json"), 1),
 ])
@@ -102,12 +102,6 @@ def _unknown_key(tmp_path):
      r"run_id: no training run 'no-such-run' in .*_runs/train \(no run\.json there; runs there: \['hand-1'\]\)"),
     ("bad SQL argument", lambda lake, tmp: ("sql", "--lake", lake, "SELECT gl_recommend('u1', -1)"),
      r"gl_recommend: k must be in 1\.\.1000, got -1"),
-    ("gl_mean_embedding beside count(*)",
-     lambda lake, tmp: ("sql", "--lake", lake, "SELECT category, count(*), gl_mean_embedding(item_id) FROM items "
-                                               "GROUP BY category"),
-     r"cannot share a GROUP BY with other aggregates .* WITH e AS \(SELECT shop_id, gl_mean_embedding"),
-    ("SQL that does not parse", lambda lake, tmp: ("sql", "--lake", lake, "SELEC 1"),
-     r"SQL: .*PARSE_SYNTAX_ERROR"),
 ])
 def test_bad_input_exits_2_with_one_line(cli_lake, tmp_path, case, make_args, message):
     logs = str(tmp_path / "logs")

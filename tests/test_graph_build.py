@@ -490,13 +490,11 @@ def test_rebuild_keeps_old_ids_and_appends_new_ones(spark, tiny_lake, second_day
 # ------------------------------------------------------------------------------------ end to end
 
 
-def test_end_to_end_generated_logs_through_the_cli(spark, tmp_path, capsys):
-    from graphlake.etl.generator import GeneratorConfig, generate
-    from graphlake.etl.job import run_etl
-
-    raw, lake_dir = str(tmp_path / "raw"), str(tmp_path / "lake")
-    generate(spark, raw, GeneratorConfig(users=120, items=80, days=1, seed=5, target_events=2500))
-    run_etl(spark, raw, lake_dir, validate=False)
+def test_end_to_end_generated_logs_through_the_cli(spark, demo_run, tmp_path, capsys):
+    """``graph build`` / ``stats`` / ``validate`` / ``export`` through the CLI on the clean tables of
+    the demo's generated logs (the shared ``demo_run`` fixture: its ETL output, copied)."""
+    lake_dir = str(tmp_path / "lake")
+    shutil.copytree(os.path.join(demo_run[0], "clean"), os.path.join(lake_dir, "clean"))
     config = tmp_path / "graph.yaml"  # the model-free text fallback keeps this test fast
     config.write_text("graph:\n  text_model: hashing\n  text_dim: 16\n  top_k: 10\n")
     capsys.readouterr()

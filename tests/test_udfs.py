@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from pyspark.errors import PythonException
@@ -259,6 +261,13 @@ def test_sql_cli_prints_rows_and_one_line_errors(sql_lake, capsys):
     assert "s1" in capsys.readouterr().out
     assert main(["sql", "--lake", sql_lake, "SELECT gl_recommend('u1', -1)"]) == 2
     assert "error: ValueError: gl_recommend: k must be in 1..1000, got -1" in capsys.readouterr().err
+    assert main(["sql", "--lake", sql_lake, "SELECT category, count(*), gl_mean_embedding(item_id) FROM items "
+                                            "GROUP BY category"]) == 2
+    assert re.search(r"cannot share a GROUP BY with other aggregates .* WITH e AS \(SELECT shop_id, "
+                     r"gl_mean_embedding", capsys.readouterr().err)
+    assert main(["sql", "--lake", sql_lake, "SELEC 1"]) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"SQL: .*PARSE_SYNTAX_ERROR", err) and "Traceback" not in err
 
 
 def test_row_objects_are_plain_structs(spark, sql_lake):
