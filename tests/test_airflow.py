@@ -28,7 +28,10 @@ WAIT = STEP_TIMEOUT - 30  # s, a test's own wait for its subprocess: fails first
 
 
 def _runner_env(env: dict | None = None) -> dict:
-    return {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "GRAPHLAKE_RETRIES": "0", **(env or {})}
+    # the DAG's Spark sessions without whole-stage code generation, as the test session (conftest.py):
+    # on these few thousand rows compiling each query costs more than running it
+    return {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "GRAPHLAKE_RETRIES": "0",
+            "PYSPARK_SUBMIT_ARGS": "--conf spark.sql.codegen.wholeStage=false pyspark-shell", **(env or {})}
 
 
 def _runner(args: list[str], home: str, env: dict | None = None, timeout: int = WAIT) -> list[dict]:

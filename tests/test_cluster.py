@@ -141,53 +141,33 @@ def assert_same_summaries(cluster: list[dict], local: list[dict]) -> None:
         assert graph_c[key] == graph_l[key], key
 
 
-def demo_generate_args() -> list[str]:
-    """The generator settings :func:`graphlake.app.demo.run_demo` uses for the ``demo_run`` fixture's
-    4000 events (users = max(200, events // 30), items = max(100, events // 100), 3 days, seed 7)."""
-    return ["--users", "200", "--items", "100", "--days", "3", "--events", "4000", "--seed", "7"]
-
-
-def raw_lines(raw_dir: str) -> dict[str, list[str]]:
-    """Every raw folder's JSON lines, sorted (file names differ between runs, contents must not)."""
-    found: dict[str, list[str]] = {}
-    for root, _dirs, files in os.walk(raw_dir):
-        for name in files:
-            if name.startswith((".", "_")):
-                continue
-            with open(os.path.join(root, name), errors="replace") as f:
-                found.setdefault(os.path.relpath(root, raw_dir), []).extend(f.read().splitlines())
-    return {k: sorted(v) for k, v in found.items()}
-
-
 @pytest.mark.timeout(1800)  # the demo_run fixture it shares takes minutes on a loaded machine
-def test_generate_etl_and_graph_build_on_cluster_match_local_mode(spark, local_cluster, demo_run, tiny_graph,
+def test_etl_and_graph_build_on_cluster_match_local_mode(spark, local_cluster, demo_run, tiny_graph,
                                                                    tmp_path):
-    """The reduced check: one driver on the cluster runs ``generate`` + ``etl`` with the demo's
-    settings (compared with the ``demo_run`` lake) and ``graph build`` on the clean tables of the
-    ``tiny_graph`` lake (compared with its graph): the local references are fixtures the suite
-    builds anyway, so this adds only the cluster side."""
+    """The reduced check: one driver on the cluster runs ``etl`` on the demo's raw logs (compared
+    with the ``demo_run`` lake) and ``graph build`` on the clean tables of the ``tiny_graph`` lake
+    (compared with its graph): the local references are fixtures the suite builds anyway, so this
+    adds only the cluster side. (``generate`` on the cluster: ``make cluster-test``.)"""
     demo_lake, tiny = demo_run[0], str(tmp_path / "tiny")
     shutil.copytree(os.path.join(tiny_graph, "clean"), os.path.join(tiny, "clean"))
-    raw, lake_dir = str(tmp_path / "raw"), str(tmp_path / "lake")
+    raw, lake_dir = os.path.join(os.path.dirname(demo_lake), "raw"), str(tmp_path / "lake")
     config = str(tmp_path / "graph.yaml")
     with open(config, "w") as f:
         yaml.safe_dump(GRAPH_CONFIG, f)
     on_cluster = ["--json", "--master", local_cluster.master_url, *local_cluster.conf_args()]
-    summaries = run_driver([["generate", "--out", raw, *demo_generate_args(), "--lake", lake_dir, *on_cluster],
-                            ["etl", "--raw", raw, "--lake", lake_dir, "--no-validate", *on_cluster],
+    summaries = run_driver([["etl", "--raw", raw, "--lake", lake_dir, "--no-validate", *on_cluster],
                             ["graph", "build", "--lake", tiny, "--config", config, "--no-validate", *on_cluster]])
     apps = local_cluster.state()["completedapps"]
-    assert any(app["name"] == "graphlake-generate" for app in apps), \
+    assert any(app["name"] == "graphlake-etl" for app in apps), \
         f"no graphlake application ran on {local_cluster.master_url}: {[a['name'] for a in apps]}"
     assert len(local_cluster.alive_workers()) == 2
-    assert raw_lines(raw) == raw_lines(os.path.join(os.path.dirname(demo_lake), "raw"))
-    assert summaries[1]["events"] == demo_run[1]["etl"]["events"]
+    assert summaries[0]["events"] == demo_run[1]["etl"]["events"]
     assert_same_tables(spark, lake_dir, demo_lake, ["clean/events", "clean/users", "clean/items",
                                                     "quarantine/events"])
     graph_tables = [n for n in lake_tables(tiny_graph) if n.startswith("graph/")]
     assert {"graph/id_map_user", "graph/id_map_item", "graph/edges_user__click__item"} <= set(graph_tables)
     assert_same_tables(spark, tiny, tiny_graph, graph_tables)
-    assert summaries[2]["graph_version"] == 0 and sum(summaries[2]["edge_counts"].values()) > 0
+    assert summaries[1]["graph_version"] == 0 and sum(summaries[1]["edge_counts"].values()) > 0
 
 
 def test_harness_rejects_bad_input(tmp_path):
