@@ -18,6 +18,14 @@ os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 
 
+# Test data is tiny: two shuffle partitions (one per core; more only adds tasks) and no whole-stage
+# code generation (compiling each query's Java costs more than running it on a few hundred rows; the
+# operators are the same). Measured on test_graph_features + test_graph_analytics: 114 s -> 95 s.
+# The test session, the DAG runs (tests/test_airflow.py) and the Spark Connect test server use them;
+# users' sessions keep Spark's defaults (graphlake.core.spark).
+TEST_SPARK_SQL_CONF = {"spark.sql.shuffle.partitions": "2", "spark.sql.codegen.wholeStage": "false"}
+
+
 def shared_across_workers(tmp_path_factory, worker_id: str, name: str, build):
     """``build(folder)`` once per test session: the first xdist worker that asks builds it under a
     file lock and leaves its JSON-able result beside the workers' temp folders; the others wait
@@ -38,19 +46,10 @@ def shared_across_workers(tmp_path_factory, worker_id: str, name: str, build):
 def spark():
     from graphlake.core.spark import get_spark
 
-    # Test data is tiny: two shuffle partitions (one per core; more only adds tasks) and no
-    # whole-stage code generation (compiling each query's Java costs more than running it on a few
-    # hundred rows; the operators are the same). Measured on test_graph_features + test_graph_analytics:
-    # 114 s -> 95 s. Users' sessions keep Spark's defaults (graphlake.core.spark).
     s = get_spark(
         master="local[2]",
         app_name="graphlake-tests",
-        conf={
-            "spark.sql.shuffle.partitions": "2",
-            "spark.default.parallelism": "4",
-            "spark.ui.enabled": "false",
-            "spark.sql.codegen.wholeStage": "false",
-        },
+        conf={**TEST_SPARK_SQL_CONF, "spark.default.parallelism": "4", "spark.ui.enabled": "false"},
     )
     yield s
     s.stop()

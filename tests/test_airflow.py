@@ -16,6 +16,7 @@ import time
 import pytest
 
 from graphlake.core import lake, tables
+from tests.conftest import TEST_SPARK_SQL_CONF
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHAIN = ["etl", "validate_etl", "build_graph", "validate_graph", "train", "evaluate", "publish", "gate", "promote",
@@ -28,10 +29,11 @@ WAIT = STEP_TIMEOUT - 30  # s, a test's own wait for its subprocess: fails first
 
 
 def _runner_env(env: dict | None = None) -> dict:
-    # the DAG's Spark sessions without whole-stage code generation, as the test session (conftest.py):
-    # on these few thousand rows compiling each query costs more than running it
+    # the DAG's Spark sessions with the test session's settings (conftest.py); graphlake's own default
+    # of the shuffle partitions wins over a submitted one, so only the codegen setting takes effect
+    submit = " ".join(f"--conf {k}={v}" for k, v in TEST_SPARK_SQL_CONF.items())
     return {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "GRAPHLAKE_RETRIES": "0",
-            "PYSPARK_SUBMIT_ARGS": "--conf spark.sql.codegen.wholeStage=false pyspark-shell", **(env or {})}
+            "PYSPARK_SUBMIT_ARGS": f"{submit} pyspark-shell", **(env or {})}
 
 
 def _runner(args: list[str], home: str, env: dict | None = None, timeout: int = WAIT) -> list[dict]:

@@ -17,6 +17,8 @@ import time
 
 import pytest
 
+from tests.conftest import TEST_SPARK_SQL_CONF
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_YAML = ("train:\n  epochs: 1\n  batch_size: 256\n  fanouts: [5, 3]\n  validation_fraction: 0.1\n"
               "  lr: 0.01\n  model: {hidden_dim: 16}\n")
@@ -45,9 +47,8 @@ def server(tmp_path_factory):
     from graphlake.app.cluster import group_members
     from graphlake.app.connect_server import LocalConnectServer
 
-    # the test session's settings (tests/conftest.py): tiny data, so few partitions and no codegen
-    srv = LocalConnectServer(str(tmp_path_factory.mktemp("connect")), conf={
-        "spark.sql.shuffle.partitions": "2", "spark.default.parallelism": "2", "spark.sql.codegen.wholeStage": "false"})
+    srv = LocalConnectServer(str(tmp_path_factory.mktemp("connect")),  # the test session's settings
+                             conf={**TEST_SPARK_SQL_CONF, "spark.default.parallelism": "2"})
     srv.start()
     try:
         yield srv

@@ -132,12 +132,9 @@ class LocalCluster:
         for sub in ("logs", f"work/{name}", f"local/{name}", "conf"):
             os.makedirs(os.path.join(self.root, sub), exist_ok=True)
         log_path = os.path.join(self.root, "logs", f"{name}.log")
-        env = {**os.environ, "SPARK_HOME": home, "PYSPARK_PYTHON": self.python,
-               "PYSPARK_DRIVER_PYTHON": self.python,
-               "SPARK_CONF_DIR": os.path.join(self.root, "conf"),  # no stray spark-defaults.conf
-               "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_LOCAL_DIRS": os.path.join(self.root, "local", name),
+        env = {**spark_process_env(self.python, os.path.join(self.root, "conf"),
+                                   os.path.join(self.root, "local", name)),
                "SPARK_DAEMON_MEMORY": "256m", **extra_env}
-        env.pop("PYSPARK_GATEWAY_PORT", None)
         with open(log_path, "ab") as log:
             # a new session: the daemon and everything it forks (executors, Python workers) form
             # one process group that stop()/kill_worker() end with one killpg
@@ -186,20 +183,7 @@ class LocalCluster:
 
     def stop(self) -> None:
         """Stop every daemon by its process group: SIGTERM, then SIGKILL what is left. Idempotent."""
-        for name, proc in self._procs.items():
-            _signal_group(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + _STOP_GRACE_S
-        for proc in self._procs.values():
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
-        for proc in self._procs.values():
-            _signal_group(proc.pid, signal.SIGKILL)  # executors / Python workers that outlived their JVM
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
+        stop_groups(list(self._procs.values()))
 
     def __enter__(self) -> "LocalCluster":
         return self.start()
@@ -313,6 +297,38 @@ def group_members(*pgids: int) -> list[int]:
         if int(fields[2]) in groups and fields[0] != "Z":
             found.append(int(stat.parent.name))
     return found
+
+
+def spark_process_env(python: str, conf_dir: str, local_dir: str) -> dict[str, str]:
+    """The environment of a Spark JVM this module starts on 127.0.0.1: the installed pyspark as
+    ``SPARK_HOME``, ``python`` for its Python workers, its own conf folder (no stray
+    spark-defaults.conf) and local folder; no gateway or Spark Connect settings of the caller's."""
+    env = {**os.environ, "SPARK_HOME": spark_home(), "PYSPARK_PYTHON": python, "PYSPARK_DRIVER_PYTHON": python,
+           "SPARK_CONF_DIR": conf_dir, "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_LOCAL_DIRS": local_dir}
+    for key in ("PYSPARK_GATEWAY_PORT", "PYSPARK_GATEWAY_SECRET", "SPARK_REMOTE", "SPARK_CONNECT_MODE_ENABLED",
+                "GRAPHLAKE_SPARK_REMOTE"):
+        env.pop(key, None)
+    return env
+
+
+def stop_groups(procs: list[subprocess.Popen], grace_s: float = _STOP_GRACE_S) -> None:
+    """End each process's group (started with ``start_new_session``): SIGTERM, up to ``grace_s``
+    for the leaders to exit, then SIGKILL what is left (executors, Python workers that outlived
+    their JVM). Groups already gone are skipped."""
+    for proc in procs:
+        _signal_group(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+    for proc in procs:
+        _signal_group(proc.pid, signal.SIGKILL)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
 
 
 def _signal_group(pgid: int, sig: int) -> None:

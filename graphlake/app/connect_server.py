@@ -18,13 +18,12 @@ Example:
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
 
-from graphlake.app.cluster import ClusterError, free_port, group_members, log_tail, spark_home
+from graphlake.app.cluster import ClusterError, free_port, log_tail, spark_home, spark_process_env, stop_groups
 
 SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 _STOP_GRACE_S = 10.0
@@ -87,12 +86,7 @@ class LocalConnectServer:
                 "--name", "graphlake-connect-server"]
         for key, value in conf.items():
             args += ["--conf", f"{key}={value}"]
-        env = {**os.environ, "SPARK_HOME": home, "PYSPARK_PYTHON": sys.executable,
-               "PYSPARK_DRIVER_PYTHON": sys.executable, "SPARK_CONF_DIR": os.path.join(self.root, "conf"),
-               "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_LOCAL_DIRS": os.path.join(self.root, "local")}
-        for key in ("PYSPARK_GATEWAY_PORT", "PYSPARK_GATEWAY_SECRET", "SPARK_REMOTE", "SPARK_CONNECT_MODE_ENABLED",
-                    "GRAPHLAKE_SPARK_REMOTE"):
-            env.pop(key, None)
+        env = spark_process_env(sys.executable, os.path.join(self.root, "conf"), os.path.join(self.root, "local"))
         with open(self.log_path, "ab") as log:
             self._proc = subprocess.Popen([*args, "spark-internal"], stdout=log, stderr=subprocess.STDOUT,
                                           stdin=subprocess.DEVNULL, env=env, start_new_session=True)
@@ -118,26 +112,8 @@ class LocalConnectServer:
         """The server's PID, also its process group's id (``None`` when not started)."""
         return None if self._proc is None else self._proc.pid
 
-    def process_group_pids(self) -> list[int]:
-        """Live PIDs of the server's process group (its JVM and Python workers)."""
-        return [] if self._proc is None else group_members(self._proc.pid)
-
     def stop(self) -> None:
-        """SIGTERM the server's process group, SIGKILL it after a grace period; idempotent."""
+        """SIGTERM the server's process group, SIGKILL what is left after a grace period; idempotent."""
         proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        for sig, wait_s in ((signal.SIGTERM, _STOP_GRACE_S), (signal.SIGKILL, _STOP_GRACE_S)):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                proc.wait(timeout=wait_s)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        try:  # the group may outlive its leader (Python workers): end what is left
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        if proc is not None:
+            stop_groups([proc], grace_s=_STOP_GRACE_S)
