@@ -29,8 +29,8 @@ WAIT = STEP_TIMEOUT - 30  # s, a test's own wait for its subprocess: fails first
 
 
 def _runner_env(env: dict | None = None) -> dict:
-    # the DAG's Spark sessions with the test session's settings (conftest.py); graphlake's own default
-    # of the shuffle partitions wins over a submitted one, so only the codegen setting takes effect
+    # the DAG's Spark sessions with the test session's settings (conftest.py): graphlake's defaults
+    # yield to the --conf of PYSPARK_SUBMIT_ARGS (graphlake.core.spark.user_conf_keys)
     submit = " ".join(f"--conf {k}={v}" for k, v in TEST_SPARK_SQL_CONF.items())
     return {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "GRAPHLAKE_RETRIES": "0",
             "PYSPARK_SUBMIT_ARGS": f"{submit} pyspark-shell", **(env or {})}

@@ -354,9 +354,10 @@ def cmd_report(args) -> str:
 
 def cmd_sql_server(args) -> dict:
     from graphlake.app.sql_server import serve
+    from graphlake.core.spark import resolve_remote
 
     version = int(args.version) if args.version.isdigit() else args.version
-    if args.remote or os.environ.get("GRAPHLAKE_SPARK_REMOTE"):
+    if resolve_remote(args.remote):
         raise UsageError("sql-server: Spark's Thrift server runs inside its own Spark driver and cannot "
                          "use a Spark Connect session (--remote / $GRAPHLAKE_SPARK_REMOTE); Spark Connect "
                          "clients call the gl_* functions after `graphlake.udfs.register(spark, lake=...)`")

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import shlex
 import sys
 from collections.abc import Mapping
 
@@ -64,7 +66,10 @@ def get_spark(
         master: Spark master URL (``local[2]``, ``spark://host:7077``, ``yarn``...). ``None`` uses
             ``$GRAPHLAKE_SPARK_MASTER`` or ``local[*]``. Ignored when a session is already active.
         app_name: application name shown in the Spark UI.
-        conf: extra Spark settings (strings), applied on top of graphlake's defaults.
+        conf: extra Spark settings (strings), applied on top of graphlake's defaults. The
+            defaults (``_DEFAULT_CONF``: shuffle partitions, driver memory...) also yield to the
+            user's own Spark configuration: ``--conf`` in ``$PYSPARK_SUBMIT_ARGS``,
+            ``spark-defaults.conf``, or what spark-submit was given (:func:`user_conf_keys`).
         log_level: log level of the SparkContext (a classic session only).
         remote: Spark Connect URL (``sc://host:port``); ``None`` uses ``$GRAPHLAKE_SPARK_REMOTE``
             when set. Exclusive with ``master``. On Connect, the settings graphlake relies on
@@ -82,7 +87,7 @@ def get_spark(
 
     if conf is not None and not isinstance(conf, Mapping):
         raise TypeError(f"conf: expected a mapping of Spark settings, got {type(conf).__name__}")
-    remote = remote or os.environ.get("GRAPHLAKE_SPARK_REMOTE") or None
+    remote = resolve_remote(remote)
     if remote is not None:
         if not isinstance(remote, str) or not remote.startswith("sc://"):
             raise ValueError(f"remote: expected a Spark Connect URL like 'sc://host:15002', got {remote!r}")
@@ -100,8 +105,7 @@ def get_spark(
     # under spark-submit (a JVM gateway is already up) the submitted --master applies unless one is given
     if master or os.environ.get("GRAPHLAKE_SPARK_MASTER") or not os.environ.get("PYSPARK_GATEWAY_PORT"):
         builder = builder.master(master or os.environ.get("GRAPHLAKE_SPARK_MASTER", DEFAULT_MASTER))
-    settings = {**_DEFAULT_CONF, **dict(conf or {}), **_REQUIRED_CONF}
-    for key, value in settings.items():
+    for key, value in session_settings(conf, user_conf_keys()).items():
         builder = builder.config(key, str(value))
     spark = builder.getOrCreate()
     if is_connect(spark):  # $SPARK_REMOTE turned the builder into a Connect client
@@ -109,6 +113,66 @@ def get_spark(
     spark.sparkContext.setLogLevel(log_level)
     _quiet_listener_bus(spark)
     return spark
+
+
+def resolve_remote(remote: str | None = None) -> str | None:
+    """The Spark Connect URL a session would use: ``remote``, else ``$GRAPHLAKE_SPARK_REMOTE``, else
+    ``None`` (a classic session)."""
+    return remote or os.environ.get("GRAPHLAKE_SPARK_REMOTE") or None
+
+
+def session_settings(conf: Mapping[str, str] | None, user_keys=frozenset()) -> dict[str, str]:
+    """The settings a new classic session is built with: graphlake's defaults (shuffle partitions,
+    driver memory...) except the keys in ``user_keys`` (the user's own Spark configuration sets
+    them: :func:`user_conf_keys`), then ``conf``, then the settings graphlake relies on (UTC, INT64
+    timestamps...), which nothing undoes.
+
+    Example:
+        >>> session_settings({"spark.executor.memory": "2g"}, {"spark.sql.shuffle.partitions"})["spark.driver.memory"]
+        '4g'
+    """
+    defaults = {k: v for k, v in _DEFAULT_CONF.items() if k not in user_keys}
+    return {k: str(v) for k, v in {**defaults, **dict(conf or {}), **_REQUIRED_CONF}.items()}
+
+
+# spark-submit options that stand for a setting (those graphlake has a default for)
+_SUBMIT_OPTIONS = {"--driver-memory": "spark.driver.memory"}
+
+
+def user_conf_keys(environ: Mapping[str, str] | None = None) -> set[str]:
+    """The Spark settings the user's own configuration sets, to which graphlake's defaults yield:
+    ``--conf key=value`` (and ``--driver-memory``) in ``$PYSPARK_SUBMIT_ARGS``, and the keys of
+    ``spark-defaults.conf`` in ``$SPARK_CONF_DIR`` (else ``$SPARK_HOME/conf``). Under spark-submit
+    (a JVM gateway is already up) its settings are in the JVM; they are read from there.
+
+    Args:
+        environ: the environment to read (default ``os.environ``).
+    """
+    env = os.environ if environ is None else environ
+    keys: set[str] = set()
+    if env.get("PYSPARK_GATEWAY_PORT") and environ is None:  # under spark-submit: what it was given
+        from pyspark import SparkConf, SparkContext
+
+        SparkContext._ensure_initialized()
+        keys.update(k for k, _ in SparkConf().getAll())
+    args = shlex.split(env.get("PYSPARK_SUBMIT_ARGS", ""))
+    for i, arg in enumerate(args):
+        value = args[i + 1] if i + 1 < len(args) else ""
+        if arg.startswith("--conf="):
+            value, arg = arg[len("--conf="):], "--conf"
+        if arg in ("--conf", "-c") and "=" in value:
+            keys.add(value.split("=", 1)[0].strip())
+        elif arg in _SUBMIT_OPTIONS:
+            keys.add(_SUBMIT_OPTIONS[arg])
+    conf_dir = env.get("SPARK_CONF_DIR") or (os.path.join(env["SPARK_HOME"], "conf") if env.get("SPARK_HOME") else None)
+    defaults_file = os.path.join(conf_dir, "spark-defaults.conf") if conf_dir else None
+    if defaults_file and os.path.isfile(defaults_file):
+        with open(defaults_file) as f:
+            for line in f:
+                line = line.strip()
+                if line and not line.startswith("#"):
+                    keys.add(re.split(r"[\s=]", line, maxsplit=1)[0])
+    return keys
 
 
 def _connect(remote: str, app_name: str, conf: Mapping[str, str] | None):
