@@ -36,11 +36,13 @@ DEMO_EVENTS ?= 1000000
 demo: install-base
 	$(VENV)/bin/graphlake demo --lake $(LAKE) --events $(DEMO_EVENTS)
 
-# 2 pytest-xdist workers (the suite is mostly Spark/JVM latency, not CPU); --dist loadfile keeps a file's
+# 3 pytest-xdist workers on 2 cores: the suite waits on JVM starts, subprocesses and Spark's scheduler
+# more than it computes (a clean clone, idle machine: 2 workers 29.6 min, 3 workers 21.9 min for about
+# the same worker time, the CPUs busy ~88 % of it); --dist loadfile keeps a file's
 # tests on one worker, in order, so a module's fixtures are built once (loadgroup does not group under
 # pytest 9.2 + xdist 3.8: xdist renames node ids through an attribute pytest 9 no longer reads);
 # TEST_WORKERS=0 runs them in this process
-TEST_WORKERS ?= 2
+TEST_WORKERS ?= 3
 # the 30 slowest setups/tests are listed at the end of every run: where the suite's time goes
 PYTEST_ARGS ?= --durations=30
 
