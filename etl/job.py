@@ -33,11 +33,14 @@ from graphlake.core.quality import QualityError, run_suites
 from graphlake.etl import quality as Q
 from graphlake.etl import schema as S
 from graphlake.etl import transforms as X
-from graphlake.etl.run import EtlRun
+from graphlake.etl.run import CATALOGS, EtlRun
 
 log = logging.getLogger(__name__)
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _RAW_GLOB = "*.jsonl*"
+# what parses each catalogue (etl.run.CATALOGS): its key column, parser and clean schema
+_CATALOG_ROWS = {"items": (S.ITEM_ID, X.parse_items, S.CLEAN_ITEMS_SCHEMA),
+                 "users": (S.USER_ID, X.parse_users, S.CLEAN_USERS_SCHEMA)}
 
 
 class EtlError(RuntimeError):
@@ -183,12 +186,8 @@ def run_etl(spark, raw_dir: str, lake_dir: str, dates=None, rules: X.EtlRules | 
         for df in persisted:
             df.unpersist()
 
-    for name, key, parser, clean_schema, clean_table, q_table in (
-        ("items", S.ITEM_ID, X.parse_items, S.CLEAN_ITEMS_SCHEMA, tables.CLEAN_ITEMS, tables.QUARANTINE_ITEMS),
-        ("users", S.USER_ID, X.parse_users, S.CLEAN_USERS_SCHEMA, tables.CLEAN_USERS, tables.QUARANTINE_USERS),
-    ):
-        report[name] = _run_catalog(spark, raw_dir, lake_dir, name, key, parser, clean_schema, clean_table,
-                                    q_table, rules, started, run_id)
+    for catalog in CATALOGS:
+        report[catalog.name] = _run_catalog(spark, raw_dir, lake_dir, catalog, rules, started, run_id)
 
     report["seconds"] = round((datetime.now(timezone.utc) - started).total_seconds(), 2)
     if validate:
@@ -229,7 +228,9 @@ def gate_run(spark, lake_dir: str, run_id: str, rules: X.EtlRules | None = None)
     return _gate(spark, lake_dir, run.report, rules)
 
 
-def _run_catalog(spark, raw_dir, lake_dir, name, key, parser, clean_schema, clean_table, q_table, rules, started, run_id):
+def _run_catalog(spark, raw_dir, lake_dir, catalog, rules, started, run_id):
+    name, clean_table, q_table = catalog.name, catalog.clean, catalog.quarantine
+    key, parser, clean_schema = _CATALOG_ROWS[name]
     files = sorted(glob.glob(os.path.join(raw_dir, name, _RAW_GLOB)))
     if not files:
         return {"input": 0, "clean": 0, "quarantined": 0, "superseded": 0, "skipped": f"no {name} files"}
@@ -273,10 +274,11 @@ def validate_run(spark, lake_dir: str, run: EtlRun, rules: X.EtlRules | None = N
     quarantine = lake.read_table(spark, tables.table_path(lake_dir, tables.QUARANTINE_EVENTS),
                                  version=versions[tables.QUARANTINE_EVENTS])
     batches.append((Q.quarantine_suite(events["quarantined"]), quarantine.filter(F.col(S.DT).isin(report["dates"]))))
-    for name, key, table in (("items", S.ITEM_ID, tables.CLEAN_ITEMS), ("users", S.USER_ID, tables.CLEAN_USERS)):
-        if table in versions:
-            df = lake.read_table(spark, tables.table_path(lake_dir, table), version=versions[table])
-            batches.append((Q.catalog_suite(name, key, report[name]["clean"]), df))
+    for catalog in CATALOGS:
+        if catalog.clean in versions:
+            df = lake.read_table(spark, tables.table_path(lake_dir, catalog.clean), version=versions[catalog.clean])
+            batches.append((Q.catalog_suite(catalog.name, _CATALOG_ROWS[catalog.name][0], report[catalog.name]["clean"]),
+                            df))
     return run_suites(batches, lake=lake_dir, build_docs=build_docs)
 
 

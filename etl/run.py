@@ -17,8 +17,19 @@ from dataclasses import dataclass
 
 from graphlake.core import tables
 
-_CATALOGS = (("items", tables.CLEAN_ITEMS, tables.QUARANTINE_ITEMS),
-             ("users", tables.CLEAN_USERS, tables.QUARANTINE_USERS))
+
+@dataclass(frozen=True)
+class Catalog:
+    """A catalogue the ETL cleans beside the events: its raw folder's name (``raw/<name>/``) and
+    the clean and quarantine tables it commits."""
+
+    name: str
+    clean: str
+    quarantine: str
+
+
+CATALOGS = (Catalog("items", tables.CLEAN_ITEMS, tables.QUARANTINE_ITEMS),
+            Catalog("users", tables.CLEAN_USERS, tables.QUARANTINE_USERS))
 
 
 @dataclass(frozen=True)
@@ -55,10 +66,10 @@ class EtlRun:
         (``clean/events``, ``quarantine/events``, and the catalogue tables when it had their files)."""
         out = {tables.CLEAN_EVENTS: self.report["events"]["table_version"],
                tables.QUARANTINE_EVENTS: self.report["quarantine_version"]}
-        for name, clean, quarantine in _CATALOGS:
-            part = self.report.get(name) or {}
+        for catalog in CATALOGS:
+            part = self.report.get(catalog.name) or {}
             if "table_version" in part:
-                out[clean], out[quarantine] = part["table_version"], part["quarantine_version"]
+                out[catalog.clean], out[catalog.quarantine] = part["table_version"], part["quarantine_version"]
         return out
 
     def covers(self, date: str) -> bool:
