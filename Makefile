@@ -41,7 +41,8 @@ demo: install-base
 # the same worker time, the CPUs busy ~88 % of it); --dist loadfile keeps a file's
 # tests on one worker, in order, so a module's fixtures are built once (loadgroup does not group under
 # pytest 9.2 + xdist 3.8: xdist renames node ids through an attribute pytest 9 no longer reads);
-# TEST_WORKERS=0 runs them in this process
+# --no-loadscope-reorder: the minutes-long files start first (tests/conftest.py SLOW_FILES), not
+# xdist's order by number of tests; TEST_WORKERS=0 runs them in this process
 TEST_WORKERS ?= 3
 # the 30 slowest setups/tests are listed at the end of every run: where the suite's time goes
 PYTEST_ARGS ?= --durations=30
@@ -51,7 +52,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 
 test: install lint
-	$(PY) -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
+	$(PY) -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder) $(PYTEST_ARGS)
 
 # the full cluster checks (graphlake.app.cluster: a standalone master + 2 workers on 127.0.0.1): a worker
 # SIGKILLed during graph build, training through horovod.spark.run / TorchDistributor, a killed rank
