@@ -36,13 +36,12 @@ DEMO_EVENTS ?= 1000000
 demo: install-base
 	$(VENV)/bin/graphlake demo --lake $(LAKE) --events $(DEMO_EVENTS)
 
-# 3 pytest-xdist workers on 2 cores: the suite waits on JVM starts, subprocesses and Spark's scheduler
-# more than it computes (a clean clone, idle machine: 2 workers 29.6 min, 3 workers 21.9 min for about
-# the same worker time, the CPUs busy ~88 % of it); --dist loadfile keeps a file's
+# 3 pytest-xdist workers on 2 cores: much of a worker's time is waiting (JVM starts, subprocesses,
+# Spark's scheduler, shared-fixture locks), so a third keeps the CPUs busy (a clean clone, idle
+# machine: 2 workers 29.6 min; 3 workers 21.9 min, the CPUs ~89 % busy); --dist loadfile keeps a file's
 # tests on one worker, in order, so a module's fixtures are built once (loadgroup does not group under
 # pytest 9.2 + xdist 3.8: xdist renames node ids through an attribute pytest 9 no longer reads);
-# --no-loadscope-reorder: the minutes-long files start first (tests/conftest.py SLOW_FILES), not
-# xdist's order by number of tests; TEST_WORKERS=0 runs them in this process
+# TEST_WORKERS=0 runs them in this process
 TEST_WORKERS ?= 3
 # the 30 slowest setups/tests are listed at the end of every run: where the suite's time goes
 PYTEST_ARGS ?= --durations=30
@@ -52,7 +51,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 
 test: install lint
-	$(PY) -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder) $(PYTEST_ARGS)
+	$(PY) -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
 
 # the full cluster checks (graphlake.app.cluster: a standalone master + 2 workers on 127.0.0.1): a worker
 # SIGKILLed during graph build, training through horovod.spark.run / TorchDistributor, a killed rank

@@ -26,22 +26,6 @@ os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 TEST_SPARK_SQL_CONF = {"spark.sql.shuffle.partitions": "2", "spark.sql.codegen.wholeStage": "false"}
 
 
-# The files that take minutes (worker-seconds of a clean clone, 3 workers: test_graph_build 663,
-# test_airflow 531, test_exit_codes 265, test_spark_connect 245, test_udfs 222, ...), most first. Under
-# xdist they are handed out first (the Makefile turns off xdist's own order, which is by number of
-# tests and handed the few-test, minutes-long files out last: one worker ran them alone at the end).
-SLOW_FILES = ("test_graph_build.py", "test_airflow.py", "test_exit_codes.py", "test_spark_connect.py", "test_udfs.py",
-              "test_training_distributed.py", "test_assets.py", "test_cluster.py", "test_sql_server.py",
-              "test_importers.py")
-
-
-def pytest_collection_modifyitems(config, items):
-    """The slow files first (:data:`SLOW_FILES`), the rest after them; each file's tests stay in
-    their order (a stable sort)."""
-    rank = {name: i for i, name in enumerate(SLOW_FILES)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(SLOW_FILES)))
-
-
 def shared_across_workers(tmp_path_factory, worker_id: str, name: str, build):
     """``build(folder)`` once per test session: the first xdist worker that asks builds it under a
     file lock and leaves its JSON-able result beside the workers' temp folders; the others wait
