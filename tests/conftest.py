@@ -95,6 +95,28 @@ def tiny_graph(spark, tmp_path_factory, worker_id):
 
 
 @pytest.fixture(scope="session")
+def published_tiny(spark, tiny_graph, tmp_path_factory, worker_id):
+    """The ``tiny_graph`` lake with the hand-made run ``hand-1`` (tests/asset_fixtures.py) published
+    and promoted (gate ``nn_k=2``, top-K tables included): asset version 1 of each node type, one per
+    test session, for the tests that only read it (test_udfs, test_exit_codes); a test that changes
+    it takes a copy."""
+    import shutil
+
+    from graphlake.assets.config import AssetConfig
+    from graphlake.assets.publish import publish
+    from tests.asset_fixtures import hand_run
+
+    def build(root) -> str:
+        lake_dir = str(root / "lake")
+        shutil.copytree(tiny_graph, lake_dir)
+        hand_run(spark, lake_dir, "hand-1")
+        publish(spark, lake_dir, config=AssetConfig(nn_k=2), promote=True, build_docs=False)
+        return lake_dir
+
+    return shared_across_workers(tmp_path_factory, worker_id, "published_tiny", build)
+
+
+@pytest.fixture(scope="session")
 def demo_run(spark, tmp_path_factory, worker_id):
     """``(lake_dir, summary, stdout)`` of ``graphlake demo --json`` on ~4000 generated events: every
     stage once per test session, shared by tests/test_demo.py, test_report.py, test_cluster.py and

@@ -10,24 +10,18 @@ from pyspark.errors import PythonException
 from pyspark.sql import Row
 
 from graphlake.assets.config import AssetConfig
-from tests.asset_fixtures import ITEM_VECTORS, hand_run
-
-GATE = AssetConfig(nn_k=2)  # 3 items per category: an item's 2 nearest neighbours share its category
+from tests.asset_fixtures import ITEM_VECTORS
 
 
 @pytest.fixture(scope="module")
-def sql_lake(spark, tiny_graph, tmp_path_factory):
-    import shutil
-
+def sql_lake(spark, published_tiny):
+    """The shared published tiny lake (conftest ``published_tiny``; its gate ``nn_k=2``: 3 items per
+    category, so an item's 2 nearest neighbours share its category), its ``gl_*`` functions
+    registered on the test session."""
     from graphlake import udfs
-    from graphlake.assets.publish import publish
 
-    lake_dir = str(tmp_path_factory.mktemp("udfs") / "lake")
-    shutil.copytree(tiny_graph, lake_dir)
-    hand_run(spark, lake_dir, "hand-1")
-    publish(spark, lake_dir, config=GATE, promote=True, build_docs=False)
-    udfs.register(spark, lake=lake_dir)
-    return lake_dir
+    udfs.register(spark, lake=published_tiny)
+    return published_tiny
 
 
 def one(spark, sql):
