@@ -38,9 +38,8 @@ from graphlake.etl.run import CATALOGS, EtlRun
 log = logging.getLogger(__name__)
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _RAW_GLOB = "*.jsonl*"
-# what parses each catalogue (etl.run.CATALOGS): its key column, parser and clean schema
-_CATALOG_ROWS = {"items": (S.ITEM_ID, X.parse_items, S.CLEAN_ITEMS_SCHEMA),
-                 "users": (S.USER_ID, X.parse_users, S.CLEAN_USERS_SCHEMA)}
+# what parses each catalogue of etl.run.CATALOGS: its parser and clean schema
+_CATALOG_PARSERS = {"items": (X.parse_items, S.CLEAN_ITEMS_SCHEMA), "users": (X.parse_users, S.CLEAN_USERS_SCHEMA)}
 
 
 class EtlError(RuntimeError):
@@ -229,8 +228,8 @@ def gate_run(spark, lake_dir: str, run_id: str, rules: X.EtlRules | None = None)
 
 
 def _run_catalog(spark, raw_dir, lake_dir, catalog, rules, started, run_id):
-    name, clean_table, q_table = catalog.name, catalog.clean, catalog.quarantine
-    key, parser, clean_schema = _CATALOG_ROWS[name]
+    name, key, clean_table, q_table = catalog.name, catalog.key, catalog.clean, catalog.quarantine
+    parser, clean_schema = _CATALOG_PARSERS[name]
     files = sorted(glob.glob(os.path.join(raw_dir, name, _RAW_GLOB)))
     if not files:
         return {"input": 0, "clean": 0, "quarantined": 0, "superseded": 0, "skipped": f"no {name} files"}
@@ -277,8 +276,7 @@ def validate_run(spark, lake_dir: str, run: EtlRun, rules: X.EtlRules | None = N
     for catalog in CATALOGS:
         if catalog.clean in versions:
             df = lake.read_table(spark, tables.table_path(lake_dir, catalog.clean), version=versions[catalog.clean])
-            batches.append((Q.catalog_suite(catalog.name, _CATALOG_ROWS[catalog.name][0], report[catalog.name]["clean"]),
-                            df))
+            batches.append((Q.catalog_suite(catalog.name, catalog.key, report[catalog.name]["clean"]), df))
     return run_suites(batches, lake=lake_dir, build_docs=build_docs)
 
 

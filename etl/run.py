@@ -16,20 +16,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from graphlake.core import tables
+from graphlake.etl import schema as S
 
 
 @dataclass(frozen=True)
 class Catalog:
-    """A catalogue the ETL cleans beside the events: its raw folder's name (``raw/<name>/``) and
-    the clean and quarantine tables it commits."""
+    """A catalogue the ETL cleans beside the events: its raw folder's name (``raw/<name>/``), its
+    key column, and the clean and quarantine tables it commits."""
 
     name: str
+    key: str
     clean: str
     quarantine: str
 
 
-CATALOGS = (Catalog("items", tables.CLEAN_ITEMS, tables.QUARANTINE_ITEMS),
-            Catalog("users", tables.CLEAN_USERS, tables.QUARANTINE_USERS))
+CATALOGS = (Catalog("items", S.ITEM_ID, tables.CLEAN_ITEMS, tables.QUARANTINE_ITEMS),
+            Catalog("users", S.USER_ID, tables.CLEAN_USERS, tables.QUARANTINE_USERS))
 
 
 @dataclass(frozen=True)
