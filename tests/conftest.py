@@ -18,12 +18,21 @@ os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 
 
-# Test data is tiny: two shuffle partitions (one per core; more only adds tasks) and no whole-stage
-# code generation (compiling each query's Java costs more than running it on a few hundred rows; the
-# operators are the same). Measured on test_graph_features + test_graph_analytics: 114 s -> 95 s.
-# The test session, the DAG runs (tests/test_airflow.py) and the Spark Connect test server use them;
-# users' sessions keep Spark's defaults (graphlake.core.spark).
-TEST_SPARK_SQL_CONF = {"spark.sql.shuffle.partitions": "2", "spark.sql.codegen.wholeStage": "false"}
+# Every Spark JVM the suite starts reads tests/spark-conf/spark-defaults.conf (tiny-data settings: two
+# shuffle partitions, no whole-stage codegen, the C1 JIT and the serial GC; why and what they save: that
+# file). Subprocesses inherit $SPARK_CONF_DIR; the Spark Connect server and the cluster have their own
+# conf folder and are given TEST_SPARK_CONF. Users' sessions keep graphlake's defaults (graphlake.core.spark).
+TEST_SPARK_CONF_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "spark-conf")
+os.environ["SPARK_CONF_DIR"] = TEST_SPARK_CONF_DIR  # hermetic: not the developer's own Spark settings
+
+
+def _read_spark_defaults(conf_dir: str) -> dict[str, str]:
+    with open(os.path.join(conf_dir, "spark-defaults.conf")) as f:
+        pairs = (line.strip().split(None, 1) for line in f if line.strip() and not line.startswith("#"))
+        return {key: value.strip() for key, value in pairs}
+
+
+TEST_SPARK_CONF = _read_spark_defaults(TEST_SPARK_CONF_DIR)
 
 
 def shared_across_workers(tmp_path_factory, worker_id: str, name: str, build):
@@ -49,7 +58,7 @@ def spark():
     s = get_spark(
         master="local[2]",
         app_name="graphlake-tests",
-        conf={**TEST_SPARK_SQL_CONF, "spark.default.parallelism": "4", "spark.ui.enabled": "false"},
+        conf={"spark.default.parallelism": "4", "spark.ui.enabled": "false"},  # + TEST_SPARK_CONF: the conf dir
     )
     yield s
     s.stop()

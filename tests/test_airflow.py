@@ -16,7 +16,7 @@ import time
 import pytest
 
 from graphlake.core import lake, tables
-from tests.conftest import TEST_SPARK_SQL_CONF
+from tests.conftest import TEST_SPARK_CONF_DIR
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHAIN = ["etl", "validate_etl", "build_graph", "validate_graph", "train", "evaluate", "publish", "gate", "promote",
@@ -29,11 +29,10 @@ WAIT = STEP_TIMEOUT - 30  # s, a test's own wait for its subprocess: fails first
 
 
 def _runner_env(env: dict | None = None) -> dict:
-    # the DAG's Spark sessions with the test session's settings (conftest.py): graphlake's defaults
-    # yield to the --conf of PYSPARK_SUBMIT_ARGS (graphlake.core.spark.user_conf_keys)
-    submit = " ".join(f"--conf {k}={v}" for k, v in TEST_SPARK_SQL_CONF.items())
-    return {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "GRAPHLAKE_RETRIES": "0",
-            "PYSPARK_SUBMIT_ARGS": f"{submit} pyspark-shell", **(env or {})}
+    # the DAG's Spark sessions with the test session's settings: tests/spark-conf (graphlake's defaults
+    # yield to spark-defaults.conf: graphlake.core.spark.user_conf_keys)
+    return {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "GRAPHLAKE_RETRIES": "0", "SPARK_CONF_DIR": TEST_SPARK_CONF_DIR,
+            **(env or {})}
 
 
 def _runner(args: list[str], home: str, env: dict | None = None, timeout: int = WAIT) -> list[dict]:

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from tests.conftest import TEST_SPARK_SQL_CONF
+from tests.conftest import TEST_SPARK_CONF
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_YAML = ("train:\n  epochs: 1\n  batch_size: 256\n  fanouts: [5, 3]\n  validation_fraction: 0.1\n"
@@ -48,7 +48,7 @@ def server(tmp_path_factory):
     from graphlake.app.connect_server import LocalConnectServer
 
     srv = LocalConnectServer(str(tmp_path_factory.mktemp("connect")),  # the test session's settings
-                             conf={**TEST_SPARK_SQL_CONF, "spark.default.parallelism": "2"})
+                             conf={**TEST_SPARK_CONF, "spark.default.parallelism": "2"})
     srv.start()
     try:
         yield srv
