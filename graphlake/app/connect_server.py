@@ -24,6 +24,7 @@ import sys
 import time
 
 from graphlake.app.cluster import ClusterError, free_port, log_tail, spark_home, spark_process_env, stop_groups
+from graphlake.core.spark import PYSPARK_DAEMON_MODULE
 
 SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 _STOP_GRACE_S = 10.0
@@ -81,7 +82,8 @@ class LocalConnectServer:
         log4j = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "core", "log4j2.properties")
         conf = {"spark.connect.grpc.binding.address": "127.0.0.1", "spark.connect.grpc.binding.port": str(self.port),
                 "spark.ui.enabled": "false", "spark.sql.session.timeZone": "UTC",
-                "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{log4j}", **self.conf}
+                "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{log4j}",
+                "spark.python.daemon.module": PYSPARK_DAEMON_MODULE, **self.conf}
         args = [os.path.join(home, "bin", "spark-submit"), "--master", self.master, "--class", SERVER_CLASS,
                 "--name", "graphlake-connect-server"]
         for key, value in conf.items():
