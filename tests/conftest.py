@@ -13,6 +13,8 @@ import sys
 import pytest
 from filelock import FileLock
 
+from graphlake.core.spark import read_spark_defaults
+
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported: see graphlake.app.cli.main
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
@@ -20,19 +22,14 @@ os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 
 # Every Spark JVM the suite starts reads tests/spark-conf/spark-defaults.conf (tiny-data settings: two
 # shuffle partitions, no whole-stage codegen, the C1 JIT and the serial GC; why and what they save: that
-# file). Subprocesses inherit $SPARK_CONF_DIR; the Spark Connect server and the cluster have their own
-# conf folder and are given TEST_SPARK_CONF. Users' sessions keep graphlake's defaults (graphlake.core.spark).
+# file). Subprocesses (graphlake commands, DAG runs, the cluster's drivers) inherit $SPARK_CONF_DIR; the
+# Spark Connect server has its own conf folder and is given TEST_SPARK_CONF. Users' sessions keep
+# graphlake's defaults (graphlake.core.spark).
 TEST_SPARK_CONF_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "spark-conf")
 os.environ["SPARK_CONF_DIR"] = TEST_SPARK_CONF_DIR  # hermetic: not the developer's own Spark settings
 
 
-def _read_spark_defaults(conf_dir: str) -> dict[str, str]:
-    with open(os.path.join(conf_dir, "spark-defaults.conf")) as f:
-        pairs = (line.strip().split(None, 1) for line in f if line.strip() and not line.startswith("#"))
-        return {key: value.strip() for key, value in pairs}
-
-
-TEST_SPARK_CONF = _read_spark_defaults(TEST_SPARK_CONF_DIR)
+TEST_SPARK_CONF = read_spark_defaults(os.path.join(TEST_SPARK_CONF_DIR, "spark-defaults.conf"))
 
 
 def shared_across_workers(tmp_path_factory, worker_id: str, name: str, build):

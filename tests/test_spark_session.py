@@ -3,7 +3,7 @@ user's own Spark configuration, the settings the lake layer relies on never do (
 
 from __future__ import annotations
 
-from graphlake.core.spark import _DEFAULT_CONF, _REQUIRED_CONF, session_settings, user_conf_keys
+from graphlake.core.spark import _DEFAULT_CONF, _REQUIRED_CONF, read_spark_defaults, session_settings, user_conf_keys
 
 
 def test_user_conf_keys_from_submit_args_and_spark_defaults(tmp_path):
@@ -33,3 +33,12 @@ def test_defaults_yield_to_the_user_and_the_required_settings_to_nobody():
     # the caller's conf (graphlake --conf) wins over a default as before
     assert session_settings({"spark.sql.shuffle.partitions": 3})["spark.sql.shuffle.partitions"] == "3"
     assert session_settings(None) == {**_DEFAULT_CONF, **_REQUIRED_CONF}
+
+
+def test_read_spark_defaults_takes_both_separators_and_skips_comments(tmp_path):
+    path = tmp_path / "spark-defaults.conf"
+    path.write_text("# a comment\n\nspark.driver.memory   2g\nspark.sql.shuffle.partitions=3\n"
+                    "spark.driver.defaultJavaOptions -XX:TieredStopAtLevel=1 -XX:+UseSerialGC\n  spark.flag\n")
+    assert read_spark_defaults(str(path)) == {
+        "spark.driver.memory": "2g", "spark.sql.shuffle.partitions": "3",
+        "spark.driver.defaultJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC", "spark.flag": ""}

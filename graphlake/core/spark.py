@@ -172,12 +172,26 @@ def user_conf_keys(environ: Mapping[str, str] | None = None) -> set[str]:
     conf_dir = env.get("SPARK_CONF_DIR") or (os.path.join(env["SPARK_HOME"], "conf") if env.get("SPARK_HOME") else None)
     defaults_file = os.path.join(conf_dir, "spark-defaults.conf") if conf_dir else None
     if defaults_file and os.path.isfile(defaults_file):
-        with open(defaults_file) as f:
-            for line in f:
-                line = line.strip()
-                if line and not line.startswith("#"):
-                    keys.add(re.split(r"[\s=]", line, maxsplit=1)[0])
+        keys |= set(read_spark_defaults(defaults_file))
     return keys
+
+
+def read_spark_defaults(path: str) -> dict[str, str]:
+    """The settings of a ``spark-defaults.conf`` file: ``key value`` or ``key=value`` lines; blank
+    lines and ``#`` comments skipped.
+
+    Example:
+        >>> read_spark_defaults(os.path.join(os.environ["SPARK_CONF_DIR"], "spark-defaults.conf"))["spark.driver.memory"]
+        '2g'
+    """
+    settings = {}
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line and not line.startswith("#"):
+                key, *value = re.split(r"\s*[\s=]\s*", line, maxsplit=1)
+                settings[key] = value[0] if value else ""
+    return settings
 
 
 def _connect(remote: str, app_name: str, conf: Mapping[str, str] | None):
